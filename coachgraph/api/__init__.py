@@ -1,0 +1,1 @@
+"""HTTP surface: the GraphQL view, authentication, per-request context, health."""

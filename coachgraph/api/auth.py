@@ -1,0 +1,80 @@
+"""Bearer tokens: HS256 JWTs naming a role and, for coaches and athletes, a global ID."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from pathlib import Path
+
+import jwt
+
+from coachgraph.config import Settings, SettingsError
+from coachgraph.errors import InvalidInput, Unauthenticated
+from coachgraph.ids import decode_id
+from coachgraph.resolvers.policy import ANONYMOUS, Role, Viewer
+
+ALGORITHM = "HS256"
+SECRET_FILE = "jwt_secret"
+_SUBJECT_TYPES = {Role.COACH: "Coach", Role.ATHLETE: "Athlete"}
+
+
+def resolve_secret(settings: Settings, *, create: bool = False) -> str:
+    """COACHGRAPH_JWT_SECRET, else the secret stored in the data dir (made when `create`)."""
+    if settings.jwt_secret:
+        return settings.jwt_secret
+    path = Path(settings.data_dir) / SECRET_FILE
+    if path.exists():
+        return path.read_text().strip()
+    if not create:
+        raise SettingsError(
+            "COACHGRAPH_JWT_SECRET is not set and the data dir holds no secret; "
+            "set it, or run `coachgraph serve --demo` once to generate one"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(32)
+    path.touch(mode=0o600)
+    path.write_text(secret)
+    return secret
+
+
+def issue_token(secret: str, *, role: Role, subject: str | None, ttl_seconds: int) -> str:
+    """A signed token for `role`; coaches and athletes need their own global ID as subject."""
+    if role in _SUBJECT_TYPES:
+        if subject is None:
+            raise InvalidInput(f"A {role.value.lower()} token needs --subject", field="subject")
+        decode_id(subject, _SUBJECT_TYPES[role], field="subject")
+    now = int(time.time())
+    claims = {"role": role.value, "iat": now, "exp": now + ttl_seconds}
+    if subject:
+        claims["sub"] = subject
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+def viewer_from_token(secret: str, token: str) -> Viewer:
+    """The viewer a token names; Unauthenticated when it is forged, expired or malformed."""
+    try:
+        claims = jwt.decode(
+            token, secret, algorithms=[ALGORITHM], options={"require": ["exp", "role"]}
+        )
+        role = Role(claims["role"])
+        subject = claims.get("sub")
+        coach_id = athlete_id = None
+        if role is Role.COACH:
+            coach_id = decode_id(subject, "Coach", field="sub")
+        elif role is Role.ATHLETE:
+            athlete_id = decode_id(subject, "Athlete", field="sub")
+    except jwt.ExpiredSignatureError:
+        raise Unauthenticated("The token has expired") from None
+    except (jwt.InvalidTokenError, ValueError, KeyError, InvalidInput):
+        raise Unauthenticated("The token is invalid") from None
+    return Viewer(role=role, coach_id=coach_id, athlete_id=athlete_id, subject=subject)
+
+
+def viewer_from_header(secret: str, header: str | None) -> Viewer:
+    """Anonymous without a header; otherwise the bearer token must be valid."""
+    if not header:
+        return ANONYMOUS
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("Use 'Authorization: Bearer <token>'")
+    return viewer_from_token(secret, token.strip())

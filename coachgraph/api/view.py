@@ -1,0 +1,75 @@
+"""The GraphQL endpoint: an authentication and rate-limit gate in front of Strawberry's view."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+
+from coachgraph.api.auth import viewer_from_header
+from coachgraph.api.resources import Resources
+from coachgraph.errors import Unauthenticated
+from coachgraph.resolvers.context import Context
+from coachgraph.resolvers.policy import ANONYMOUS
+
+VIEWER_KEY = "coachgraph.viewer"
+
+
+class GraphQLView(GraphQL[Context, None]):
+    """Strawberry's ASGI view with our typed Context built per request."""
+
+    async def get_context(
+        self, request: Request | WebSocket, response: Response | WebSocket
+    ) -> Context:
+        resources: Resources = request.state.resources
+        viewer = request.scope.get(VIEWER_KEY, ANONYMOUS)
+        return Context(settings=resources.settings, db=resources.db, viewer=viewer)
+
+
+def error_response(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse(
+        {"data": None, "errors": [{"message": message, "extensions": {"code": code}}]},
+        status_code=status,
+    )
+
+
+class Gate:
+    """Authenticates HTTP requests once, refuses oversize bodies, and applies the rate limit."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        refusal = self.check(scope)
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    def check(self, scope: Scope) -> Response | None:
+        resources: Resources = scope["state"]["resources"]
+        headers = {k: v for k, v in scope["headers"] if k in _WANTED}
+        length = headers.get(b"content-length", b"0")
+        if not length.isdigit() or int(length) > resources.settings.limits.max_body_bytes:
+            return error_response(413, "BAD_USER_INPUT", "Request body too large")
+        auth = headers.get(b"authorization")
+        try:
+            viewer = viewer_from_header(resources.jwt_secret, auth.decode("latin-1") if auth else None)
+        except Unauthenticated as err:
+            return error_response(401, err.code, err.message)
+        scope[VIEWER_KEY] = viewer
+        client: Any = scope.get("client") or ("unknown", 0)
+        key = viewer.subject or (viewer.role.value if viewer.role else f"ip:{client[0]}")
+        if not resources.limiter.allow(key):
+            return error_response(429, "RATE_LIMITED", "Too many requests; slow down")
+        return None
+
+
+_WANTED = frozenset({b"authorization", b"content-length"})

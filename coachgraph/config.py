@@ -1,0 +1,142 @@
+"""One typed Settings object, read once from the environment."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+
+class SettingsError(ValueError):
+    """A configuration value is missing or malformed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Every limit the API enforces, in one place."""
+
+    max_page_size: int = 100
+    max_depth: int = 12
+    max_aliases: int = 30
+    max_tokens: int = 5_000
+    max_query_cost: int = 50_000
+    max_name_length: int = 200
+    max_headline_length: int = 300
+    max_text_length: int = 10_000
+    max_slug_length: int = 80
+    max_sports: int = 10
+    max_list_input: int = 100
+    max_capacity: int = 500
+    max_duration_weeks: int = 104
+    max_body_bytes: int = 1_000_000
+    rate_limit_per_minute: int = 6_000
+    rate_limit_burst: int = 600
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Configuration of one coachgraph process; unset service URLs mean embedded defaults."""
+
+    data_dir: Path
+    jwt_secret: str | None = None
+    jwt_ttl_seconds: int = 3600
+    database_url: str | None = None
+    db_pool_min: int = 2
+    db_pool_max: int = 10
+    neo4j_uri: str | None = None
+    neo4j_user: str | None = None
+    neo4j_password: str | None = None
+    neo4j_database: str | None = None
+    meili_url: str | None = None
+    meili_api_key: str | None = None
+    s3_bucket: str | None = None
+    s3_endpoint_url: str | None = None
+    aws_region: str | None = None
+    redis_url: str | None = None
+    graphiql: bool = True
+    limits: Limits = field(default_factory=Limits)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate the environment; raise SettingsError with a clear message."""
+        env = os.environ if env is None else env
+
+        def opt(name: str) -> str | None:
+            value = env.get(name, "").strip()
+            return value or None
+
+        settings = cls(
+            data_dir=Path(opt("COACHGRAPH_DATA_DIR") or default_data_dir()).expanduser(),
+            jwt_secret=opt("COACHGRAPH_JWT_SECRET"),
+            jwt_ttl_seconds=_int(env, "COACHGRAPH_JWT_TTL", 3600, minimum=60),
+            database_url=opt("DATABASE_URL"),
+            db_pool_min=_int(env, "COACHGRAPH_DB_POOL_MIN", 2, minimum=1),
+            db_pool_max=_int(env, "COACHGRAPH_DB_POOL_MAX", 10, minimum=1),
+            neo4j_uri=opt("NEO4J_URI"),
+            neo4j_user=opt("NEO4J_USER"),
+            neo4j_password=opt("NEO4J_PASSWORD"),
+            neo4j_database=opt("NEO4J_DATABASE"),
+            meili_url=opt("MEILI_URL"),
+            meili_api_key=opt("MEILI_API_KEY"),
+            s3_bucket=opt("S3_BUCKET"),
+            s3_endpoint_url=opt("S3_ENDPOINT_URL"),
+            aws_region=opt("AWS_REGION"),
+            redis_url=opt("REDIS_URL"),
+            graphiql=_bool(env, "COACHGRAPH_GRAPHIQL", True),
+            limits=_limits(env),
+        )
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Refuse inconsistent settings at start rather than at the first request."""
+        if self.db_pool_min > self.db_pool_max:
+            raise SettingsError("COACHGRAPH_DB_POOL_MIN must not exceed COACHGRAPH_DB_POOL_MAX")
+        if self.database_url and not self.database_url.startswith(("postgres://", "postgresql://")):
+            raise SettingsError("DATABASE_URL must be a postgresql:// URL")
+        if self.jwt_secret is not None and len(self.jwt_secret) < 16:
+            raise SettingsError("COACHGRAPH_JWT_SECRET must be at least 16 characters")
+
+    def with_(self, **changes: object) -> Settings:
+        """A copy with some values changed (tests and the CLI use this)."""
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "coachgraph"
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    raise SettingsError(f"{name} must be a boolean, got {raw!r}")
+
+
+def _limits(env: Mapping[str, str]) -> Limits:
+    """Each limit may be overridden by COACHGRAPH_LIMIT_<NAME>."""
+    defaults = Limits()
+    values = {
+        f.name: _int(env, f"COACHGRAPH_LIMIT_{f.name.upper()}", getattr(defaults, f.name), minimum=1)
+        for f in fields(Limits)
+    }
+    return Limits(**values)

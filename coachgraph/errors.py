@@ -1,0 +1,50 @@
+"""Expected failures of the domain. Stores and resolvers raise them; the schema presents them."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """An expected failure with a message safe to show a client."""
+
+    code = "BAD_USER_INPUT"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidInput(DomainError):
+    """An argument is malformed or out of range; `field` names it."""
+
+    def __init__(self, message: str, *, field: str | None = None, code: str = "INVALID") -> None:
+        super().__init__(message)
+        self.field = field
+        self.reason = code
+
+
+class NotFound(DomainError):
+    """A referenced record does not exist (or is not visible to the viewer)."""
+
+    code = "NOT_FOUND"
+
+    def __init__(self, type_name: str, raw_id: int, message: str | None = None) -> None:
+        super().__init__(message or f"{type_name} not found")
+        self.type_name = type_name
+        self.raw_id = raw_id
+
+
+class PermissionDenied(DomainError):
+    code = "FORBIDDEN"
+
+    def __init__(self, message: str = "You may not do this") -> None:
+        super().__init__(message)
+
+
+class Unauthenticated(DomainError):
+    code = "UNAUTHENTICATED"
+
+
+class Conflict(DomainError):
+    """The request is well formed but the current state refuses it."""
+
+    code = "CONFLICT"

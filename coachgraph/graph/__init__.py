@@ -1,0 +1,1 @@
+"""Graph projection of the records (networkx embedded, Neo4j at scale) and recommendations."""

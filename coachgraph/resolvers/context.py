@@ -1,0 +1,23 @@
+"""The typed per-request context every resolver receives."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from coachgraph.config import Settings
+from coachgraph.resolvers.loaders import Loaders
+from coachgraph.resolvers.policy import Viewer
+from coachgraph.stores.db import Database
+
+
+@dataclass
+class Context:
+    """The viewer, the backends and fresh DataLoaders: one per request, never shared."""
+
+    settings: Settings
+    db: Database
+    viewer: Viewer
+    loaders: Loaders = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.loaders = Loaders(self.db, self.viewer)

@@ -1,0 +1,267 @@
+"""Write paths: decode, authorise, validate, then one transaction of rows plus outbox."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from coachgraph.errors import InvalidInput, NotFound
+from coachgraph.resolvers import validate
+from coachgraph.resolvers.context import Context
+from coachgraph.resolvers.policy import (
+    can_edit_athlete,
+    can_edit_coach,
+    can_manage_catalogue,
+    can_manage_session,
+    require,
+)
+from coachgraph.stores import athletes, coaches, programs, sessions, skills
+from coachgraph.stores.records import (
+    AthleteRecord,
+    CoachRecord,
+    EnrollmentRecord,
+    ProgramRecord,
+    SessionRecord,
+    SkillRecord,
+)
+
+_UNSET: Any = object()
+
+
+@dataclass(frozen=True, slots=True)
+class CoachFields:
+    name: str = _UNSET
+    sports: list[str] = _UNSET
+    timezone: str = _UNSET
+    capacity: int = _UNSET
+    city: str | None = _UNSET
+    headline: str | None = _UNSET
+    bio: str | None = _UNSET
+
+
+@dataclass(frozen=True, slots=True)
+class AthleteFields:
+    name: str = _UNSET
+    sport: str = _UNSET
+    timezone: str = _UNSET
+    level: int = _UNSET
+    city: str | None = _UNSET
+    looking_for_coach: bool = _UNSET
+
+
+def _coach_changes(ctx: Context, given: CoachFields) -> dict[str, Any]:
+    lim = ctx.settings.limits
+    checks = {
+        "name": lambda v: validate.text(v, field="name", max_length=lim.max_name_length),
+        "sports": lambda v: validate.sports(v, lim),
+        "timezone": validate.timezone,
+        "capacity": lambda v: validate.in_range(
+            v, field="capacity", low=0, high=lim.max_capacity
+        ),
+        "city": lambda v: validate.optional_text(v, field="city", max_length=lim.max_name_length),
+        "headline": lambda v: validate.optional_text(
+            v, field="headline", max_length=lim.max_headline_length
+        ),
+        "bio": lambda v: validate.optional_text(v, field="bio", max_length=lim.max_text_length),
+    }
+    return _checked(given, checks)
+
+
+def _athlete_changes(ctx: Context, given: AthleteFields) -> dict[str, Any]:
+    lim = ctx.settings.limits
+    checks = {
+        "name": lambda v: validate.text(v, field="name", max_length=lim.max_name_length),
+        "sport": validate.sport,
+        "timezone": validate.timezone,
+        "level": validate.level,
+        "city": lambda v: validate.optional_text(v, field="city", max_length=lim.max_name_length),
+        "looking_for_coach": bool,
+    }
+    return _checked(given, checks)
+
+
+_NOT_NULL = frozenset({"name", "sports", "sport", "timezone", "capacity", "level", "looking_for_coach"})
+
+
+def _checked(given: Any, checks: dict[str, Any]) -> dict[str, Any]:
+    """Validated values of the fields that were given; null is refused where a value is required."""
+    changes = {}
+    for name, check in checks.items():
+        value = getattr(given, name)
+        if value is _UNSET:
+            continue
+        if value is None and name in _NOT_NULL:
+            field = _camel(name)
+            raise InvalidInput(f"{field} cannot be null", field=field, code="REQUIRED")
+        changes[name] = None if value is None else check(value)
+    return changes
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+async def create_coach(ctx: Context, given: CoachFields) -> CoachRecord:
+    require(can_manage_catalogue(ctx.viewer), "Only admins create coaches")
+    fields = _coach_changes(ctx, given)
+    async with ctx.db.transaction() as conn:
+        return await coaches.create(conn, fields=fields)
+
+
+async def update_coach(ctx: Context, coach_id: int, given: CoachFields) -> CoachRecord:
+    require(can_edit_coach(ctx.viewer, coach_id), "You may only edit your own profile")
+    changes = _coach_changes(ctx, given)
+    async with ctx.db.transaction() as conn:
+        return await coaches.update(conn, coach_id=coach_id, changes=changes)
+
+
+async def create_athlete(ctx: Context, given: AthleteFields) -> AthleteRecord:
+    require(can_manage_catalogue(ctx.viewer), "Only admins create athletes")
+    fields = _athlete_changes(ctx, given)
+    async with ctx.db.transaction() as conn:
+        return await athletes.create(conn, fields=fields)
+
+
+async def update_athlete(ctx: Context, athlete_id: int, given: AthleteFields) -> AthleteRecord:
+    require(can_edit_athlete(ctx.viewer, athlete_id), "You may only edit your own profile")
+    changes = _athlete_changes(ctx, given)
+    async with ctx.db.transaction() as conn:
+        return await athletes.update(conn, athlete_id=athlete_id, changes=changes)
+
+
+async def create_skill(
+    ctx: Context, *, slug: str, name: str, sport: str, prerequisite_ids: list[int]
+) -> SkillRecord:
+    require(can_manage_catalogue(ctx.viewer), "Only admins create skills")
+    lim = ctx.settings.limits
+    slug = validate.text(slug, field="slug", max_length=lim.max_slug_length).lower()
+    if not all(part.isascii() and part.isalnum() for part in slug.split("-")):
+        raise InvalidInput(
+            "slug must be lower-case letters and digits separated by hyphens",
+            field="slug",
+            code="INVALID_SLUG",
+        )
+    async with ctx.db.transaction() as conn:
+        return await skills.create(
+            conn,
+            slug=slug,
+            name=validate.text(name, field="name", max_length=lim.max_name_length),
+            sport=validate.sport(sport),
+            prerequisite_ids=prerequisite_ids,
+        )
+
+
+async def set_coach_skill(ctx: Context, coach_id: int, skill_id: int, level: int) -> CoachRecord:
+    require(can_edit_coach(ctx.viewer, coach_id), "You may only change your own skills")
+    validate.level(level)
+    async with ctx.db.transaction() as conn:
+        await coaches.set_skill(conn, coach_id=coach_id, skill_id=skill_id, level=level)
+        return (await coaches.get_many(conn, ids=[coach_id]))[coach_id]
+
+
+async def set_athlete_skill(
+    ctx: Context, athlete_id: int, skill_id: int, level: int
+) -> AthleteRecord:
+    require(can_edit_athlete(ctx.viewer, athlete_id), "You may only change your own skills")
+    validate.level(level)
+    async with ctx.db.transaction() as conn:
+        await athletes.set_skill(conn, athlete_id=athlete_id, skill_id=skill_id, level=level)
+        return (await athletes.get_many(conn, ids=[athlete_id]))[athlete_id]
+
+
+async def set_athlete_goals(ctx: Context, athlete_id: int, skill_ids: list[int]) -> AthleteRecord:
+    require(can_edit_athlete(ctx.viewer, athlete_id), "You may only change your own goals")
+    async with ctx.db.transaction() as conn:
+        for missing_id in await skills.missing(conn, ids=skill_ids):
+            raise NotFound("Skill", missing_id)
+        await athletes.set_goals(conn, athlete_id=athlete_id, skill_ids=skill_ids)
+        return (await athletes.get_many(conn, ids=[athlete_id]))[athlete_id]
+
+
+async def create_program(
+    ctx: Context,
+    *,
+    coach_id: int,
+    title: str,
+    sport: str,
+    level: int,
+    duration_weeks: int,
+    skill_ids: list[int],
+    description: str | None,
+) -> ProgramRecord:
+    require(can_edit_coach(ctx.viewer, coach_id), "You may only create your own programs")
+    lim = ctx.settings.limits
+    fields = {
+        "title": validate.text(title, field="title", max_length=lim.max_name_length),
+        "sport": validate.sport(sport),
+        "level": validate.level(level),
+        "duration_weeks": validate.in_range(
+            duration_weeks, field="durationWeeks", low=1, high=lim.max_duration_weeks
+        ),
+        "description": validate.optional_text(
+            description, field="description", max_length=lim.max_text_length
+        ),
+    }
+    async with ctx.db.transaction() as conn:
+        return await programs.create(conn, coach_id=coach_id, skill_ids=skill_ids, **fields)
+
+
+async def enroll(ctx: Context, athlete_id: int, program_id: int) -> EnrollmentRecord:
+    require(can_edit_athlete(ctx.viewer, athlete_id), "You may only enroll yourself")
+    async with ctx.db.transaction() as conn:
+        return await programs.enroll(conn, athlete_id=athlete_id, program_id=program_id)
+
+
+async def assign_coach(ctx: Context, coach_id: int, athlete_id: int) -> AthleteRecord:
+    require(can_edit_coach(ctx.viewer, coach_id), "Coaches may only assign themselves")
+    async with ctx.db.transaction() as conn:
+        await coaches.assign(conn, coach_id=coach_id, athlete_id=athlete_id)
+        return (await athletes.get_many(conn, ids=[athlete_id]))[athlete_id]
+
+
+async def unassign_coach(ctx: Context, coach_id: int, athlete_id: int) -> AthleteRecord:
+    require(can_edit_coach(ctx.viewer, coach_id), "Coaches may only unassign themselves")
+    async with ctx.db.transaction() as conn:
+        await coaches.unassign(conn, coach_id=coach_id, athlete_id=athlete_id)
+        return (await athletes.get_many(conn, ids=[athlete_id]))[athlete_id]
+
+
+async def schedule_session(
+    ctx: Context,
+    *,
+    coach_id: int,
+    athlete_id: int,
+    program_id: int | None,
+    scheduled_at: datetime,
+    notes: str | None,
+) -> SessionRecord:
+    require(can_manage_session(ctx.viewer, coach_id), "Coaches schedule their own sessions")
+    if scheduled_at.tzinfo is None:
+        raise InvalidInput(
+            "scheduledAt needs a time zone offset", field="scheduledAt", code="INVALID"
+        )
+    notes = validate.optional_text(
+        notes, field="notes", max_length=ctx.settings.limits.max_text_length
+    )
+    async with ctx.db.transaction() as conn:
+        return await sessions.schedule(
+            conn,
+            coach_id=coach_id,
+            athlete_id=athlete_id,
+            program_id=program_id,
+            scheduled_at=scheduled_at,
+            notes=notes,
+        )
+
+
+async def move_session(ctx: Context, session_id: int, to: str) -> SessionRecord:
+    """Start (to LIVE) or end (to COMPLETED) a session; only its coach or an admin may."""
+    async with ctx.db.transaction() as conn:
+        found = (await sessions.get_many(conn, ids=[session_id])).get(session_id)
+        if found is None:
+            require(ctx.viewer.is_admin, "You may not change this session")
+            raise NotFound("TrainingSession", session_id)
+        require(can_manage_session(ctx.viewer, found.coach_id), "Only its coach may do this")
+        return await sessions.transition(conn, session_id=session_id, to=to)

@@ -1,0 +1,187 @@
+"""Read paths: policy first, then loaders or stores; results are records and pages."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from coachgraph.errors import NotFound, PermissionDenied
+from coachgraph.resolvers import validate
+from coachgraph.resolvers.context import Context
+from coachgraph.resolvers.policy import (
+    AthleteAccess,
+    athlete_access,
+    athlete_scope,
+    can_read_session,
+)
+from coachgraph.stores import athletes, coaches, programs, skills
+from coachgraph.stores.records import (
+    AthleteRecord,
+    CoachRecord,
+    Page,
+    ProgramRecord,
+    SessionRecord,
+    SkillRecord,
+)
+
+Count = Callable[[], Awaitable[int]]
+
+
+async def coach(ctx: Context, coach_id: int) -> CoachRecord:
+    found = await ctx.loaders.coach_by_id.load(coach_id)
+    if found is None:
+        raise NotFound("Coach", coach_id)
+    return found
+
+
+async def skill(ctx: Context, skill_id: int) -> SkillRecord:
+    found = await ctx.loaders.skill_by_id.load(skill_id)
+    if found is None:
+        raise NotFound("Skill", skill_id)
+    return found
+
+
+async def program(ctx: Context, program_id: int) -> ProgramRecord:
+    found = await ctx.loaders.program_by_id.load(program_id)
+    if found is None:
+        raise NotFound("Program", program_id)
+    return found
+
+
+async def coached_by_viewer(ctx: Context, athlete_id: int) -> bool:
+    """Whether the viewer is a coach of this athlete (one cached query per request)."""
+    coach_id = ctx.viewer.coach_id
+    if coach_id is None:
+        return False
+    coached = await ctx.loaders.coached_athlete_ids_by_coach_id.load(coach_id)
+    return coached is not None and athlete_id in coached
+
+
+async def access_to(ctx: Context, found: AthleteRecord) -> AthleteAccess:
+    return athlete_access(
+        ctx.viewer,
+        athlete_id=found.id,
+        looking_for_coach=found.looking_for_coach,
+        coached_by_viewer=await coached_by_viewer(ctx, found.id),
+    )
+
+
+async def athlete(ctx: Context, athlete_id: int) -> AthleteRecord:
+    """An athlete the viewer may at least see the profile of."""
+    found = await ctx.loaders.athlete_by_id.load(athlete_id)
+    if found is None:
+        raise NotFound("Athlete", athlete_id)
+    if await access_to(ctx, found) is AthleteAccess.NONE:
+        raise PermissionDenied("You may not see this athlete")
+    return found
+
+
+async def require_full_access(ctx: Context, found: AthleteRecord) -> None:
+    """Coaches, enrollments and sessions of an athlete are for itself, its coaches and admins."""
+    if await access_to(ctx, found) is not AthleteAccess.FULL:
+        raise PermissionDenied("Only the athlete, its coaches and admins may see this")
+
+
+async def session(ctx: Context, session_id: int) -> SessionRecord:
+    found = await ctx.loaders.session_by_id.load(session_id)
+    if found is None:
+        raise NotFound("TrainingSession", session_id)
+    if not can_read_session(ctx.viewer, found):
+        raise PermissionDenied("You may not see this session")
+    return found
+
+
+async def coaches_page(
+    ctx: Context,
+    first: int,
+    after: str | None,
+    *,
+    sport: str | None,
+    city: str | None,
+    accepting: bool | None,
+) -> tuple[Page[CoachRecord], Count]:
+    """The page and a count thunk: the count runs only if totalCount is asked for."""
+    size, cursor = validate.page_args(first, after, ctx.settings.limits)
+    pool = ctx.db.pool
+    filters = {"sport": _norm(sport), "city": city, "accepting": accepting}
+    return (
+        await coaches.list_page(pool, first=size, after=cursor, **filters),
+        lambda: coaches.count(pool, **filters),
+    )
+
+
+async def athletes_page(
+    ctx: Context,
+    first: int,
+    after: str | None,
+    *,
+    sport: str | None,
+    city: str | None,
+    looking_for_coach: bool | None,
+) -> tuple[Page[AthleteRecord], Count]:
+    size, cursor = validate.page_args(first, after, ctx.settings.limits)
+    scope = athlete_scope(ctx.viewer)
+    pool = ctx.db.pool
+    filters = {"sport": _norm(sport), "city": city, "looking_for_coach": looking_for_coach}
+    return (
+        await athletes.list_page(pool, scope=scope, first=size, after=cursor, **filters),
+        lambda: athletes.count(pool, scope=scope, **filters),
+    )
+
+
+async def skills_page(
+    ctx: Context, first: int, after: str | None, *, sport: str | None
+) -> tuple[Page[SkillRecord], Count]:
+    size, cursor = validate.page_args(first, after, ctx.settings.limits)
+    pool = ctx.db.pool
+    return (
+        await skills.list_page(pool, first=size, after=cursor, sport=_norm(sport)),
+        lambda: skills.count(pool, sport=_norm(sport)),
+    )
+
+
+async def programs_page(
+    ctx: Context,
+    first: int,
+    after: str | None,
+    *,
+    sport: str | None,
+    coach_id: int | None,
+    max_level: int | None,
+) -> tuple[Page[ProgramRecord], Count]:
+    size, cursor = validate.page_args(first, after, ctx.settings.limits)
+    pool = ctx.db.pool
+    filters = {"sport": _norm(sport), "coach_id": coach_id, "max_level": max_level}
+    return (
+        await programs.list_page(pool, first=size, after=cursor, **filters),
+        lambda: programs.count(pool, **filters),
+    )
+
+
+async def athletes_of_coach(
+    ctx: Context, coach_id: int, first: int, after: str | None
+) -> Page[AthleteRecord]:
+    """The athletes a coach coaches, as far as the viewer may see them (anonymous: none)."""
+    size, cursor = validate.page_args(first, after, ctx.settings.limits)
+    if ctx.viewer.role is None:
+        return Page([], False, 0)
+    key = (coach_id, size, cursor, athlete_scope(ctx.viewer))
+    return await ctx.loaders.athlete_page_by_coach_id.load(key)
+
+
+async def sessions_of(
+    ctx: Context, parent: str, parent_id: int, first: int, after: str | None, status: str | None
+) -> Page[SessionRecord]:
+    """A coach's or athlete's sessions that the viewer may see (anonymous: none)."""
+    size, cursor = validate.page_args(first, after, ctx.settings.limits)
+    if ctx.viewer.role is None:
+        return Page([], False, 0)
+    loader = (
+        ctx.loaders.session_page_by_coach_id
+        if parent == "coach"
+        else ctx.loaders.session_page_by_athlete_id
+    )
+    return await loader.load((parent_id, size, cursor, status))
+
+
+def _norm(sport: str | None) -> str | None:
+    return sport.strip().lower() if sport else None

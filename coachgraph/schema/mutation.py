@@ -1,0 +1,217 @@
+"""The Mutation root of API.md: each returns <Thing> | ValidationError | NotFoundError | ..."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import strawberry
+
+from coachgraph.ids import decode_id
+from coachgraph.resolvers import mutations, validate
+
+from .errors import ConflictError, NotFoundError, PermissionDeniedError, ValidationError, as_result
+from .inputs import (
+    CreateAthleteInput,
+    CreateCoachInput,
+    CreateProgramInput,
+    CreateSkillInput,
+    ScheduleSessionInput,
+    UpdateAthleteInput,
+    UpdateCoachInput,
+)
+from .types import Athlete, Coach, Enrollment, Info, Program, Skill, TrainingSession
+
+Errors = ValidationError | NotFoundError | PermissionDeniedError | ConflictError
+CoachResult = Annotated[Coach | Errors, strawberry.union("CoachResult")]
+AthleteResult = Annotated[Athlete | Errors, strawberry.union("AthleteResult")]
+SkillResult = Annotated[Skill | Errors, strawberry.union("SkillResult")]
+ProgramResult = Annotated[Program | Errors, strawberry.union("ProgramResult")]
+EnrollmentResult = Annotated[Enrollment | Errors, strawberry.union("EnrollmentResult")]
+TrainingSessionResult = Annotated[
+    TrainingSession | Errors, strawberry.union("TrainingSessionResult")
+]
+
+
+def _ids(info: Info, values: list[strawberry.ID], expected: str, field: str) -> list[int]:
+    limit = info.context.settings.limits.max_list_input
+    return validate.ids(values, expected, field=field, limit=limit)
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation
+    async def create_coach(self, info: Info, input: CreateCoachInput) -> CoachResult:
+        return await as_result(
+            lambda: mutations.create_coach(info.context, input.fields()), Coach.from_record
+        )
+
+    @strawberry.mutation
+    async def update_coach(
+        self, info: Info, id: strawberry.ID, input: UpdateCoachInput
+    ) -> CoachResult:
+        return await as_result(
+            lambda: mutations.update_coach(info.context, decode_id(id, "Coach"), input.fields()),
+            Coach.from_record,
+        )
+
+    @strawberry.mutation
+    async def create_athlete(self, info: Info, input: CreateAthleteInput) -> AthleteResult:
+        return await as_result(
+            lambda: mutations.create_athlete(info.context, input.fields()), Athlete.from_record
+        )
+
+    @strawberry.mutation
+    async def update_athlete(
+        self, info: Info, id: strawberry.ID, input: UpdateAthleteInput
+    ) -> AthleteResult:
+        return await as_result(
+            lambda: mutations.update_athlete(
+                info.context, decode_id(id, "Athlete"), input.fields()
+            ),
+            Athlete.from_record,
+        )
+
+    @strawberry.mutation
+    async def create_skill(self, info: Info, input: CreateSkillInput) -> SkillResult:
+        return await as_result(
+            lambda: mutations.create_skill(
+                info.context,
+                slug=input.slug,
+                name=input.name,
+                sport=input.sport,
+                prerequisite_ids=_ids(info, input.prerequisite_ids, "Skill", "prerequisiteIds"),
+            ),
+            Skill.from_record,
+        )
+
+    @strawberry.mutation
+    async def set_coach_skill(
+        self, info: Info, coach_id: strawberry.ID, skill_id: strawberry.ID, level: int
+    ) -> CoachResult:
+        return await as_result(
+            lambda: mutations.set_coach_skill(
+                info.context,
+                decode_id(coach_id, "Coach", field="coachId"),
+                decode_id(skill_id, "Skill", field="skillId"),
+                level,
+            ),
+            Coach.from_record,
+        )
+
+    @strawberry.mutation
+    async def set_athlete_skill(
+        self, info: Info, athlete_id: strawberry.ID, skill_id: strawberry.ID, level: int
+    ) -> AthleteResult:
+        return await as_result(
+            lambda: mutations.set_athlete_skill(
+                info.context,
+                decode_id(athlete_id, "Athlete", field="athleteId"),
+                decode_id(skill_id, "Skill", field="skillId"),
+                level,
+            ),
+            Athlete.from_record,
+        )
+
+    @strawberry.mutation(description="Replace the athlete's goals.")
+    async def set_athlete_goals(
+        self, info: Info, athlete_id: strawberry.ID, skill_ids: list[strawberry.ID]
+    ) -> AthleteResult:
+        return await as_result(
+            lambda: mutations.set_athlete_goals(
+                info.context,
+                decode_id(athlete_id, "Athlete", field="athleteId"),
+                _ids(info, skill_ids, "Skill", "skillIds"),
+            ),
+            Athlete.from_record,
+        )
+
+    @strawberry.mutation
+    async def create_program(self, info: Info, input: CreateProgramInput) -> ProgramResult:
+        return await as_result(
+            lambda: mutations.create_program(
+                info.context,
+                coach_id=decode_id(input.coach_id, "Coach", field="coachId"),
+                title=input.title,
+                sport=input.sport,
+                level=input.level,
+                duration_weeks=input.duration_weeks,
+                skill_ids=_ids(info, input.skill_ids, "Skill", "skillIds"),
+                description=input.description,
+            ),
+            Program.from_record,
+        )
+
+    @strawberry.mutation
+    async def enroll(
+        self, info: Info, athlete_id: strawberry.ID, program_id: strawberry.ID
+    ) -> EnrollmentResult:
+        return await as_result(
+            lambda: mutations.enroll(
+                info.context,
+                decode_id(athlete_id, "Athlete", field="athleteId"),
+                decode_id(program_id, "Program", field="programId"),
+            ),
+            Enrollment.from_record,
+        )
+
+    @strawberry.mutation(description="ConflictError when the coach is at capacity.")
+    async def assign_coach(
+        self, info: Info, coach_id: strawberry.ID, athlete_id: strawberry.ID
+    ) -> AthleteResult:
+        return await as_result(
+            lambda: mutations.assign_coach(
+                info.context,
+                decode_id(coach_id, "Coach", field="coachId"),
+                decode_id(athlete_id, "Athlete", field="athleteId"),
+            ),
+            Athlete.from_record,
+        )
+
+    @strawberry.mutation(description="End a coaching relationship; frees a place.")
+    async def unassign_coach(
+        self, info: Info, coach_id: strawberry.ID, athlete_id: strawberry.ID
+    ) -> AthleteResult:
+        return await as_result(
+            lambda: mutations.unassign_coach(
+                info.context,
+                decode_id(coach_id, "Coach", field="coachId"),
+                decode_id(athlete_id, "Athlete", field="athleteId"),
+            ),
+            Athlete.from_record,
+        )
+
+    @strawberry.mutation
+    async def schedule_session(
+        self, info: Info, input: ScheduleSessionInput
+    ) -> TrainingSessionResult:
+        return await as_result(
+            lambda: mutations.schedule_session(
+                info.context,
+                coach_id=decode_id(input.coach_id, "Coach", field="coachId"),
+                athlete_id=decode_id(input.athlete_id, "Athlete", field="athleteId"),
+                program_id=(
+                    decode_id(input.program_id, "Program", field="programId")
+                    if input.program_id
+                    else None
+                ),
+                scheduled_at=input.scheduled_at,
+                notes=input.notes,
+            ),
+            TrainingSession.from_record,
+        )
+
+    @strawberry.mutation
+    async def start_session(self, info: Info, id: strawberry.ID) -> TrainingSessionResult:
+        return await as_result(
+            lambda: mutations.move_session(info.context, decode_id(id, "TrainingSession"), "LIVE"),
+            TrainingSession.from_record,
+        )
+
+    @strawberry.mutation
+    async def end_session(self, info: Info, id: strawberry.ID) -> TrainingSessionResult:
+        return await as_result(
+            lambda: mutations.move_session(
+                info.context, decode_id(id, "TrainingSession"), "COMPLETED"
+            ),
+            TrainingSession.from_record,
+        )

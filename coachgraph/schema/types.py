@@ -1,0 +1,336 @@
+"""The object types of API.md. Plain attributes carry no resolver: only I/O fields are async."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+import strawberry
+
+from coachgraph.ids import to_global_id
+from coachgraph.resolvers import queries
+from coachgraph.resolvers.context import Context
+from coachgraph.resolvers.policy import Role as PolicyRole
+from coachgraph.stores.records import (
+    AthleteRecord,
+    CoachRecord,
+    EnrollmentRecord,
+    LeveledSkill,
+    ProgramRecord,
+    SessionRecord,
+    SkillRecord,
+)
+
+from .relay import Connection, connection
+
+Info = strawberry.Info[Context, None]
+
+
+@strawberry.enum
+class Role(enum.Enum):
+    ADMIN = "ADMIN"
+    COACH = "COACH"
+    ATHLETE = "ATHLETE"
+
+
+@strawberry.enum
+class EnrollmentStatus(enum.Enum):
+    ACTIVE = "ACTIVE"
+    COMPLETED = "COMPLETED"
+    DROPPED = "DROPPED"
+
+
+@strawberry.enum
+class SessionStatus(enum.Enum):
+    SCHEDULED = "SCHEDULED"
+    LIVE = "LIVE"
+    COMPLETED = "COMPLETED"
+    CANCELLED = "CANCELLED"
+
+
+@strawberry.interface(description="An object with a global ID, refetchable with node(id:).")
+class Node:
+    id: strawberry.ID
+
+
+@strawberry.type
+class Skill(Node):
+    slug: str
+    name: str
+    sport: str
+    raw_id: strawberry.Private[int]
+
+    @classmethod
+    def from_record(cls, r: SkillRecord) -> Skill:
+        return cls(
+            id=strawberry.ID(to_global_id("Skill", r.id)),
+            slug=r.slug,
+            name=r.name,
+            sport=r.sport,
+            raw_id=r.id,
+        )
+
+    @strawberry.field(description="Skills to learn before this one.")
+    async def prerequisites(self, info: Info) -> list[Skill]:
+        rows = await info.context.loaders.prerequisites_by_skill_id.load(self.raw_id)
+        return [Skill.from_record(r) for r in rows]
+
+    @strawberry.field(description="Skills this one is a prerequisite of.")
+    async def unlocks(self, info: Info) -> list[Skill]:
+        rows = await info.context.loaders.unlocks_by_skill_id.load(self.raw_id)
+        return [Skill.from_record(r) for r in rows]
+
+
+@strawberry.type
+class CoachSkill:
+    skill: Skill
+    level: int = strawberry.field(description="1..5")
+
+
+@strawberry.type
+class AthleteSkill:
+    skill: Skill
+    level: int = strawberry.field(description="1..5")
+
+
+def _leveled(rows: list[LeveledSkill]) -> list[tuple[Skill, int]]:
+    return [(Skill.from_record(r.skill), r.level) for r in rows]
+
+
+@strawberry.type
+class Coach(Node):
+    name: str
+    headline: str | None
+    bio: str | None
+    sports: list[str]
+    city: str | None
+    timezone: str
+    capacity: int
+    active_athlete_count: int
+    accepting_athletes: bool = strawberry.field(description="activeAthleteCount < capacity")
+    created_at: datetime
+    raw_id: strawberry.Private[int]
+
+    @classmethod
+    def from_record(cls, r: CoachRecord) -> Coach:
+        return cls(
+            id=strawberry.ID(to_global_id("Coach", r.id)),
+            name=r.name,
+            headline=r.headline,
+            bio=r.bio,
+            sports=r.sports,
+            city=r.city,
+            timezone=r.timezone,
+            capacity=r.capacity,
+            active_athlete_count=r.active_athlete_count,
+            accepting_athletes=r.active_athlete_count < r.capacity,
+            created_at=r.created_at,
+            raw_id=r.id,
+        )
+
+    @strawberry.field(description="What the coach teaches, with levels.")
+    async def skills(self, info: Info) -> list[CoachSkill]:
+        rows = await info.context.loaders.coach_skills_by_coach_id.load(self.raw_id)
+        return [CoachSkill(skill=s, level=lv) for s, lv in _leveled(rows)]
+
+    @strawberry.field(description="Athletes the coach coaches, as far as the viewer may see.")
+    async def athletes(
+        self, info: Info, first: int = 20, after: str | None = None
+    ) -> Connection[Athlete]:
+        page = await queries.athletes_of_coach(info.context, self.raw_id, first, after)
+        return connection(page, Athlete.from_record, row_id, after=after)
+
+    @strawberry.field
+    async def programs(self, info: Info) -> list[Program]:
+        rows = await info.context.loaders.programs_by_coach_id.load(self.raw_id)
+        return [Program.from_record(r) for r in rows]
+
+    @strawberry.field(description="The coach's sessions the viewer may see.")
+    async def sessions(
+        self,
+        info: Info,
+        first: int = 20,
+        after: str | None = None,
+        status: SessionStatus | None = None,
+    ) -> Connection[TrainingSession]:
+        page = await queries.sessions_of(
+            info.context, "coach", self.raw_id, first, after, status.value if status else None
+        )
+        return connection(page, TrainingSession.from_record, row_id, after=after)
+
+
+@strawberry.type
+class Athlete(Node):
+    name: str
+    sport: str
+    city: str | None
+    timezone: str
+    level: int = strawberry.field(description="1..5")
+    looking_for_coach: bool = strawberry.field(description="Discoverable by coaches when true")
+    created_at: datetime
+    record: strawberry.Private[AthleteRecord]
+
+    @classmethod
+    def from_record(cls, r: AthleteRecord) -> Athlete:
+        return cls(
+            id=strawberry.ID(to_global_id("Athlete", r.id)),
+            name=r.name,
+            sport=r.sport,
+            city=r.city,
+            timezone=r.timezone,
+            level=r.level,
+            looking_for_coach=r.looking_for_coach,
+            created_at=r.created_at,
+            record=r,
+        )
+
+    @strawberry.field
+    async def skills(self, info: Info) -> list[AthleteSkill]:
+        rows = await info.context.loaders.athlete_skills_by_athlete_id.load(self.record.id)
+        return [AthleteSkill(skill=s, level=lv) for s, lv in _leveled(rows)]
+
+    @strawberry.field
+    async def goals(self, info: Info) -> list[Skill]:
+        rows = await info.context.loaders.goals_by_athlete_id.load(self.record.id)
+        return [Skill.from_record(r) for r in rows]
+
+    @strawberry.field(description="For the athlete itself, its coaches and admins.")
+    async def coaches(self, info: Info) -> list[Coach]:
+        await queries.require_full_access(info.context, self.record)
+        rows = await info.context.loaders.coaches_by_athlete_id.load(self.record.id)
+        return [Coach.from_record(r) for r in rows]
+
+    @strawberry.field(description="For the athlete itself, its coaches and admins.")
+    async def enrollments(self, info: Info) -> list[Enrollment]:
+        await queries.require_full_access(info.context, self.record)
+        rows = await info.context.loaders.enrollments_by_athlete_id.load(self.record.id)
+        return [Enrollment.from_record(r) for r in rows]
+
+    @strawberry.field(description="For the athlete itself, its coaches and admins.")
+    async def sessions(
+        self,
+        info: Info,
+        first: int = 20,
+        after: str | None = None,
+        status: SessionStatus | None = None,
+    ) -> Connection[TrainingSession]:
+        await queries.require_full_access(info.context, self.record)
+        page = await queries.sessions_of(
+            info.context, "athlete", self.record.id, first, after, status.value if status else None
+        )
+        return connection(page, TrainingSession.from_record, row_id, after=after)
+
+
+@strawberry.type
+class Program(Node):
+    title: str
+    description: str | None
+    sport: str
+    level: int
+    duration_weeks: int
+    enrollment_count: int
+    record: strawberry.Private[ProgramRecord]
+
+    @classmethod
+    def from_record(cls, r: ProgramRecord) -> Program:
+        return cls(
+            id=strawberry.ID(to_global_id("Program", r.id)),
+            title=r.title,
+            description=r.description,
+            sport=r.sport,
+            level=r.level,
+            duration_weeks=r.duration_weeks,
+            enrollment_count=r.enrollment_count,
+            record=r,
+        )
+
+    @strawberry.field
+    async def coach(self, info: Info) -> Coach:
+        return Coach.from_record(await queries.coach(info.context, self.record.coach_id))
+
+    @strawberry.field(description="Skills the program develops.")
+    async def skills(self, info: Info) -> list[Skill]:
+        rows = await info.context.loaders.skills_by_program_id.load(self.record.id)
+        return [Skill.from_record(r) for r in rows]
+
+
+@strawberry.type
+class Enrollment:
+    status: EnrollmentStatus
+    enrolled_at: datetime
+    record: strawberry.Private[EnrollmentRecord]
+
+    @classmethod
+    def from_record(cls, r: EnrollmentRecord) -> Enrollment:
+        return cls(status=EnrollmentStatus(r.status), enrolled_at=r.enrolled_at, record=r)
+
+    @strawberry.field
+    async def athlete(self, info: Info) -> Athlete:
+        return Athlete.from_record(await queries.athlete(info.context, self.record.athlete_id))
+
+    @strawberry.field
+    async def program(self, info: Info) -> Program:
+        return Program.from_record(await queries.program(info.context, self.record.program_id))
+
+
+@strawberry.type
+class TrainingSession(Node):
+    status: SessionStatus
+    scheduled_at: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+    notes: str | None
+    record: strawberry.Private[SessionRecord]
+
+    @classmethod
+    def from_record(cls, r: SessionRecord) -> TrainingSession:
+        return cls(
+            id=strawberry.ID(to_global_id("TrainingSession", r.id)),
+            status=SessionStatus(r.status),
+            scheduled_at=r.scheduled_at,
+            started_at=r.started_at,
+            ended_at=r.ended_at,
+            notes=r.notes,
+            record=r,
+        )
+
+    @strawberry.field
+    async def coach(self, info: Info) -> Coach:
+        return Coach.from_record(await queries.coach(info.context, self.record.coach_id))
+
+    @strawberry.field
+    async def athlete(self, info: Info) -> Athlete:
+        return Athlete.from_record(await queries.athlete(info.context, self.record.athlete_id))
+
+    @strawberry.field
+    async def program(self, info: Info) -> Program | None:
+        if self.record.program_id is None:
+            return None
+        return Program.from_record(await queries.program(info.context, self.record.program_id))
+
+
+@strawberry.type
+class Viewer:
+    role: Role
+    coach_id: strawberry.Private[int | None]
+    athlete_id: strawberry.Private[int | None]
+
+    @strawberry.field
+    async def coach(self, info: Info) -> Coach | None:
+        if self.coach_id is None:
+            return None
+        return Coach.from_record(await queries.coach(info.context, self.coach_id))
+
+    @strawberry.field
+    async def athlete(self, info: Info) -> Athlete | None:
+        if self.athlete_id is None:
+            return None
+        return Athlete.from_record(await queries.athlete(info.context, self.athlete_id))
+
+    @classmethod
+    def of(cls, role: PolicyRole, coach_id: int | None, athlete_id: int | None) -> Viewer:
+        return cls(role=Role(role.value), coach_id=coach_id, athlete_id=athlete_id)
+
+
+def row_id(record: AthleteRecord | SessionRecord | CoachRecord | ProgramRecord | SkillRecord) -> int:
+    return record.id
+

@@ -1,0 +1,1 @@
+"""Search projection of the records (Postgres full-text embedded, Meilisearch at scale)."""

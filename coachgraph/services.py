@@ -1,0 +1,77 @@
+"""Operations the CLI runs outside a request: open the database, seed it."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from tqdm import tqdm
+
+from coachgraph import seed
+from coachgraph.api.resources import database_url
+from coachgraph.config import Settings
+from coachgraph.stores import bulk
+from coachgraph.stores.db import Database
+from coachgraph.stores.migrate import Migration, migrate
+
+
+@asynccontextmanager
+async def with_database(
+    settings: Settings, *, applied: list[Migration] | None = None
+) -> AsyncIterator[Database]:
+    """A migrated database (embedded unless DATABASE_URL is set), closed on exit."""
+    dsn, embedded = await database_url(settings)
+    try:
+        db = await Database.connect(dsn, min_size=1, max_size=2)
+        try:
+            async with db.pool.acquire() as conn:
+                done = await migrate(conn)
+            if applied is not None:
+                applied.extend(done)
+            yield db
+        finally:
+            await db.close()
+    finally:
+        if embedded is not None:
+            await embedded.stop()
+
+
+async def seed_database(
+    db: Database, *, coaches: int, athletes: int, seed: int, show_progress: bool = True
+) -> dict[str, int]:
+    """Generate and COPY a deterministic dataset; return the rows written per table."""
+    bar = tqdm(
+        total=coaches + athletes + len(bulk.TABLES),
+        desc="seeding",
+        unit="row",
+        file=sys.stderr,
+        disable=not show_progress,
+    )
+    with bar:
+        async with db.pool.acquire() as conn:
+            bases = await bulk.bases(conn)
+            data = seed_module_generate(coaches, athletes, seed, bases, bar)
+            bar.set_description("writing")
+            await bulk.load(conn, data, progress=lambda table, n: bar.update(1))
+    return data.sizes()
+
+
+def seed_module_generate(
+    coaches: int, athletes: int, seed_value: int, bases: seed.Bases, bar: tqdm[object]
+) -> seed.Dataset:
+    return seed.generate(
+        coaches=coaches, athletes=athletes, seed=seed_value, bases=bases, progress=bar.update
+    )
+
+
+async def demo_identities(db: Database) -> tuple[int, int]:
+    """A coach with athletes and one of its athletes, to hand out demo tokens for."""
+    row = await db.pool.fetchrow(
+        "SELECT coach_id, athlete_id FROM coach_athletes ORDER BY coach_id, athlete_id LIMIT 1"
+    )
+    if row is None:
+        coach_id = await db.pool.fetchval("SELECT min(id) FROM coaches")
+        athlete_id = await db.pool.fetchval("SELECT min(id) FROM athletes")
+        return coach_id, athlete_id
+    return row["coach_id"], row["athlete_id"]

@@ -1,0 +1,1 @@
+"""PostgreSQL, the system of record: migrations, one repository module per aggregate, outbox."""

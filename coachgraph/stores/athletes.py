@@ -1,0 +1,193 @@
+"""Athletes, their skills and goals."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from coachgraph.errors import NotFound
+from coachgraph.stores import outbox
+from coachgraph.stores.records import AthleteRecord, AthleteScope, LeveledSkill, Page, SkillRecord
+from coachgraph.stores.sql import (
+    Executor,
+    athlete_scope_args,
+    athlete_scope_sql,
+    group,
+    maker,
+    missing_reference,
+    page,
+)
+
+COLUMNS = "a.id, a.name, a.sport, a.city, a.timezone, a.level, a.looking_for_coach, a.created_at"
+UPDATABLE = frozenset({"name", "sport", "city", "timezone", "level", "looking_for_coach"})
+make_athlete = maker(AthleteRecord)
+make_skill = maker(SkillRecord)
+
+_FILTER = """
+    AND ($2::text IS NULL OR a.sport = $2::text)
+    AND ($3::text IS NULL OR a.city = $3::text)
+    AND ($4::bool IS NULL OR a.looking_for_coach = $4::bool)"""
+
+
+async def get_many(conn: Executor, *, ids: list[int]) -> dict[int, AthleteRecord]:
+    """Athletes by id; missing ids are absent."""
+    rows = await conn.fetch(
+        f"SELECT {COLUMNS} FROM athletes a WHERE a.id = ANY($1::bigint[])", ids
+    )
+    return {row["id"]: make_athlete(row) for row in rows}
+
+
+async def list_page(
+    conn: Executor,
+    *,
+    scope: AthleteScope,
+    first: int,
+    after: int | None,
+    sport: str | None = None,
+    city: str | None = None,
+    looking_for_coach: bool | None = None,
+) -> Page[AthleteRecord]:
+    """Athletes `scope` may see, in id order after the cursor, filtered."""
+    rows = await conn.fetch(
+        f"SELECT {COLUMNS} FROM athletes a WHERE a.id > $1 {_FILTER} "
+        f"AND {athlete_scope_sql(5)} ORDER BY a.id LIMIT $9",
+        after or 0,
+        sport,
+        city,
+        looking_for_coach,
+        *athlete_scope_args(scope),
+        first + 1,
+    )
+    return page(rows, first, make_athlete)
+
+
+async def count(
+    conn: Executor,
+    *,
+    scope: AthleteScope,
+    sport: str | None = None,
+    city: str | None = None,
+    looking_for_coach: bool | None = None,
+) -> int:
+    """How many athletes `scope` may see pass the filter."""
+    total: int = await conn.fetchval(
+        f"SELECT count(*) FROM athletes a WHERE a.id > $1 {_FILTER} AND {athlete_scope_sql(5)}",
+        0,
+        sport,
+        city,
+        looking_for_coach,
+        *athlete_scope_args(scope),
+    )
+    return total
+
+
+async def create(conn: Executor, *, fields: dict[str, Any]) -> AthleteRecord:
+    """Insert an athlete and its outbox event (call inside a transaction)."""
+    row = await conn.fetchrow(
+        "INSERT INTO athletes AS a (name, sport, city, timezone, level, looking_for_coach) "
+        f"VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}",
+        fields["name"],
+        fields["sport"],
+        fields.get("city"),
+        fields["timezone"],
+        fields["level"],
+        fields.get("looking_for_coach", False),
+    )
+    athlete = make_athlete(row)
+    await outbox.append(
+        conn, aggregate="athlete", aggregate_id=athlete.id, event="athlete.created", payload={}
+    )
+    return athlete
+
+
+async def update(conn: Executor, *, athlete_id: int, changes: dict[str, Any]) -> AthleteRecord:
+    """Apply `changes` (column → value) to an athlete."""
+    assert set(changes) <= UPDATABLE, changes
+    sets = "".join(f"{col} = ${i}, " for i, col in enumerate(changes, start=2))
+    row = await conn.fetchrow(
+        f"UPDATE athletes a SET {sets}updated_at = now() WHERE a.id = $1 RETURNING {COLUMNS}",
+        athlete_id,
+        *changes.values(),
+    )
+    if row is None:
+        raise NotFound("Athlete", athlete_id)
+    await outbox.append(
+        conn,
+        aggregate="athlete",
+        aggregate_id=athlete_id,
+        event="athlete.updated",
+        payload={"fields": sorted(changes)},
+    )
+    return make_athlete(row)
+
+
+async def set_skill(conn: Executor, *, athlete_id: int, skill_id: int, level: int) -> None:
+    """Record the athlete's level in a skill (insert or change)."""
+    try:
+        await conn.execute(
+            "INSERT INTO athlete_skills (athlete_id, skill_id, level) VALUES ($1, $2, $3) "
+            "ON CONFLICT (athlete_id, skill_id) DO UPDATE SET level = EXCLUDED.level",
+            athlete_id,
+            skill_id,
+            level,
+        )
+    except asyncpg.ForeignKeyViolationError as err:
+        raise missing_reference(
+            err,
+            {
+                "athlete_skills_athlete_id_fkey": ("Athlete", athlete_id),
+                "athlete_skills_skill_id_fkey": ("Skill", skill_id),
+            },
+        ) from None
+    await outbox.append(
+        conn,
+        aggregate="athlete",
+        aggregate_id=athlete_id,
+        event="athlete.skill_set",
+        payload={"skill_id": skill_id, "level": level},
+    )
+
+
+async def set_goals(conn: Executor, *, athlete_id: int, skill_ids: list[int]) -> None:
+    """Replace the athlete's goals (call inside a transaction; the skills must exist)."""
+    if not await conn.fetchval("SELECT 1 FROM athletes WHERE id = $1 FOR UPDATE", athlete_id):
+        raise NotFound("Athlete", athlete_id)
+    await conn.execute("DELETE FROM athlete_goals WHERE athlete_id = $1", athlete_id)
+    await conn.execute(
+        "INSERT INTO athlete_goals (athlete_id, skill_id) "
+        "SELECT $1, unnest($2::bigint[]) ON CONFLICT DO NOTHING",
+        athlete_id,
+        skill_ids,
+    )
+    await outbox.append(
+        conn,
+        aggregate="athlete",
+        aggregate_id=athlete_id,
+        event="athlete.goals_set",
+        payload={"skill_ids": skill_ids},
+    )
+
+
+async def skills_for(
+    conn: Executor, *, athlete_ids: list[int]
+) -> dict[int, list[LeveledSkill]]:
+    """Each athlete's skills with levels and the skill rows, by skill id."""
+    rows = await conn.fetch(
+        "SELECT x.athlete_id, x.level, s.id, s.slug, s.name, s.sport "
+        "FROM athlete_skills x JOIN skills s ON s.id = x.skill_id "
+        "WHERE x.athlete_id = ANY($1::bigint[]) ORDER BY x.athlete_id, s.id",
+        athlete_ids,
+    )
+    return group(rows, "athlete_id", lambda r: LeveledSkill(make_skill(r), r["level"]))
+
+
+async def goals_for(conn: Executor, *, athlete_ids: list[int]) -> dict[int, list[SkillRecord]]:
+    """Each athlete's goal skills, by skill id."""
+    rows = await conn.fetch(
+        "SELECT g.athlete_id, s.id, s.slug, s.name, s.sport "
+        "FROM athlete_goals g JOIN skills s ON s.id = g.skill_id "
+        "WHERE g.athlete_id = ANY($1::bigint[]) ORDER BY g.athlete_id, s.id",
+        athlete_ids,
+    )
+    return group(rows, "athlete_id", make_skill)

@@ -1,0 +1,84 @@
+"""Bulk loading with COPY, for the seed command; one transaction, one outbox event."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from coachgraph.seed import Bases, Dataset
+from coachgraph.stores import outbox
+from coachgraph.stores.sql import Executor
+
+TABLES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("skills", "skills", ("id", "slug", "name", "sport")),
+    ("prerequisites", "skill_prerequisites", ("skill_id", "prerequisite_id")),
+    (
+        "coaches",
+        "coaches",
+        ("id", "name", "headline", "bio", "sports", "city", "timezone", "capacity", "created_at"),
+    ),
+    ("coach_skills", "coach_skills", ("coach_id", "skill_id", "level")),
+    (
+        "programs",
+        "programs",
+        ("id", "coach_id", "title", "description", "sport", "level", "duration_weeks", "created_at"),
+    ),
+    ("program_skills", "program_skills", ("program_id", "skill_id")),
+    (
+        "athletes",
+        "athletes",
+        ("id", "name", "sport", "city", "timezone", "level", "looking_for_coach", "created_at"),
+    ),
+    ("athlete_skills", "athlete_skills", ("athlete_id", "skill_id", "level")),
+    ("athlete_goals", "athlete_goals", ("athlete_id", "skill_id")),
+    ("assignments", "coach_athletes", ("coach_id", "athlete_id")),
+    ("enrollments", "enrollments", ("athlete_id", "program_id")),
+    (
+        "sessions",
+        "training_sessions",
+        ("id", "coach_id", "athlete_id", "status", "scheduled_at", "started_at", "ended_at"),
+    ),
+)
+IDENTITY_TABLES = ("skills", "coaches", "athletes", "programs", "training_sessions")
+
+
+async def bases(conn: Executor) -> Bases:
+    """The largest id in each table, so new rows follow them."""
+    row = await conn.fetchrow(
+        "SELECT (SELECT coalesce(max(id), 0) FROM skills) AS skill, "
+        "(SELECT coalesce(max(id), 0) FROM coaches) AS coach, "
+        "(SELECT coalesce(max(id), 0) FROM athletes) AS athlete, "
+        "(SELECT coalesce(max(id), 0) FROM programs) AS program, "
+        "(SELECT coalesce(max(id), 0) FROM training_sessions) AS session"
+    )
+    return Bases(**row)
+
+
+async def load(
+    conn: Executor, data: Dataset, *, progress: Callable[[str, int], None] = lambda *_: None
+) -> None:
+    """COPY every table of `data`, then fix counters and identity sequences (one transaction)."""
+    async with conn.transaction():
+        for attr, table, columns in TABLES:
+            rows = getattr(data, attr)
+            if rows:
+                await conn.copy_records_to_table(table, records=rows, columns=columns)
+            progress(table, len(rows))
+        await conn.execute(
+            "UPDATE coaches c SET active_athlete_count = n FROM "
+            "(SELECT coach_id, count(*) AS n FROM coach_athletes GROUP BY coach_id) x "
+            "WHERE x.coach_id = c.id AND c.active_athlete_count <> n"
+        )
+        await conn.execute(
+            "UPDATE programs p SET enrollment_count = n FROM "
+            "(SELECT program_id, count(*) AS n FROM enrollments GROUP BY program_id) x "
+            "WHERE x.program_id = p.id AND p.enrollment_count <> n"
+        )
+        for table in IDENTITY_TABLES:
+            await conn.execute(
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                f"greatest((SELECT max(id) FROM {table}), 1))"
+            )
+        await outbox.append(
+            conn, aggregate="bulk", aggregate_id=0, event="bulk.loaded", payload=data.sizes()
+        )
+    await conn.execute("ANALYZE")

@@ -1,0 +1,112 @@
+"""Exact types the stores return; nothing here knows about GraphQL."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class CoachRecord:
+    id: int
+    name: str
+    headline: str | None
+    bio: str | None
+    sports: list[str]
+    city: str | None
+    timezone: str
+    capacity: int
+    active_athlete_count: int
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AthleteRecord:
+    id: int
+    name: str
+    sport: str
+    city: str | None
+    timezone: str
+    level: int
+    looking_for_coach: bool
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SkillRecord:
+    id: int
+    slug: str
+    name: str
+    sport: str
+
+
+@dataclass(frozen=True, slots=True)
+class LeveledSkill:
+    skill: SkillRecord
+    level: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProgramRecord:
+    id: int
+    coach_id: int
+    title: str
+    description: str | None
+    sport: str
+    level: int
+    duration_weeks: int
+    enrollment_count: int
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class EnrollmentRecord:
+    athlete_id: int
+    program_id: int
+    status: str
+    enrolled_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    id: int
+    coach_id: int
+    athlete_id: int
+    program_id: int | None
+    status: str
+    scheduled_at: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+    notes: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """One page of a keyset-paginated list; `total` when the query computed it."""
+
+    items: list[T]
+    has_next: bool
+    total: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AthleteScope:
+    """Which athletes a viewer may list: everyone, those looking for a coach, its own."""
+
+    everyone: bool = False
+    looking_for_coach: bool = False
+    athlete_id: int | None = None
+    coach_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionScope:
+    """Which training sessions a viewer may list."""
+
+    everyone: bool = False
+    coach_id: int | None = None
+    athlete_id: int | None = None

@@ -1,0 +1,1 @@
+"""Live events: broker protocol, in-process and Redis backends, fan-out and replay."""

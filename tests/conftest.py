@@ -1,0 +1,129 @@
+"""Real services for the tests: an embedded PostgreSQL per session, the app over ASGI."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+
+from coachgraph.api.auth import issue_token
+from coachgraph.api.resources import Resources
+from coachgraph.app import create_app
+from coachgraph.config import Settings
+from coachgraph.ids import to_global_id
+from coachgraph.resolvers.policy import Role
+from coachgraph.stores.db import Database, EmbeddedPostgres
+from tests.factories import Factory
+
+SECRET = "test-secret-for-coachgraph-tests"
+TABLES = (
+    "outbox, metric_samples, media, training_sessions, enrollments, coach_athletes, "
+    "program_skills, programs, athlete_goals, athlete_skills, coach_skills, "
+    "skill_prerequisites, skills, athletes, coaches"
+)
+
+
+@pytest.fixture(scope="session")
+def tmp_root() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="coachgraph-test-") as tmp:
+        path = Path(tmp)
+        path.chmod(0o755)  # the embedded server runs as its own system user
+        yield path
+
+
+@pytest.fixture(scope="session")
+async def pg_dsn(tmp_root: Path) -> AsyncIterator[str]:
+    server = EmbeddedPostgres(tmp_root / "pg", delete_on_stop=True)
+    dsn = await server.start()
+    try:
+        yield dsn
+    finally:
+        await server.stop()
+
+
+@pytest.fixture(scope="session")
+def settings(pg_dsn: str, tmp_root: Path) -> Settings:
+    return Settings(data_dir=tmp_root / "data", jwt_secret=SECRET, database_url=pg_dsn)
+
+
+@pytest.fixture(scope="session")
+async def app_resources(settings: Settings) -> AsyncIterator[tuple[Any, Resources]]:
+    app = create_app(settings, count_statements=True)
+    async with LifespanManager(app) as manager:
+        resources: Resources = manager._state["resources"]
+        yield manager.app, resources
+
+
+@pytest.fixture
+async def db(app_resources: tuple[Any, Resources]) -> AsyncIterator[Database]:
+    """The app's database, emptied before each test."""
+    database = app_resources[1].db
+    await database.pool.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+    yield database
+
+
+@pytest.fixture
+async def client(app_resources: tuple[Any, Resources], db: Database) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app_resources[0])
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        yield c
+
+
+@pytest.fixture
+def factory(db: Database) -> Factory:
+    return Factory(db)
+
+
+class GraphQLClient:
+    """Posts GraphQL documents as a given identity and counts SQL statements."""
+
+    def __init__(self, client: httpx.AsyncClient, db: Database) -> None:
+        self.client = client
+        self.db = db
+
+    async def raw(
+        self, query: str, variables: dict[str, Any] | None = None, token: str | None = None
+    ) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return await self.client.post(
+            "/graphql", json={"query": query, "variables": variables or {}}, headers=headers
+        )
+
+    async def __call__(
+        self, query: str, variables: dict[str, Any] | None = None, token: str | None = None
+    ) -> dict[str, Any]:
+        response = await self.raw(query, variables, token)
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def statements(
+        self, query: str, variables: dict[str, Any] | None = None, token: str | None = None
+    ) -> tuple[dict[str, Any], int]:
+        """The response and how many SQL statements serving it took."""
+        before = await self.db.settle()
+        body = await self(query, variables, token)
+        return body, await self.db.settle() - before
+
+
+@pytest.fixture
+def gql(client: httpx.AsyncClient, db: Database) -> GraphQLClient:
+    return GraphQLClient(client, db)
+
+
+def token_for(role: str, raw_id: int | None = None, ttl: int = 600) -> str:
+    subject = None
+    if role == "coach":
+        subject = to_global_id("Coach", raw_id or 0)
+    elif role == "athlete":
+        subject = to_global_id("Athlete", raw_id or 0)
+    return issue_token(SECRET, role=Role(role.upper()), subject=subject, ttl_seconds=ttl)
+
+
+@pytest.fixture
+def admin_token() -> str:
+    return token_for("admin")
