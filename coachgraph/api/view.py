@@ -9,12 +9,15 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.http import GraphQLHTTPResponse
+from strawberry.types import ExecutionResult
 
 from coachgraph.api.auth import viewer_from_header
 from coachgraph.api.resources import Resources
 from coachgraph.errors import Unauthenticated
 from coachgraph.resolvers.context import Context
 from coachgraph.resolvers.policy import ANONYMOUS
+from coachgraph.schema.extensions import present_error
 
 VIEWER_KEY = "coachgraph.viewer"
 
@@ -28,6 +31,15 @@ class GraphQLView(GraphQL[Context, None]):
         resources: Resources = request.state.resources
         viewer = request.scope.get(VIEWER_KEY, ANONYMOUS)
         return Context(settings=resources.settings, db=resources.db, viewer=viewer)
+
+    async def process_result(
+        self, request: Request | WebSocket, result: ExecutionResult
+    ) -> GraphQLHTTPResponse:
+        # Errors raised before the operation hooks run (e.g. parse errors in the parser
+        # cache) bypass the ErrorCodes extension; present them here too.
+        if result.errors:
+            result.errors = [present_error(e) for e in result.errors]
+        return await super().process_result(request, result)
 
 
 def error_response(status: int, code: str, message: str) -> JSONResponse:

@@ -30,7 +30,9 @@ _TOO_COMPLEX = re.compile(
 
 
 def present_error(error: GraphQLError) -> GraphQLError:
-    """Give every error an extensions.code; mask anything unexpected as INTERNAL."""
+    """Give every error an extensions.code; mask anything unexpected as INTERNAL (idempotent)."""
+    if (error.extensions or {}).get("code"):
+        return error
     original = error.original_error
     if isinstance(original, DomainError):
         code, message = original.code, original.message
@@ -38,10 +40,7 @@ def present_error(error: GraphQLError) -> GraphQLError:
         # request-level: syntax, validation, variable coercion, budgets
         code = "QUERY_TOO_COMPLEX" if _TOO_COMPLEX.search(error.message) else "BAD_USER_INPUT"
         message = error.message
-    elif isinstance(original, GraphQLError) and (error.extensions or {}).get("code"):
-        return error
-    else:
-        log.error("unexpected error at %s", error.path, exc_info=original)
+    else:  # logged by Schema.process_errors before it is masked here
         code, message = "INTERNAL", "Internal server error"
     return GraphQLError(
         message,
@@ -50,6 +49,14 @@ def present_error(error: GraphQLError) -> GraphQLError:
         positions=error.positions,
         path=error.path,
         extensions={"code": code},
+    )
+
+
+def is_unexpected(error: GraphQLError) -> bool:
+    """An error that is a bug or an outage rather than a refusal of the request."""
+    original = error.original_error
+    return not (
+        original is None or error.path is None or isinstance(original, DomainError | GraphQLError)
     )
 
 

@@ -68,6 +68,8 @@ class Query:
             city=f.city,
             accepting=f.accepting_athletes,
         )
+        # Program.coach and friends then find these coaches without another statement
+        info.context.loaders.coach_by_id.prime_many({c.id: c for c in page.items})
         return connection(page, Coach.from_record, row_id, after=after, total=count)
 
     @strawberry.field(description="Athletes the viewer may see.")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+
 import strawberry
+from graphql import GraphQLError
 from strawberry.extensions import (
     AddValidationRules,
     MaxAliasesLimiter,
@@ -12,19 +15,33 @@ from strawberry.extensions import (
     ValidationCache,
 )
 from strawberry.schema.config import StrawberryConfig
+from strawberry.types import ExecutionContext
 
 from coachgraph.config import Limits
 
-from .extensions import ErrorCodes, cost_rule
+from .extensions import ErrorCodes, cost_rule, is_unexpected
 from .mutation import Mutation
 from .query import Query
+
+log = logging.getLogger(__name__)
+
+
+class Schema(strawberry.Schema):
+    """Logs only unexpected errors: refusals and bad input are the client's business."""
+
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        for error in errors:
+            if is_unexpected(error):
+                log.error("unexpected error at %s", error.path, exc_info=error.original_error)
 
 
 def build_schema(limits: Limits | None = None) -> strawberry.Schema:
     """The GraphQL schema with depth, alias, token and cost budgets from `limits`."""
     limits = limits or Limits()
     cost = cost_rule(limits.max_query_cost, limits.max_page_size)
-    return strawberry.Schema(
+    return Schema(
         query=Query,
         mutation=Mutation,
         config=StrawberryConfig(auto_camel_case=True),

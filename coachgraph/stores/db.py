@@ -32,6 +32,14 @@ class StatementCounter:
             self.queries.append(record.query)
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Skip asyncpg's default reset query on release (one round trip per pooled statement).
+
+    asyncpg still rolls back any open transaction first; pool connections never change
+    session state (no SET, LISTEN, or lingering advisory locks), so nothing else needs undoing.
+    """
+
+
 class Database:
     """The pool of connections to the system of record."""
 
@@ -53,7 +61,9 @@ class Database:
             if counter is not None:
                 conn.add_query_logger(counter)
 
-        pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=init)
+        pool = await asyncpg.create_pool(
+            dsn, min_size=min_size, max_size=max_size, init=init, reset=_keep_session
+        )
         return cls(pool, counter)
 
     async def close(self) -> None:
