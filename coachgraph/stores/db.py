@@ -27,6 +27,8 @@ class StatementCounter:
     keep_text: bool = False
 
     def __call__(self, record: Any) -> None:
+        if _is_driver_introspection(record.query):
+            return
         self.count += 1
         if self.keep_text:
             self.queries.append(record.query)
@@ -38,6 +40,11 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     asyncpg still rolls back any open transaction first; pool connections never change
     session state (no SET, LISTEN, or lingering advisory locks), so nothing else needs undoing.
     """
+
+
+def _is_driver_introspection(query: str) -> bool:
+    """asyncpg's own type lookups, made once per connection for types it has not seen."""
+    return "typeinfo_tree" in query or "'jit'" in query
 
 
 class Database:
