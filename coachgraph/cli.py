@@ -8,7 +8,6 @@ import logging
 import sys
 import warnings
 from collections.abc import Sequence
-
 from typing import TYPE_CHECKING
 
 from coachgraph.config import Settings, SettingsError
@@ -89,7 +88,7 @@ async def _demo(resources: Resources) -> None:
     db = resources.db
     if not await db.pool.fetchval("SELECT EXISTS (SELECT 1 FROM coaches)"):
         _out("coachgraph: empty database; seeding demo data (60 coaches, 600 athletes)")
-        await seed_database(db, coaches=60, athletes=600, seed=7, show_progress=False)
+        await seed_database(db, coaches=60, athletes=600, seed_value=7, show_progress=False)
     coach_id, athlete_id = await demo_identities(db)
     ttl = 7 * 24 * 3600
     secret = resources.jwt_secret
@@ -136,7 +135,7 @@ def _seed(settings: Settings, args: argparse.Namespace) -> int:
     async def run() -> None:
         async with with_database(settings) as db:
             sizes = await seed_database(
-                db, coaches=args.coaches, athletes=args.athletes, seed=args.seed
+                db, coaches=args.coaches, athletes=args.athletes, seed_value=args.seed
             )
         _out("coachgraph: seeded " + ", ".join(f"{k}={v}" for k, v in sizes.items()))
 

@@ -136,7 +136,9 @@ def _limits(env: Mapping[str, str]) -> Limits:
     """Each limit may be overridden by COACHGRAPH_LIMIT_<NAME>."""
     defaults = Limits()
     values = {
-        f.name: _int(env, f"COACHGRAPH_LIMIT_{f.name.upper()}", getattr(defaults, f.name), minimum=1)
+        f.name: _int(
+            env, f"COACHGRAPH_LIMIT_{f.name.upper()}", getattr(defaults, f.name), minimum=1
+        )
         for f in fields(Limits)
     }
     return Limits(**values)

@@ -7,9 +7,7 @@ import binascii
 
 from coachgraph.errors import InvalidInput
 
-TYPE_NAMES = frozenset(
-    {"Coach", "Athlete", "Skill", "Program", "TrainingSession", "Media"}
-)
+TYPE_NAMES = frozenset({"Coach", "Athlete", "Skill", "Program", "TrainingSession", "Media"})
 
 
 def to_global_id(type_name: str, raw_id: int) -> str:

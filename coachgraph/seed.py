@@ -9,8 +9,8 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 SPORTS = (
     "running",
@@ -290,7 +290,11 @@ def _assign(
         aid, sport, city, looking = row[0], str(row[2]), row[3], bool(row[6])
         if looking or rng.random() > 0.65:
             continue
-        pool = [c for c in rng.sample(coach_ids_by_sport[sport], min(25, len(coach_ids_by_sport[sport]))) if capacity[c] > 0]
+        pool = [
+            c
+            for c in rng.sample(coach_ids_by_sport[sport], min(25, len(coach_ids_by_sport[sport])))
+            if capacity[c] > 0
+        ]
         if not pool:
             continue
 
@@ -306,7 +310,15 @@ def _assign(
             sid_next += 1
             start = now - timedelta(days=rng.randint(1, 300), hours=index % 12 + k)
             data.sessions.append(
-                (sid_next, best, aid, "COMPLETED", start, start, start + timedelta(minutes=rng.choice((45, 60, 90))))
+                (
+                    sid_next,
+                    best,
+                    aid,
+                    "COMPLETED",
+                    start,
+                    start,
+                    start + timedelta(minutes=rng.choice((45, 60, 90))),
+                )
             )
 
 

@@ -38,7 +38,7 @@ async def with_database(
 
 
 async def seed_database(
-    db: Database, *, coaches: int, athletes: int, seed: int, show_progress: bool = True
+    db: Database, *, coaches: int, athletes: int, seed_value: int, show_progress: bool = True
 ) -> dict[str, int]:
     """Generate and COPY a deterministic dataset; return the rows written per table."""
     bar = tqdm(
@@ -48,21 +48,19 @@ async def seed_database(
         file=sys.stderr,
         disable=not show_progress,
     )
+
+    def advance(n: int) -> None:
+        bar.update(n)
+
     with bar:
         async with db.pool.acquire() as conn:
             bases = await bulk.bases(conn)
-            data = seed_module_generate(coaches, athletes, seed, bases, bar)
+            data = seed.generate(
+                coaches=coaches, athletes=athletes, seed=seed_value, bases=bases, progress=advance
+            )
             bar.set_description("writing")
-            await bulk.load(conn, data, progress=lambda table, n: bar.update(1))
+            await bulk.load(conn, data, progress=lambda table, rows: advance(1))
     return data.sizes()
-
-
-def seed_module_generate(
-    coaches: int, athletes: int, seed_value: int, bases: seed.Bases, bar: tqdm[object]
-) -> seed.Dataset:
-    return seed.generate(
-        coaches=coaches, athletes=athletes, seed=seed_value, bases=bases, progress=bar.update
-    )
 
 
 async def demo_identities(db: Database) -> tuple[int, int]:

@@ -68,7 +68,9 @@ async def db(app_resources: tuple[Any, Resources]) -> AsyncIterator[Database]:
 
 
 @pytest.fixture
-async def client(app_resources: tuple[Any, Resources], db: Database) -> AsyncIterator[httpx.AsyncClient]:
+async def client(
+    app_resources: tuple[Any, Resources], db: Database
+) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app_resources[0])
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
         yield c

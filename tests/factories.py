@@ -103,9 +103,19 @@ class Factory:
 
     async def snapshot(self) -> dict[str, int]:
         """Row counts of every table: refused operations must leave them unchanged."""
-        tables = (
-            "coaches athletes skills skill_prerequisites coach_skills athlete_skills "
-            "athlete_goals programs program_skills enrollments coach_athletes "
-            "training_sessions outbox"
-        ).split()
+        tables = [
+            "coaches",
+            "athletes",
+            "skills",
+            "skill_prerequisites",
+            "coach_skills",
+            "athlete_skills",
+            "athlete_goals",
+            "programs",
+            "program_skills",
+            "enrollments",
+            "coach_athletes",
+            "training_sessions",
+            "outbox",
+        ]
         return {t: await self.count(t) for t in tables}

@@ -61,40 +61,115 @@ def mutations(w: World) -> dict[str, tuple[str, str, dict[str, Any], set[str]]]:
     return {
         "createCoach": (
             'createCoach(input: {name: "N", sports: ["running"], timezone: "UTC", capacity: 2})',
-            "Coach", {}, {"admin"},
+            "Coach",
+            {},
+            {"admin"},
         ),
-        "updateCoach": (f'updateCoach(id: "{c1}", input: {{bio: "b"}})', "Coach", {}, {"admin", "coach"}),
+        "updateCoach": (
+            f'updateCoach(id: "{c1}", input: {{bio: "b"}})',
+            "Coach",
+            {},
+            {"admin", "coach"},
+        ),
         "createAthlete": (
             'createAthlete(input: {name: "N", sport: "running", timezone: "UTC", level: 1})',
-            "Athlete", {}, {"admin"},
+            "Athlete",
+            {},
+            {"admin"},
         ),
-        "updateAthlete": (f'updateAthlete(id: "{a1}", input: {{city: "Oslo"}})', "Athlete", {}, {"admin", "athlete"}),
-        "createSkill": ('createSkill(input: {slug: "new-skill", name: "N", sport: "running"})', "Skill", {}, {"admin"}),
-        "setCoachSkill": (f'setCoachSkill(coachId: "{c1}", skillId: "{skill}", level: 3)', "Coach", {}, {"admin", "coach"}),
-        "setAthleteSkill": (f'setAthleteSkill(athleteId: "{a1}", skillId: "{skill}", level: 3)', "Athlete", {}, {"admin", "athlete"}),
-        "setAthleteGoals": (f'setAthleteGoals(athleteId: "{a1}", skillIds: ["{skill}"])', "Athlete", {}, {"admin", "athlete"}),
+        "updateAthlete": (
+            f'updateAthlete(id: "{a1}", input: {{city: "Oslo"}})',
+            "Athlete",
+            {},
+            {"admin", "athlete"},
+        ),
+        "createSkill": (
+            'createSkill(input: {slug: "new-skill", name: "N", sport: "running"})',
+            "Skill",
+            {},
+            {"admin"},
+        ),
+        "setCoachSkill": (
+            f'setCoachSkill(coachId: "{c1}", skillId: "{skill}", level: 3)',
+            "Coach",
+            {},
+            {"admin", "coach"},
+        ),
+        "setAthleteSkill": (
+            f'setAthleteSkill(athleteId: "{a1}", skillId: "{skill}", level: 3)',
+            "Athlete",
+            {},
+            {"admin", "athlete"},
+        ),
+        "setAthleteGoals": (
+            f'setAthleteGoals(athleteId: "{a1}", skillIds: ["{skill}"])',
+            "Athlete",
+            {},
+            {"admin", "athlete"},
+        ),
         "createProgram": (
             f'createProgram(input: {{coachId: "{c1}", title: "T", sport: "running", level: 1, '
             f'durationWeeks: 4, skillIds: ["{skill}"]}})',
-            "Program", {}, {"admin", "coach"},
+            "Program",
+            {},
+            {"admin", "coach"},
         ),
-        "enroll": (f'enroll(athleteId: "{a1}", programId: "{gid("Program", w.program)}")', "Enrollment", {}, {"admin", "athlete"}),
-        "assignCoach": (f'assignCoach(coachId: "{c1}", athleteId: "{gid("Athlete", w.a3)}")', "Athlete", {}, {"admin", "coach"}),
-        "unassignCoach": (f'unassignCoach(coachId: "{c1}", athleteId: "{a1}")', "Athlete", {}, {"admin", "coach"}),
+        "enroll": (
+            f'enroll(athleteId: "{a1}", programId: "{gid("Program", w.program)}")',
+            "Enrollment",
+            {},
+            {"admin", "athlete"},
+        ),
+        "assignCoach": (
+            f'assignCoach(coachId: "{c1}", athleteId: "{gid("Athlete", w.a3)}")',
+            "Athlete",
+            {},
+            {"admin", "coach"},
+        ),
+        "unassignCoach": (
+            f'unassignCoach(coachId: "{c1}", athleteId: "{a1}")',
+            "Athlete",
+            {},
+            {"admin", "coach"},
+        ),
         "scheduleSession": (
             f'scheduleSession(input: {{coachId: "{c1}", athleteId: "{a1}", scheduledAt: "2026-12-01T10:00:00Z"}})',
-            "TrainingSession", {}, {"admin", "coach"},
+            "TrainingSession",
+            {},
+            {"admin", "coach"},
         ),
-        "startSession": (f'startSession(id: "{gid("TrainingSession", w.scheduled)}")', "TrainingSession", {}, {"admin", "coach"}),
-        "endSession": (f'endSession(id: "{gid("TrainingSession", w.live)}")', "TrainingSession", {}, {"admin", "coach"}),
+        "startSession": (
+            f'startSession(id: "{gid("TrainingSession", w.scheduled)}")',
+            "TrainingSession",
+            {},
+            {"admin", "coach"},
+        ),
+        "endSession": (
+            f'endSession(id: "{gid("TrainingSession", w.live)}")',
+            "TrainingSession",
+            {},
+            {"admin", "coach"},
+        ),
     }
 
 
-MUTATIONS = (
-    "createCoach updateCoach createAthlete updateAthlete createSkill setCoachSkill "
-    "setAthleteSkill setAthleteGoals createProgram enroll assignCoach unassignCoach "
-    "scheduleSession startSession endSession"
-).split()
+MUTATIONS = [
+    "createCoach",
+    "updateCoach",
+    "createAthlete",
+    "updateAthlete",
+    "createSkill",
+    "setCoachSkill",
+    "setAthleteSkill",
+    "setAthleteGoals",
+    "createProgram",
+    "enroll",
+    "assignCoach",
+    "unassignCoach",
+    "scheduleSession",
+    "startSession",
+    "endSession",
+]
 
 
 @pytest.mark.parametrize("role", ROLES)
@@ -147,7 +222,9 @@ async def test_anonymous_cannot_list_athletes(gql: GraphQLClient, factory: Facto
 
 
 FULL = "query($id: ID!) { node(id: $id) { ... on Athlete { name coaches { name } enrollments { status } sessions { totalCount } } } }"
-PROFILE = "query($id: ID!) { node(id: $id) { ... on Athlete { name skills { level } goals { name } } } }"
+PROFILE = (
+    "query($id: ID!) { node(id: $id) { ... on Athlete { name skills { level } goals { name } } } }"
+)
 
 
 @pytest.mark.parametrize(
@@ -193,14 +270,22 @@ SESSION = "query($id: ID!) { node(id: $id) { ... on TrainingSession { status ath
 
 @pytest.mark.parametrize(
     ("role", "allowed"),
-    [("anonymous", False), ("athlete", True), ("other_athlete", False),
-     ("coach", True), ("other_coach", False), ("admin", True)],
+    [
+        ("anonymous", False),
+        ("athlete", True),
+        ("other_athlete", False),
+        ("coach", True),
+        ("other_coach", False),
+        ("admin", True),
+    ],
 )
 async def test_reading_a_session(
     gql: GraphQLClient, factory: Factory, role: str, allowed: bool
 ) -> None:
     world = await build_world(factory)
-    body = await gql(SESSION, {"id": gid("TrainingSession", world.scheduled)}, token=world.token(role))
+    body = await gql(
+        SESSION, {"id": gid("TrainingSession", world.scheduled)}, token=world.token(role)
+    )
     if allowed:
         assert body["data"]["node"] == {"status": "SCHEDULED", "athlete": {"name": "A1"}}
     else:

@@ -30,8 +30,15 @@ async def test_create_and_update_coach(gql: GraphQLClient, factory: Factory) -> 
     body = await gql(
         f"""mutation($i: CreateCoachInput!) {{ createCoach(input: $i) {{
             ... on Coach {{ id name sports timezone capacity acceptingAthletes city }} {ERRORS} }} }}""",
-        {"i": {"name": " Ana ", "sports": ["Running", "running"], "timezone": "Europe/Paris",
-               "capacity": 3, "city": "Lyon"}},
+        {
+            "i": {
+                "name": " Ana ",
+                "sports": ["Running", "running"],
+                "timezone": "Europe/Paris",
+                "capacity": 3,
+                "city": "Lyon",
+            }
+        },
         token=admin,
     )
     coach = body["data"]["createCoach"]
@@ -44,7 +51,10 @@ async def test_create_and_update_coach(gql: GraphQLClient, factory: Factory) -> 
         token=admin,
     )
     assert body["data"]["updateCoach"] == {
-        "name": "Ana", "headline": "Marathon coach", "city": None, "capacity": 3,
+        "name": "Ana",
+        "headline": "Marathon coach",
+        "city": None,
+        "capacity": 3,
     }
     assert await events(factory) == [("coach", "coach.created"), ("coach", "coach.updated")]
 
@@ -75,12 +85,20 @@ async def test_create_skill_with_prerequisites(gql: GraphQLClient, factory: Fact
     body = await gql(
         f"""mutation($i: CreateSkillInput!) {{ createSkill(input: $i) {{
             ... on Skill {{ slug name sport prerequisites {{ name }} }} {ERRORS} }} }}""",
-        {"i": {"slug": "flip-turn", "name": "Flip turn", "sport": "Swimming",
-               "prerequisiteIds": [gid("Skill", base.id)]}},
+        {
+            "i": {
+                "slug": "flip-turn",
+                "name": "Flip turn",
+                "sport": "Swimming",
+                "prerequisiteIds": [gid("Skill", base.id)],
+            }
+        },
         token=admin,
     )
     assert body["data"]["createSkill"] == {
-        "slug": "flip-turn", "name": "Flip turn", "sport": "swimming",
+        "slug": "flip-turn",
+        "name": "Flip turn",
+        "sport": "swimming",
         "prerequisites": [{"name": "Base"}],
     }
     again = await gql(
@@ -120,8 +138,16 @@ async def test_skills_goals_programs_enrollment(gql: GraphQLClient, factory: Fac
     body = await gql(
         f"""mutation($i: CreateProgramInput!) {{ createProgram(input: $i) {{
             ... on Program {{ id title level durationWeeks skills {{ name }} coach {{ id }} }} {ERRORS} }} }}""",
-        {"i": {"coachId": gid("Coach", coach.id), "title": "Base block", "sport": "running",
-               "level": 2, "durationWeeks": 6, "skillIds": [gid("Skill", a.id)]}},
+        {
+            "i": {
+                "coachId": gid("Coach", coach.id),
+                "title": "Base block",
+                "sport": "running",
+                "level": 2,
+                "durationWeeks": 6,
+                "skillIds": [gid("Skill", a.id)],
+            }
+        },
         token=token_for("coach", coach.id),
     )
     program = body["data"]["createProgram"]
@@ -147,10 +173,13 @@ async def test_session_lifecycle(gql: GraphQLClient, factory: Factory) -> None:
     mine = token_for("coach", coach.id)
     schedule = f"""mutation($i: ScheduleSessionInput!) {{ scheduleSession(input: $i) {{
         ... on TrainingSession {{ id status scheduledAt coach {{ id }} athlete {{ id }} }} {ERRORS} }} }}"""
-    variables: dict[str, Any] = {"i": {
-        "coachId": gid("Coach", coach.id), "athleteId": gid("Athlete", athlete.id),
-        "scheduledAt": "2026-12-01T09:00:00+01:00",
-    }}
+    variables: dict[str, Any] = {
+        "i": {
+            "coachId": gid("Coach", coach.id),
+            "athleteId": gid("Athlete", athlete.id),
+            "scheduledAt": "2026-12-01T09:00:00+01:00",
+        }
+    }
     body = await gql(schedule, variables, token=mine)
     assert body["data"]["scheduleSession"]["__typename"] == "ConflictError"  # not its athlete
     await factory.assign(coach.id, athlete.id)
@@ -197,11 +226,15 @@ async def test_assign_coach_enforces_capacity_under_concurrency(
     )
     assert count == 2
     # a place freed by unassigning can be taken again
-    winner = next(r["data"]["assignCoach"]["id"] for r in results if "coaches" in r["data"]["assignCoach"])
+    winner = next(
+        r["data"]["assignCoach"]["id"] for r in results if "coaches" in r["data"]["assignCoach"]
+    )
     loser = third if winner == gid("Athlete", second.id) else second
     unassign = assign.replace("assignCoach", "unassignCoach")
     await gql(unassign, {"c": gid("Coach", coach.id), "a": winner}, token=admin)
-    body = await gql(assign, {"c": gid("Coach", coach.id), "a": gid("Athlete", loser.id)}, token=admin)
+    body = await gql(
+        assign, {"c": gid("Coach", coach.id), "a": gid("Athlete", loser.id)}, token=admin
+    )
     assert body["data"]["assignCoach"]["coaches"] == [{"id": gid("Coach", coach.id)}]
 
 
@@ -213,8 +246,14 @@ async def test_many_concurrent_assignments_never_exceed_capacity(
     assign = f"""mutation($c: ID!, $a: ID!) {{ assignCoach(coachId: $c, athleteId: $a) {{
         ... on Athlete {{ id }} {ERRORS} }} }}"""
     results = await asyncio.gather(
-        *[gql(assign, {"c": gid("Coach", coach.id), "a": gid("Athlete", a.id)},
-              token=token_for("admin")) for a in athletes]
+        *[
+            gql(
+                assign,
+                {"c": gid("Coach", coach.id), "a": gid("Athlete", a.id)},
+                token=token_for("admin"),
+            )
+            for a in athletes
+        ]
     )
     ok = [r for r in results if "id" in r["data"]["assignCoach"]]
     assert len(ok) == 3

@@ -60,9 +60,9 @@ def viewer_from_token(secret: str, token: str) -> Viewer:
         subject = claims.get("sub")
         coach_id = athlete_id = None
         if role is Role.COACH:
-            coach_id = decode_id(subject, "Coach", field="sub")
+            coach_id = decode_id(str(subject), "Coach", field="sub")
         elif role is Role.ATHLETE:
-            athlete_id = decode_id(subject, "Athlete", field="sub")
+            athlete_id = decode_id(str(subject), "Athlete", field="sub")
     except jwt.ExpiredSignatureError:
         raise Unauthenticated("The token has expired") from None
     except (jwt.InvalidTokenError, ValueError, KeyError, InvalidInput):

@@ -33,7 +33,7 @@ class GraphQLView(GraphQL[Context, None]):
         return Context(settings=resources.settings, db=resources.db, viewer=viewer)
 
     async def process_result(
-        self, request: Request | WebSocket, result: ExecutionResult
+        self, request: Request, result: ExecutionResult
     ) -> GraphQLHTTPResponse:
         # Errors raised before the operation hooks run (e.g. parse errors in the parser
         # cache) bypass the ErrorCodes extension; present them here too.
@@ -73,7 +73,9 @@ class Gate:
             return error_response(413, "BAD_USER_INPUT", "Request body too large")
         auth = headers.get(b"authorization")
         try:
-            viewer = viewer_from_header(resources.jwt_secret, auth.decode("latin-1") if auth else None)
+            viewer = viewer_from_header(
+                resources.jwt_secret, auth.decode("latin-1") if auth else None
+            )
         except Unauthenticated as err:
             return error_response(401, err.code, err.message)
         scope[VIEWER_KEY] = viewer

@@ -116,8 +116,8 @@ class Loaders:
         self.unlocks_by_skill_id: ListByKeyLoader[int, SkillRecord] = ListByKeyLoader(
             by(skills.unlocks_for, "skill_ids")
         )
-        self.enrollments_by_athlete_id: ListByKeyLoader[int, EnrollmentRecord] = (
-            ListByKeyLoader(by(programs.enrollments_for, "athlete_ids"))
+        self.enrollments_by_athlete_id: ListByKeyLoader[int, EnrollmentRecord] = ListByKeyLoader(
+            by(programs.enrollments_for, "athlete_ids")
         )
 
         async def coached(keys: list[int]) -> dict[int, frozenset[int]]:

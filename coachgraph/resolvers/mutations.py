@@ -56,9 +56,7 @@ def _coach_changes(ctx: Context, given: CoachFields) -> dict[str, Any]:
         "name": lambda v: validate.text(v, field="name", max_length=lim.max_name_length),
         "sports": lambda v: validate.sports(v, lim),
         "timezone": validate.timezone,
-        "capacity": lambda v: validate.in_range(
-            v, field="capacity", low=0, high=lim.max_capacity
-        ),
+        "capacity": lambda v: validate.in_range(v, field="capacity", low=0, high=lim.max_capacity),
         "city": lambda v: validate.optional_text(v, field="city", max_length=lim.max_name_length),
         "headline": lambda v: validate.optional_text(
             v, field="headline", max_length=lim.max_headline_length
@@ -81,7 +79,9 @@ def _athlete_changes(ctx: Context, given: AthleteFields) -> dict[str, Any]:
     return _checked(given, checks)
 
 
-_NOT_NULL = frozenset({"name", "sports", "sport", "timezone", "capacity", "level", "looking_for_coach"})
+_NOT_NULL = frozenset(
+    {"name", "sports", "sport", "timezone", "capacity", "level", "looking_for_coach"}
+)
 
 
 def _checked(given: Any, checks: dict[str, Any]) -> dict[str, Any]:
@@ -193,19 +193,24 @@ async def create_program(
 ) -> ProgramRecord:
     require(can_edit_coach(ctx.viewer, coach_id), "You may only create your own programs")
     lim = ctx.settings.limits
-    fields = {
-        "title": validate.text(title, field="title", max_length=lim.max_name_length),
-        "sport": validate.sport(sport),
-        "level": validate.level(level),
-        "duration_weeks": validate.in_range(
-            duration_weeks, field="durationWeeks", low=1, high=lim.max_duration_weeks
-        ),
-        "description": validate.optional_text(
-            description, field="description", max_length=lim.max_text_length
-        ),
-    }
+    title = validate.text(title, field="title", max_length=lim.max_name_length)
+    sport = validate.sport(sport)
+    validate.level(level)
+    validate.in_range(duration_weeks, field="durationWeeks", low=1, high=lim.max_duration_weeks)
+    description = validate.optional_text(
+        description, field="description", max_length=lim.max_text_length
+    )
     async with ctx.db.transaction() as conn:
-        return await programs.create(conn, coach_id=coach_id, skill_ids=skill_ids, **fields)
+        return await programs.create(
+            conn,
+            coach_id=coach_id,
+            skill_ids=skill_ids,
+            title=title,
+            sport=sport,
+            level=level,
+            duration_weeks=duration_weeks,
+            description=description,
+        )
 
 
 async def enroll(ctx: Context, athlete_id: int, program_id: int) -> EnrollmentRecord:

@@ -102,10 +102,12 @@ async def coaches_page(
     """The page and a count thunk: the count runs only if totalCount is asked for."""
     size, cursor = validate.page_args(first, after, ctx.settings.limits)
     pool = ctx.db.pool
-    filters = {"sport": _norm(sport), "city": city, "accepting": accepting}
+    sport = _norm(sport)
     return (
-        await coaches.list_page(pool, first=size, after=cursor, **filters),
-        lambda: coaches.count(pool, **filters),
+        await coaches.list_page(
+            pool, first=size, after=cursor, sport=sport, city=city, accepting=accepting
+        ),
+        lambda: coaches.count(pool, sport=sport, city=city, accepting=accepting),
     )
 
 
@@ -121,10 +123,21 @@ async def athletes_page(
     size, cursor = validate.page_args(first, after, ctx.settings.limits)
     scope = athlete_scope(ctx.viewer)
     pool = ctx.db.pool
-    filters = {"sport": _norm(sport), "city": city, "looking_for_coach": looking_for_coach}
+    sport = _norm(sport)
+    looking = looking_for_coach
     return (
-        await athletes.list_page(pool, scope=scope, first=size, after=cursor, **filters),
-        lambda: athletes.count(pool, scope=scope, **filters),
+        await athletes.list_page(
+            pool,
+            scope=scope,
+            first=size,
+            after=cursor,
+            sport=sport,
+            city=city,
+            looking_for_coach=looking,
+        ),
+        lambda: athletes.count(
+            pool, scope=scope, sport=sport, city=city, looking_for_coach=looking
+        ),
     )
 
 
@@ -150,10 +163,12 @@ async def programs_page(
 ) -> tuple[Page[ProgramRecord], Count]:
     size, cursor = validate.page_args(first, after, ctx.settings.limits)
     pool = ctx.db.pool
-    filters = {"sport": _norm(sport), "coach_id": coach_id, "max_level": max_level}
+    sport = _norm(sport)
     return (
-        await programs.list_page(pool, first=size, after=cursor, **filters),
-        lambda: programs.count(pool, **filters),
+        await programs.list_page(
+            pool, first=size, after=cursor, sport=sport, coach_id=coach_id, max_level=max_level
+        ),
+        lambda: programs.count(pool, sport=sport, coach_id=coach_id, max_level=max_level),
     )
 
 

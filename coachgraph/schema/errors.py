@@ -48,7 +48,9 @@ def user_error(err: DomainError) -> ErrorResult:
     if isinstance(err, InvalidInput):
         return ValidationError(message=err.message, field=err.field, code=err.reason)
     if isinstance(err, NotFound):
-        return NotFoundError(message=err.message, id=strawberry.ID(to_global_id(err.type_name, err.raw_id)))
+        return NotFoundError(
+            message=err.message, id=strawberry.ID(to_global_id(err.type_name, err.raw_id))
+        )
     if isinstance(err, Conflict):
         return ConflictError(message=err.message)
     return PermissionDeniedError(message=err.message)

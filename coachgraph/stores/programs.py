@@ -80,7 +80,8 @@ async def create(
         raise NotFound("Skill", missing_id)
     try:
         row = await conn.fetchrow(
-            "INSERT INTO programs AS p (coach_id, title, description, sport, level, duration_weeks) "
+            "INSERT INTO programs AS p "
+            "(coach_id, title, description, sport, level, duration_weeks) "
             f"VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}",
             coach_id,
             title,

@@ -100,7 +100,8 @@ async def schedule(
     if program_id is not None and pair["program_coach"] != coach_id:
         raise Conflict("The program is led by another coach")
     row = await conn.fetchrow(
-        "INSERT INTO training_sessions AS s (coach_id, athlete_id, program_id, scheduled_at, notes) "
+        "INSERT INTO training_sessions AS s "
+        "(coach_id, athlete_id, program_id, scheduled_at, notes) "
         f"VALUES ($1, $2, $3, $4, $5) RETURNING {COLUMNS}",
         coach_id,
         athlete_id,

@@ -57,7 +57,9 @@ def maker(cls: type[T]) -> Callable[[asyncpg.Record], T]:
     return make
 
 
-def page(rows: Sequence[asyncpg.Record], first: int, make: Callable[[asyncpg.Record], T]) -> Page[T]:
+def page(
+    rows: Sequence[asyncpg.Record], first: int, make: Callable[[asyncpg.Record], T]
+) -> Page[T]:
     """A page from `first + 1` fetched rows: the extra row only says there is a next page."""
     return Page([make(r) for r in rows[:first]], has_next=len(rows) > first)
 
