@@ -95,8 +95,9 @@ class Settings:
             raise SettingsError("COACHGRAPH_DB_POOL_MIN must not exceed COACHGRAPH_DB_POOL_MAX")
         if self.database_url and not self.database_url.startswith(("postgres://", "postgresql://")):
             raise SettingsError("DATABASE_URL must be a postgresql:// URL")
-        if self.jwt_secret is not None and len(self.jwt_secret) < 16:
-            raise SettingsError("COACHGRAPH_JWT_SECRET must be at least 16 characters")
+        if self.jwt_secret is not None and len(self.jwt_secret.encode()) < 32:
+            # RFC 7518 3.2: an HS256 key at least as long as the hash
+            raise SettingsError("COACHGRAPH_JWT_SECRET must be at least 32 bytes")
 
     def with_(self, **changes: object) -> Settings:
         """A copy with some values changed (tests and the CLI use this)."""
