@@ -24,11 +24,20 @@ class State(TypedDict):
 async def healthz(request: Request) -> JSONResponse:
     """200 once every configured backend answers."""
     resources: Resources = request.state.resources
+    report: dict[str, object] = {}
+    healthy = True
     try:
         await resources.db.pool.fetchval("SELECT 1", timeout=2)
+        report["postgres"] = "ok"
+        lag = await resources.projector.lag()
+        report["graph"] = resources.graph.name
+        report["projection_lag"] = {"pending": lag.pending, "oldest_seconds": lag.oldest_seconds}
+        await resources.graph.coach_neighbourhood(0, limit=1)
     except Exception as err:  # any failure to answer means not healthy
-        return JSONResponse({"status": "unavailable", "postgres": type(err).__name__}, 503)
-    return JSONResponse({"status": "ok", "postgres": "ok"})
+        healthy = False
+        report["error"] = type(err).__name__
+    report["status"] = "ok" if healthy else "unavailable"
+    return JSONResponse(report, 200 if healthy else 503)
 
 
 def create_app(
@@ -36,6 +45,7 @@ def create_app(
     *,
     create_secret: bool = False,
     count_statements: bool = False,
+    start_projector: bool = True,
     on_ready: Callable[[Resources], Awaitable[None]] | None = None,
 ) -> Starlette:
     """The ASGI app; nothing connects until the lifespan starts."""
@@ -45,7 +55,10 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
         resources = await open_resources(
-            settings, create_secret=create_secret, count_statements=count_statements
+            settings,
+            create_secret=create_secret,
+            count_statements=count_statements,
+            start_projector=start_projector,
         )
         try:
             if on_ready is not None:

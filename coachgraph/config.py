@@ -32,6 +32,9 @@ class Limits:
     max_body_bytes: int = 1_000_000
     rate_limit_per_minute: int = 6_000
     rate_limit_burst: int = 600
+    max_matches: int = 50
+    match_candidates: int = 300
+    projector_batch: int = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +58,7 @@ class Settings:
     aws_region: str | None = None
     redis_url: str | None = None
     graphiql: bool = True
+    projector_poll_seconds: float = 1.0
     limits: Limits = field(default_factory=Limits)
 
     @classmethod
@@ -84,6 +88,8 @@ class Settings:
             aws_region=opt("AWS_REGION"),
             redis_url=opt("REDIS_URL"),
             graphiql=_bool(env, "COACHGRAPH_GRAPHIQL", True),
+            projector_poll_seconds=_int(env, "COACHGRAPH_PROJECTOR_POLL_MS", 1000, minimum=10)
+            / 1000,
             limits=_limits(env),
         )
         settings.validate()

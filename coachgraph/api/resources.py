@@ -9,6 +9,10 @@ from pathlib import Path
 from coachgraph.api.auth import resolve_secret
 from coachgraph.api.ratelimit import RateLimiter
 from coachgraph.config import Settings
+from coachgraph.graph.memory import MemoryGraph
+from coachgraph.graph.model import GraphStore
+from coachgraph.graph.neo4j import Neo4jGraph
+from coachgraph.graph.projector import Projector
 from coachgraph.stores.db import Database, EmbeddedPostgres
 from coachgraph.stores.migrate import migrate
 
@@ -17,18 +21,51 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Resources:
-    """What every request may use: settings, the database, the signing secret, the limiter."""
+    """What every request may use: settings, the database, the graph, the secret, the limiter."""
 
     settings: Settings
     db: Database
     jwt_secret: str
     limiter: RateLimiter
+    graph: GraphStore
+    projector: Projector
     embedded: EmbeddedPostgres | None = None
 
     async def close(self) -> None:
+        await self.projector.stop()
+        await self.graph.close()
         await self.db.close()
         if self.embedded is not None:
             await self.embedded.stop()
+
+
+def graph_store(settings: Settings) -> GraphStore:
+    """Neo4j when NEO4J_URI is set, else the in-memory networkx graph."""
+    if settings.neo4j_uri:
+        return Neo4jGraph(
+            settings.neo4j_uri,
+            user=settings.neo4j_user,
+            password=settings.neo4j_password,
+            database=settings.neo4j_database,
+        )
+    return MemoryGraph()
+
+
+def projector_for(settings: Settings, db: Database, graph: GraphStore) -> Projector:
+    persistent = isinstance(graph, Neo4jGraph)
+    name = (
+        f"graph:{graph.name}:{settings.neo4j_database or 'default'}"
+        if persistent
+        else "graph:memory"
+    )
+    return Projector(
+        db,
+        graph,
+        name=name,
+        persistent=persistent,
+        batch_size=settings.limits.projector_batch,
+        poll_seconds=settings.projector_poll_seconds,
+    )
 
 
 async def database_url(settings: Settings) -> tuple[str, EmbeddedPostgres | None]:
@@ -40,7 +77,11 @@ async def database_url(settings: Settings) -> tuple[str, EmbeddedPostgres | None
 
 
 async def open_resources(
-    settings: Settings, *, create_secret: bool = False, count_statements: bool = False
+    settings: Settings,
+    *,
+    create_secret: bool = False,
+    count_statements: bool = False,
+    start_projector: bool = True,
 ) -> Resources:
     """Connect, migrate, and hand back everything a request needs."""
     secret = resolve_secret(settings, create=create_secret)
@@ -56,8 +97,22 @@ async def open_resources(
         if embedded is not None:
             await embedded.stop()
         raise
-    async with db.pool.acquire() as conn:
-        await migrate(conn)
+    graph = graph_store(settings)
+    try:
+        async with db.pool.acquire() as conn:
+            await migrate(conn)
+        await graph.start()
+        projector = projector_for(settings, db, graph)
+        await projector.prepare()
+        await projector.catch_up()
+        if start_projector:
+            projector.start(dsn)
+    except BaseException:
+        await graph.close()
+        await db.close()
+        if embedded is not None:
+            await embedded.stop()
+        raise
     limits = settings.limits
     limiter = RateLimiter(per_minute=limits.rate_limit_per_minute, burst=limits.rate_limit_burst)
-    return Resources(settings, db, secret, limiter, embedded)
+    return Resources(settings, db, secret, limiter, graph, projector, embedded)

@@ -30,7 +30,9 @@ class GraphQLView(GraphQL[Context, None]):
     ) -> Context:
         resources: Resources = request.state.resources
         viewer = request.scope.get(VIEWER_KEY, ANONYMOUS)
-        return Context(settings=resources.settings, db=resources.db, viewer=viewer)
+        return Context(
+            settings=resources.settings, db=resources.db, viewer=viewer, graph=resources.graph
+        )
 
     async def process_result(
         self, request: Request, result: ExecutionResult

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from coachgraph.config import Settings
+from coachgraph.graph.model import GraphStore
 from coachgraph.resolvers.loaders import Loaders
 from coachgraph.resolvers.policy import Viewer
 from coachgraph.stores.db import Database
@@ -17,6 +18,7 @@ class Context:
     settings: Settings
     db: Database
     viewer: Viewer
+    graph: GraphStore
     loaders: Loaders = field(init=False)
 
     def __post_init__(self) -> None:

@@ -92,7 +92,7 @@ async def session(ctx: Context, session_id: int) -> SessionRecord:
 
 async def coaches_page(
     ctx: Context,
-    first: int,
+    first: int | None,
     after: str | None,
     *,
     sport: str | None,
@@ -113,7 +113,7 @@ async def coaches_page(
 
 async def athletes_page(
     ctx: Context,
-    first: int,
+    first: int | None,
     after: str | None,
     *,
     sport: str | None,
@@ -142,9 +142,9 @@ async def athletes_page(
 
 
 async def skills_page(
-    ctx: Context, first: int, after: str | None, *, sport: str | None
+    ctx: Context, first: int | None, after: str | None, *, sport: str | None
 ) -> tuple[Page[SkillRecord], Count]:
-    size, cursor = validate.page_args(first, after, ctx.settings.limits)
+    size, cursor = validate.page_args(first, after, ctx.settings.limits, default=50)
     pool = ctx.db.pool
     return (
         await skills.list_page(pool, first=size, after=cursor, sport=_norm(sport)),
@@ -154,7 +154,7 @@ async def skills_page(
 
 async def programs_page(
     ctx: Context,
-    first: int,
+    first: int | None,
     after: str | None,
     *,
     sport: str | None,
@@ -173,7 +173,7 @@ async def programs_page(
 
 
 async def athletes_of_coach(
-    ctx: Context, coach_id: int, first: int, after: str | None
+    ctx: Context, coach_id: int, first: int | None, after: str | None
 ) -> Page[AthleteRecord]:
     """The athletes a coach coaches, as far as the viewer may see them (anonymous: none)."""
     size, cursor = validate.page_args(first, after, ctx.settings.limits)
@@ -184,7 +184,12 @@ async def athletes_of_coach(
 
 
 async def sessions_of(
-    ctx: Context, parent: str, parent_id: int, first: int, after: str | None, status: str | None
+    ctx: Context,
+    parent: str,
+    parent_id: int,
+    first: int | None,
+    after: str | None,
+    status: str | None,
 ) -> Page[SessionRecord]:
     """A coach's or athlete's sessions that the viewer may see (anonymous: none)."""
     size, cursor = validate.page_args(first, after, ctx.settings.limits)

@@ -71,10 +71,13 @@ def timezone(value: str, *, field: str = "timezone") -> str:
     return name
 
 
-def page_args(first: int, after: str | None, limits: Limits) -> tuple[int, int | None]:
-    """Validated `first` (0..max page size) and the decoded `after` cursor."""
-    in_range(first, field="first", low=0, high=limits.max_page_size)
-    return first, decode_cursor(after) if after is not None else None
+def page_args(
+    first: int | None, after: str | None, limits: Limits, *, default: int = 20
+) -> tuple[int, int | None]:
+    """Validated `first` (0..max page size; null means the default) and the decoded cursor."""
+    size = default if first is None else first
+    in_range(size, field="first", low=0, high=limits.max_page_size)
+    return size, decode_cursor(after) if after is not None else None
 
 
 def ids(values: Sequence[str], expected: str, *, field: str, limit: int) -> list[int]:

@@ -9,6 +9,7 @@ from coachgraph.ids import decode_id, from_global_id
 from coachgraph.resolvers import queries
 
 from .inputs import AthleteFilter, CoachFilter, ProgramFilter
+from .matching import MatchingQuery
 from .relay import Connection, connection
 from .types import (
     Athlete,
@@ -41,7 +42,7 @@ async def resolve_node(info: Info, global_id: str) -> Node:
 
 
 @strawberry.type
-class Query:
+class Query(MatchingQuery):
     @strawberry.field(description="Any object by its global ID.")
     async def node(self, info: Info, id: strawberry.ID) -> Node | None:
         return await resolve_node(info, id)
@@ -55,7 +56,7 @@ class Query:
     async def coaches(
         self,
         info: Info,
-        first: int = 20,
+        first: int | None = 20,
         after: str | None = None,
         filter: CoachFilter | None = None,
     ) -> Connection[Coach]:
@@ -76,7 +77,7 @@ class Query:
     async def athletes(
         self,
         info: Info,
-        first: int = 20,
+        first: int | None = 20,
         after: str | None = None,
         filter: AthleteFilter | None = None,
     ) -> Connection[Athlete]:
@@ -93,7 +94,7 @@ class Query:
 
     @strawberry.field
     async def skills(
-        self, info: Info, first: int = 50, after: str | None = None, sport: str | None = None
+        self, info: Info, first: int | None = 50, after: str | None = None, sport: str | None = None
     ) -> Connection[Skill]:
         page, count = await queries.skills_page(info.context, first, after, sport=sport)
         return connection(page, Skill.from_record, row_id, after=after, total=count)
@@ -102,7 +103,7 @@ class Query:
     async def programs(
         self,
         info: Info,
-        first: int = 20,
+        first: int | None = 20,
         after: str | None = None,
         filter: ProgramFilter | None = None,
     ) -> Connection[Program]:

@@ -135,7 +135,7 @@ class Coach(Node):
 
     @strawberry.field(description="Athletes the coach coaches, as far as the viewer may see.")
     async def athletes(
-        self, info: Info, first: int = 20, after: str | None = None
+        self, info: Info, first: int | None = 20, after: str | None = None
     ) -> Connection[Athlete]:
         page = await queries.athletes_of_coach(info.context, self.raw_id, first, after)
         return connection(page, Athlete.from_record, row_id, after=after)
@@ -149,7 +149,7 @@ class Coach(Node):
     async def sessions(
         self,
         info: Info,
-        first: int = 20,
+        first: int | None = 20,
         after: str | None = None,
         status: SessionStatus | None = None,
     ) -> Connection[TrainingSession]:
@@ -210,7 +210,7 @@ class Athlete(Node):
     async def sessions(
         self,
         info: Info,
-        first: int = 20,
+        first: int | None = 20,
         after: str | None = None,
         status: SessionStatus | None = None,
     ) -> Connection[TrainingSession]:

@@ -1,0 +1,275 @@
+"""Scoring: neighbourhood in, a small networkx subgraph, ranked matches with reasons out.
+
+Coach for an athlete, score in [0, 1]:
+  0.50 goal coverage  - the athlete's goals the coach teaches, weighted by the coach's level
+  0.10 level fit      - the coach teaches those skills at or above the athlete's level
+  0.30 similar athletes - Adamic-Adar over the subgraph: the coach's athletes who want the same
+                        goals, each shared goal weighted 1 / log(1 + how many in the subgraph want it)
+  0.10 same city
+Hard constraints (same sport, capacity left, not already its coach) are applied by the
+backends before scoring. Equal scores break ties by id, so rankings are deterministic.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import networkx as nx
+
+from coachgraph.graph.model import (
+    CoachNeighbourhood,
+    PathNeighbourhood,
+    ProgramNeighbourhood,
+    RosterNeighbourhood,
+)
+
+W_COVER, W_FIT, W_SIMILAR, W_CITY = 0.5, 0.1, 0.3, 0.1
+
+
+@dataclass(frozen=True, slots=True)
+class Reasons:
+    shared_skills: tuple[int, ...]
+    goals_covered: tuple[int, ...]
+    similar_athletes: int
+    summary: str
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    id: int
+    score: float
+    reasons: Reasons
+
+
+def _skill(k: int) -> tuple[str, int]:
+    return ("skill", k)
+
+
+def _athlete(k: int) -> tuple[str, int]:
+    return ("athlete", k)
+
+
+def _wanting(graph: nx.DiGraph, skill: tuple[str, int]) -> int:
+    if skill not in graph:
+        return 0
+    return sum(1 for _, data in graph.pred[skill].items() if data["rel"] == "WANTS")
+
+
+def _adamic_adar(graph: nx.DiGraph, pairs: Iterable[tuple[int, int]]) -> tuple[float, int]:
+    """Sum of shared-goal weights over (athlete, goal) pairs, and how many athletes share."""
+    total, athletes = 0.0, set()
+    for athlete, goal in pairs:
+        total += 1.0 / math.log(1 + max(2, _wanting(graph, _skill(goal))))
+        athletes.add(athlete)
+    return total, len(athletes)
+
+
+def _ranked(matches: list[Match], first: int) -> list[Match]:
+    return sorted(matches, key=lambda m: (-m.score, m.id))[:first]
+
+
+def _summary(covered: int, of: int, similar: int, city: str | None, what: str) -> str:
+    parts = [
+        f"{what} {covered} of {of} goal{'s' if of != 1 else ''}"
+        if of
+        else f"{what} skills you practise"
+    ]
+    if similar:
+        parts.append(f"{similar} similar athlete{'s' if similar != 1 else ''}")
+    if city:
+        parts.append(f"same city ({city})")
+    return "; ".join(parts)
+
+
+def rank_coaches(n: CoachNeighbourhood, first: int) -> list[Match]:
+    """The best coaches for the athlete, with reasons."""
+    athlete = n.athlete
+    targets = athlete.targets
+    me = _athlete(athlete.info.id)
+    graph = nx.DiGraph()
+    for t in targets:
+        graph.add_edge(me, _skill(t), rel="WANTS")
+    for cand in n.candidates:
+        coach = ("coach", cand.info.id)
+        graph.add_node(coach)
+        graph.add_edges_from(
+            ((coach, _skill(s), {"rel": "TEACHES", "level": lv}) for s, lv in cand.teaches.items())
+        )
+        for other, goal in cand.similar:
+            graph.add_edge(coach, _athlete(other), rel="COACHES")
+            graph.add_edge(_athlete(other), _skill(goal), rel="WANTS")
+
+    raw: list[tuple[int, float, float, float, float, Reasons]] = []
+    for cand in n.candidates:
+        coach = ("coach", cand.info.id)
+        taught = {
+            s[1]: data["level"] for s, data in graph.succ[coach].items() if data["rel"] == "TEACHES"
+        }
+        covered = [t for t in targets if t in taught]
+        coverage = sum(taught[t] for t in covered) / (5.0 * len(targets)) if targets else 0.0
+        fit = (
+            sum(min(1.0, taught[t] / max(1, athlete.info.level)) for t in covered) / len(covered)
+            if covered
+            else 0.0
+        )
+        pairs = [
+            (other[1], goal[1])
+            for other, data in graph.succ[coach].items()
+            if data["rel"] == "COACHES"
+            for goal in graph.succ[other]
+        ]
+        similar, similar_count = _adamic_adar(graph, pairs)
+        same_city = athlete.info.city is not None and athlete.info.city == cand.info.city
+        reasons = Reasons(
+            shared_skills=tuple(sorted(set(athlete.skills) & set(taught))),
+            goals_covered=tuple(sorted(set(athlete.goals) & set(covered))),
+            similar_athletes=similar_count,
+            summary=_summary(
+                len(set(athlete.goals) & set(covered)),
+                len(athlete.goals),
+                similar_count,
+                athlete.info.city if same_city else None,
+                "Teaches",
+            ),
+        )
+        raw.append((cand.info.id, coverage, fit, similar, 1.0 if same_city else 0.0, reasons))
+    return _ranked(_combine(raw), first)
+
+
+def _combine(raw: list[tuple[int, float, float, float, float, Reasons]]) -> list[Match]:
+    """Weighted sum; the similar-athletes signal is scaled to the best candidate's."""
+    top = max((r[3] for r in raw), default=0.0) or 1.0
+    return [
+        Match(
+            i,
+            round(W_COVER * cov + W_FIT * fit + W_SIMILAR * sim / top + W_CITY * city, 6),
+            reasons,
+        )
+        for i, cov, fit, sim, city, reasons in raw
+    ]
+
+
+def rank_athletes(n: RosterNeighbourhood, first: int) -> list[Match]:
+    """The athletes looking for a coach whom this coach would serve best."""
+    coach = n.coach
+    graph = nx.DiGraph()
+    me = ("coach", coach.id)
+    graph.add_edges_from(
+        (me, _skill(s), {"rel": "TEACHES", "level": lv}) for s, lv in n.teaches.items()
+    )
+    for member, goal in n.roster_goals:
+        graph.add_edge(me, _athlete(member), rel="COACHES")
+        graph.add_edge(_athlete(member), _skill(goal), rel="WANTS")
+    for cand in n.candidates:
+        graph.add_edges_from(
+            (_athlete(cand.info.id), _skill(g), {"rel": "WANTS"}) for g in cand.wants
+        )
+    roster = {member for member, _ in n.roster_goals}
+
+    raw = []
+    for cand in n.candidates:
+        covered = list(cand.wants)
+        coverage = sum(n.teaches[g] for g in covered) / (5.0 * max(1, cand.goal_count))
+        fit = (
+            sum(min(1.0, n.teaches[g] / max(1, cand.info.level)) for g in covered) / len(covered)
+            if covered
+            else 0.0
+        )
+        pairs = [
+            (other[1], goal[1])
+            for goal in (_skill(g) for g in covered)
+            for other, data in graph.pred[goal].items()
+            if data["rel"] == "WANTS" and other[1] in roster
+        ]
+        similar, similar_count = _adamic_adar(graph, pairs)
+        same_city = coach.city is not None and coach.city == cand.info.city
+        reasons = Reasons(
+            shared_skills=tuple(sorted(cand.skills)),
+            goals_covered=tuple(covered),
+            similar_athletes=similar_count,
+            summary=_summary(
+                len(covered),
+                cand.goal_count,
+                similar_count,
+                coach.city if same_city else None,
+                "You teach",
+            ),
+        )
+        raw.append((cand.info.id, coverage, fit, similar, 1.0 if same_city else 0.0, reasons))
+    return _ranked(_combine(raw), first)
+
+
+def rank_programs(n: ProgramNeighbourhood, first: int) -> list[Match]:
+    """Programs that develop the athlete's goals at a level it can follow."""
+    athlete = n.athlete
+    targets = athlete.targets
+    graph = nx.DiGraph()
+    for cand in n.candidates:
+        program = ("program", cand.info.id)
+        graph.add_edges_from((program, _skill(s), {"rel": "DEVELOPS"}) for s in cand.develops)
+        for other, goal in cand.enrolled_similar:
+            graph.add_edge(_athlete(other), program, rel="ENROLLED_IN")
+            graph.add_edge(_athlete(other), _skill(goal), rel="WANTS")
+    own_coaches = set(athlete.coaches)
+
+    raw = []
+    for cand in n.candidates:
+        program = ("program", cand.info.id)
+        develops = {s[1] for s in graph.succ[program]}
+        covered = [t for t in targets if t in develops]
+        coverage = len(covered) / len(targets) if targets else 0.0
+        gap = cand.info.level - athlete.info.level
+        fit = 1.0 if gap in (0, 1) else max(0.0, 1.0 - abs(gap) / 4)
+        pairs = [
+            (other[1], goal[1])
+            for other in graph.pred[program]
+            for goal in graph.succ[other]
+            if goal[0] == "skill"
+        ]
+        similar, similar_count = _adamic_adar(graph, pairs)
+        mine = cand.info.coach_id in own_coaches
+        reasons = Reasons(
+            shared_skills=tuple(sorted(set(athlete.skills) & develops)),
+            goals_covered=tuple(sorted(set(athlete.goals) & set(covered))),
+            similar_athletes=similar_count,
+            summary=_summary(
+                len(set(athlete.goals) & set(covered)),
+                len(athlete.goals),
+                similar_count,
+                None,
+                "Develops",
+            )
+            + ("; led by your coach" if mine else ""),
+        )
+        raw.append((cand.info.id, coverage, fit, similar, 1.0 if mine else 0.0, reasons))
+    return _ranked(_combine(raw), first)
+
+
+def skill_path(n: PathNeighbourhood, *, max_programs: int = 10) -> tuple[list[int], list[int]]:
+    """Skills still to learn before and including the target, in prerequisite order, and the
+    programs that develop them (most of those skills first).
+
+    Walking up from the target stops at skills the athlete has: what lies above them is
+    taken as learnt.
+    """
+    graph = nx.DiGraph()
+    graph.add_node(n.target)
+    graph.add_edges_from(n.prerequisites)
+    has = set(n.athlete.skills)
+    needed: set[int] = set()
+    stack = [n.target]
+    while stack:
+        skill = stack.pop()
+        if skill in needed or skill in has:
+            continue
+        needed.add(skill)
+        stack.extend(graph.predecessors(skill))
+    order = list(nx.lexicographical_topological_sort(graph.subgraph(needed)))
+    counts: dict[int, int] = {}
+    for program, skill in n.programs:
+        if skill in needed:
+            counts[program] = counts.get(program, 0) + 1
+    programs = sorted(counts, key=lambda p: (-counts[p], p))[:max_programs]
+    return order, programs

@@ -1,0 +1,73 @@
+"""Matchmaking and recommendations: policy, then one graph call, then the scoring module."""
+
+from __future__ import annotations
+
+from coachgraph.errors import NotFound, PermissionDenied
+from coachgraph.graph import recommend
+from coachgraph.graph.recommend import Match
+from coachgraph.resolvers import queries, validate
+from coachgraph.resolvers.context import Context
+from coachgraph.resolvers.policy import AthleteAccess, require
+
+
+def _first(ctx: Context, first: int | None, default: int = 10) -> int:
+    size = default if first is None else first
+    return validate.in_range(size, field="first", low=0, high=ctx.settings.limits.max_matches)
+
+
+async def _full_access(ctx: Context, athlete_id: int) -> None:
+    """The athlete itself, its coaches and admins may plan for it."""
+    athlete = await queries.athlete(ctx, athlete_id)
+    if await queries.access_to(ctx, athlete) is not AthleteAccess.FULL:
+        raise PermissionDenied("Only the athlete, its coaches and admins may see this")
+
+
+async def _exists(ctx: Context, type_name: str, raw_id: int) -> None:
+    """A record missing from the graph: NotFound, unless the projection has not caught up."""
+    loader = ctx.loaders.athlete_by_id if type_name == "Athlete" else ctx.loaders.coach_by_id
+    if await loader.load(raw_id) is None:
+        raise NotFound(type_name, raw_id)
+
+
+async def match_coaches(ctx: Context, athlete_id: int, first: int | None) -> list[Match]:
+    v = ctx.viewer
+    require(v.is_admin or v.is_athlete(athlete_id), "Only the athlete or an admin may match it")
+    size = _first(ctx, first)
+    found = await ctx.graph.coach_neighbourhood(
+        athlete_id, limit=ctx.settings.limits.match_candidates
+    )
+    if found is None:
+        await _exists(ctx, "Athlete", athlete_id)
+        return []
+    return recommend.rank_coaches(found, size)
+
+
+async def match_athletes(ctx: Context, coach_id: int, first: int | None) -> list[Match]:
+    v = ctx.viewer
+    require(v.is_admin or v.is_coach(coach_id), "Only the coach or an admin may match it")
+    size = _first(ctx, first)
+    found = await ctx.graph.roster_neighbourhood(
+        coach_id, limit=ctx.settings.limits.match_candidates
+    )
+    if found is None:
+        await _exists(ctx, "Coach", coach_id)
+        return []
+    return recommend.rank_athletes(found, size)
+
+
+async def recommend_programs(ctx: Context, athlete_id: int, first: int | None) -> list[Match]:
+    await _full_access(ctx, athlete_id)
+    size = _first(ctx, first, default=5)
+    found = await ctx.graph.program_neighbourhood(
+        athlete_id, limit=ctx.settings.limits.match_candidates
+    )
+    return [] if found is None else recommend.rank_programs(found, size)
+
+
+async def skill_path(
+    ctx: Context, athlete_id: int, target_id: int
+) -> tuple[list[int], list[int]] | None:
+    await _full_access(ctx, athlete_id)
+    await queries.skill(ctx, target_id)
+    found = await ctx.graph.path_neighbourhood(athlete_id, target_id)
+    return None if found is None else recommend.skill_path(found)
