@@ -143,22 +143,25 @@ class Neo4jGraph:
         database: str | None,
         pool_size: int = 50,
         timeout: float = 30.0,
+        driver: AsyncDriver | None = None,
     ) -> None:
         self.uri = uri
         self.database = database
         self._auth = (user or "neo4j", password or "")
         self._pool_size = pool_size
         self._timeout = timeout
-        self._driver: AsyncDriver | None = None
+        self._driver = driver
+        self._owns_driver = driver is None
 
     async def start(self) -> None:
-        self._driver = AsyncGraphDatabase.driver(
-            self.uri,
-            auth=self._auth,
-            max_connection_pool_size=self._pool_size,
-            connection_timeout=self._timeout,
-            connection_acquisition_timeout=self._timeout,
-        )
+        if self._driver is None:
+            self._driver = AsyncGraphDatabase.driver(
+                self.uri,
+                auth=self._auth,
+                max_connection_pool_size=self._pool_size,
+                connection_timeout=self._timeout,
+                connection_acquisition_timeout=self._timeout,
+            )
         for label in LABELS:
             await self._ensure_index(label)
 
@@ -175,9 +178,9 @@ class Neo4jGraph:
                 log.debug("index on %s.id: %s", label, err)
 
     async def close(self) -> None:
-        if self._driver is not None:
+        if self._driver is not None and self._owns_driver:
             await self._driver.close()
-            self._driver = None
+        self._driver = None
 
     async def _run(self, query: str, **params: Any) -> list[dict[str, Any]]:
         """One auto-commit statement, its result consumed."""

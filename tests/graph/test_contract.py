@@ -1,0 +1,152 @@
+"""One contract suite for both graph backends: hand-built graphs with obvious answers."""
+
+from __future__ import annotations
+
+from coachgraph.graph import recommend
+from coachgraph.graph.model import GraphStore
+from coachgraph.stores.db import Database
+from tests.factories import Factory
+from tests.graph.conftest import projector
+
+
+async def project(db: Database, graph: GraphStore) -> None:
+    p = projector(db, graph)
+    await p.rebuild()
+    await p.catch_up()
+
+
+async def goals(factory: Factory, athlete_id: int, skill_ids: list[int]) -> None:
+    from coachgraph.stores import athletes
+
+    async with factory.db.transaction() as conn:
+        await athletes.set_goals(conn, athlete_id=athlete_id, skill_ids=skill_ids)
+
+
+async def test_coach_teaching_both_goals_beats_one_teaching_one(
+    db: Database, factory: Factory, graph: GraphStore
+) -> None:
+    g1, g2, other = await factory.skill(), await factory.skill(), await factory.skill()
+    athlete = await factory.athlete(city="Oslo")
+    await goals(factory, athlete.id, [g1.id, g2.id])
+    both = await factory.coach(name="Both", city="Rome")
+    one = await factory.coach(name="One", city="Rome")
+    unrelated = await factory.coach(name="Unrelated")
+    for skill in (g1, g2):
+        await factory.teach(both.id, skill.id, level=3)
+    await factory.teach(one.id, g1.id, level=5)
+    await factory.teach(unrelated.id, other.id, level=5)
+    await project(db, graph)
+
+    found = await graph.coach_neighbourhood(athlete.id, limit=100)
+    assert found is not None
+    ranked = recommend.rank_coaches(found, 10)
+    assert [m.id for m in ranked] == [both.id, one.id]
+    best = ranked[0].reasons
+    assert best.goals_covered == tuple(sorted((g1.id, g2.id)))
+    assert "2 of 2 goals" in best.summary
+    assert ranked[0].score > ranked[1].score
+
+
+async def test_hard_constraints(db: Database, factory: Factory, graph: GraphStore) -> None:
+    goal = await factory.skill()
+    athlete = await factory.athlete(sport="running")
+    await goals(factory, athlete.id, [goal.id])
+    full = await factory.coach(name="Full", capacity=1)
+    await factory.assign(full.id, (await factory.athlete()).id)
+    mine = await factory.coach(name="Mine")
+    await factory.assign(mine.id, athlete.id)
+    swimmer = await factory.coach(name="Swimmer", sports=["swimming"])
+    ok = await factory.coach(name="Ok")
+    for coach in (full, mine, swimmer, ok):
+        await factory.teach(coach.id, goal.id)
+    await project(db, graph)
+    found = await graph.coach_neighbourhood(athlete.id, limit=100)
+    assert found is not None
+    assert [m.id for m in recommend.rank_coaches(found, 10)] == [ok.id]
+
+
+async def test_similar_athletes_break_ties(db: Database, factory: Factory, graph: GraphStore) -> None:
+    goal = await factory.skill()
+    athlete = await factory.athlete()
+    await goals(factory, athlete.id, [goal.id])
+    plain = await factory.coach(name="Plain")
+    popular = await factory.coach(name="Popular")
+    for coach in (plain, popular):
+        await factory.teach(coach.id, goal.id, level=4)
+    peer = await factory.athlete()
+    await goals(factory, peer.id, [goal.id])
+    await factory.assign(popular.id, peer.id)
+    await project(db, graph)
+    found = await graph.coach_neighbourhood(athlete.id, limit=100)
+    assert found is not None
+    ranked = recommend.rank_coaches(found, 10)
+    assert [m.id for m in ranked] == [popular.id, plain.id]
+    assert ranked[0].reasons.similar_athletes == 1
+
+
+async def test_match_athletes_only_looking_same_sport(
+    db: Database, factory: Factory, graph: GraphStore
+) -> None:
+    goal, extra = await factory.skill(), await factory.skill()
+    coach = await factory.coach()
+    await factory.teach(coach.id, goal.id, level=5)
+    await factory.teach(coach.id, extra.id, level=5)
+    looking_both = await factory.athlete(looking_for_coach=True)
+    looking_one = await factory.athlete(looking_for_coach=True)
+    hidden = await factory.athlete(looking_for_coach=False)
+    swimmer = await factory.athlete(looking_for_coach=True, sport="swimming")
+    await goals(factory, looking_both.id, [goal.id, extra.id])
+    await goals(factory, looking_one.id, [goal.id, (await factory.skill()).id])
+    for other in (hidden, swimmer):
+        await goals(factory, other.id, [goal.id])
+    await project(db, graph)
+    found = await graph.roster_neighbourhood(coach.id, limit=100)
+    assert found is not None
+    ranked = recommend.rank_athletes(found, 10)
+    assert [m.id for m in ranked] == [looking_both.id, looking_one.id]
+
+
+async def test_programs_and_skill_path(db: Database, factory: Factory, graph: GraphStore) -> None:
+    base = await factory.skill(name="Base")
+    mid = await factory.skill(name="Mid", prerequisites=[base.id])
+    side = await factory.skill(name="Side", prerequisites=[base.id])
+    top = await factory.skill(name="Top", prerequisites=[mid.id, side.id])
+    athlete = await factory.athlete(level=2)
+    await factory.learn(athlete.id, base.id)
+    await goals(factory, athlete.id, [top.id])
+    coach = await factory.coach()
+    good = await factory.program(coach.id, [mid.id, side.id, top.id], level=2)
+    partial = await factory.program(coach.id, [top.id], level=3)
+    too_hard = await factory.program(coach.id, [top.id], level=5)
+    await project(db, graph)
+
+    found = await graph.program_neighbourhood(athlete.id, limit=50)
+    assert found is not None
+    ranked = recommend.rank_programs(found, 5)
+    assert too_hard.id not in [m.id for m in ranked]
+    assert {m.id for m in ranked} == {good.id, partial.id}
+
+    path = await graph.path_neighbourhood(athlete.id, top.id)
+    assert path is not None
+    skills, programs = recommend.skill_path(path)
+    assert skills == [mid.id, side.id, top.id]  # Base is known; prerequisites first
+    assert programs[0] == good.id
+
+
+async def test_projection_follows_changes(db: Database, factory: Factory, graph: GraphStore) -> None:
+    goal = await factory.skill()
+    athlete = await factory.athlete()
+    coach = await factory.coach()
+    p = projector(db, graph)
+    await p.rebuild()
+    await goals(factory, athlete.id, [goal.id])
+    await factory.teach(coach.id, goal.id)
+    await p.catch_up()
+    found = await graph.coach_neighbourhood(athlete.id, limit=10)
+    assert found is not None and [c.info.id for c in found.candidates] == [coach.id]
+    await factory.assign(coach.id, athlete.id)  # now its coach: no longer a candidate
+    await p.catch_up()
+    found = await graph.coach_neighbourhood(athlete.id, limit=10)
+    assert found is not None and found.candidates == ()
+    assert found.athlete.coaches == (coach.id,)
+    assert (await p.lag()).pending == 0
