@@ -59,6 +59,7 @@ class Settings:
     redis_url: str | None = None
     graphiql: bool = True
     projector_poll_seconds: float = 1.0
+    neo4j_write_batch: int = 1000
     limits: Limits = field(default_factory=Limits)
 
     @classmethod
@@ -81,6 +82,7 @@ class Settings:
             neo4j_user=opt("NEO4J_USER"),
             neo4j_password=opt("NEO4J_PASSWORD"),
             neo4j_database=opt("NEO4J_DATABASE"),
+            neo4j_write_batch=_int(env, "COACHGRAPH_NEO4J_WRITE_BATCH", 1000, minimum=1),
             meili_url=opt("MEILI_URL"),
             meili_api_key=opt("MEILI_API_KEY"),
             s3_bucket=opt("S3_BUCKET"),

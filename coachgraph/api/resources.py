@@ -47,6 +47,7 @@ def graph_store(settings: Settings) -> GraphStore:
             user=settings.neo4j_user,
             password=settings.neo4j_password,
             database=settings.neo4j_database,
+            write_batch=settings.neo4j_write_batch,
         )
     return MemoryGraph()
 

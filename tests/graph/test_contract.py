@@ -65,7 +65,9 @@ async def test_hard_constraints(db: Database, factory: Factory, graph: GraphStor
     assert [m.id for m in recommend.rank_coaches(found, 10)] == [ok.id]
 
 
-async def test_similar_athletes_break_ties(db: Database, factory: Factory, graph: GraphStore) -> None:
+async def test_similar_athletes_break_ties(
+    db: Database, factory: Factory, graph: GraphStore
+) -> None:
     goal = await factory.skill()
     athlete = await factory.athlete()
     await goals(factory, athlete.id, [goal.id])
@@ -133,7 +135,9 @@ async def test_programs_and_skill_path(db: Database, factory: Factory, graph: Gr
     assert programs[0] == good.id
 
 
-async def test_projection_follows_changes(db: Database, factory: Factory, graph: GraphStore) -> None:
+async def test_projection_follows_changes(
+    db: Database, factory: Factory, graph: GraphStore
+) -> None:
     goal = await factory.skill()
     athlete = await factory.athlete()
     coach = await factory.coach()
