@@ -57,6 +57,11 @@ def _parser() -> argparse.ArgumentParser:
     migrate = sub.add_parser("migrate", help="apply database migrations")
     migrate.set_defaults(run=_migrate)
 
+    reindex = sub.add_parser("reindex", help="rebuild projections from Postgres")
+    reindex.add_argument("--graph", action="store_true", help="the graph projection")
+    reindex.add_argument("--search", action="store_true", help="the search projection")
+    reindex.set_defaults(run=_reindex)
+
     schema = sub.add_parser("schema", help="print the GraphQL SDL")
     schema.set_defaults(run=_schema)
     return parser
@@ -156,6 +161,18 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
     asyncio.run(run())
     names = ", ".join(f"{m.version:04d}_{m.name}" for m in applied) or "none pending"
     _out(f"coachgraph: migrations applied: {names}")
+    return 0
+
+
+def _reindex(settings: Settings, args: argparse.Namespace) -> int:
+    from coachgraph.services import reindex_graph
+
+    if args.search:
+        sys.stderr.write(
+            "coachgraph reindex: this version has no search projection yet; nothing to rebuild\n"
+        )
+        return 2
+    _out(asyncio.run(reindex_graph(settings)))
     return 0
 
 

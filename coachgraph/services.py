@@ -63,6 +63,28 @@ async def seed_database(
     return data.sizes()
 
 
+async def reindex_graph(settings: Settings) -> str:
+    """Rebuild the graph projection from Postgres; say what was done."""
+    from coachgraph.api.resources import graph_store, projector_for
+
+    graph = graph_store(settings)
+    if not graph.persistent:
+        return (
+            "coachgraph: the embedded networkx graph lives in the API process and is rebuilt "
+            "from Postgres at every start; nothing to do"
+        )
+    async with with_database(settings) as db:
+        await graph.start()
+        try:
+            projector = projector_for(settings, db, graph)
+            await projector.rebuild()
+            await projector.catch_up()
+            lag = await projector.lag()
+        finally:
+            await graph.close()
+    return f"coachgraph: graph rebuilt into {graph.name}; {lag.pending} events pending"
+
+
 async def demo_identities(db: Database) -> tuple[int, int]:
     """A coach with athletes and one of its athletes, to hand out demo tokens for."""
     row = await db.pool.fetchrow(

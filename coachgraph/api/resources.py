@@ -53,7 +53,7 @@ def graph_store(settings: Settings) -> GraphStore:
 
 
 def projector_for(settings: Settings, db: Database, graph: GraphStore) -> Projector:
-    persistent = isinstance(graph, Neo4jGraph)
+    persistent = graph.persistent
     name = (
         f"graph:{graph.name}:{settings.neo4j_database or 'default'}"
         if persistent

@@ -62,6 +62,7 @@ class MemoryGraph:
     """The projection as networkx graphs plus node records, for one process."""
 
     name = "networkx"
+    persistent = False
 
     def __init__(self) -> None:
         self.rel: dict[str, nx.DiGraph] = {}

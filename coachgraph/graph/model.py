@@ -123,6 +123,7 @@ class GraphStore(Protocol):
     """A graph projection: written by the projector, read for recommendations."""
 
     name: str
+    persistent: bool  # survives a restart of the API (else rebuilt from Postgres at start)
 
     async def start(self) -> None: ...
 

@@ -133,6 +133,7 @@ class Neo4jGraph:
     """The projection in a Bolt graph database."""
 
     name = "neo4j"
+    persistent = True
 
     def __init__(
         self,

@@ -72,6 +72,7 @@ class Projector:
         self.position = START
         self.listeners: list[Listener] = []
         self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()  # one batch at a time, whoever asks (task, tests, reindex)
         self._task: asyncio.Task[None] | None = None
         self._listen_conn: asyncpg.Connection | None = None
 
@@ -87,6 +88,10 @@ class Projector:
 
     async def rebuild(self) -> None:
         """Replace the projection with one built from every record."""
+        async with self._lock:
+            await self._rebuild()
+
+    async def _rebuild(self) -> None:
         async with self.db.pool.acquire() as conn:
             position = await graph_source.horizon(conn)
             await self.graph.clear()
@@ -100,6 +105,10 @@ class Projector:
 
     async def run_once(self) -> int:
         """Apply the next batch of settled events; return how many there were."""
+        async with self._lock:
+            return await self._run_once()
+
+    async def _run_once(self) -> int:
         async with self.db.pool.acquire() as conn:
             events = await graph_source.events_after(
                 conn, position=self.position, limit=self.batch_size
@@ -108,7 +117,7 @@ class Projector:
                 return 0
             dirty, rebuild = affected(events)
             if rebuild:
-                await self.rebuild()
+                await self._rebuild()
                 return len(events)
             states = await graph_source.load(conn, ids=dirty)
         await self.graph.apply(states)
