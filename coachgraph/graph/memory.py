@@ -195,18 +195,26 @@ class MemoryGraph:
         interesting = targets | set(profile.skills)
         current = set(profile.coaches)
         teaches, wants, coaches_rel = self.rel["TEACHES"], self.rel["WANTS"], self.rel["COACHES"]
+        # pre-score: levels taught in the targets, plus 3 for the same city; the cap keeps
+        # the best `limit` (Neo4jGraph orders its candidates the same way)
         hits: dict[int, int] = {}
+        city, sport = profile.info.city, profile.info.sport
+        coaches = self.coaches
         for target in targets:
-            for c in _in(teaches, key(SKILL, target)):
-                cid = raw(c)
-                info = self.coaches.get(cid)
+            pred = teaches._pred.get(key(SKILL, target))
+            if not pred:
+                continue
+            for c, data in pred.items():
+                cid = c >> 3
+                info = coaches.get(cid)
                 if (
                     info is not None
-                    and cid not in current
                     and info.active < info.capacity
-                    and profile.info.sport in info.sports
+                    and sport in info.sports
+                    and cid not in current
                 ):
-                    hits[cid] = hits.get(cid, 0) + 1
+                    bonus = 3 if cid not in hits and city is not None and info.city == city else 0
+                    hits[cid] = hits.get(cid, 0) + data["level"] + bonus
         candidates = []
         for cid in sorted(_best(hits, limit)):
             node = key(COACH, cid)

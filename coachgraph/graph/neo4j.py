@@ -49,9 +49,10 @@ WITH a, skills, goals, current, programs,
 _COACHES = (
     _PROFILE
     + """
-OPTIONAL MATCH (c:Coach)-[:TEACHES]->(t:Skill)
+OPTIONAL MATCH (c:Coach)-[tt0:TEACHES]->(t:Skill)
 WHERE t.id IN targets AND a.sport IN c.sports AND c.active < c.capacity AND NOT c.id IN current
-WITH a, skills, goals, current, programs, targets, c, count(t) AS hits
+WITH a, skills, goals, current, programs, targets, c,
+     sum(tt0.level) + CASE WHEN a.city IS NOT NULL AND c.city = a.city THEN 3 ELSE 0 END AS hits
 ORDER BY hits DESC, c.id
 WITH a, skills, goals, current, programs, targets, collect(c)[0..$limit] AS cands
 UNWIND (CASE WHEN size(cands) = 0 THEN [null] ELSE cands END) AS c

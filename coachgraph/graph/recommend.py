@@ -13,8 +13,9 @@ backends before scoring. Equal scores break ties by id, so rankings are determin
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import networkx as nx
 
@@ -51,17 +52,25 @@ def _athlete(k: int) -> tuple[str, int]:
     return ("athlete", k)
 
 
-def _wanting(graph: nx.DiGraph, skill: tuple[str, int]) -> int:
-    if skill not in graph:
-        return 0
-    return sum(1 for _, data in graph.pred[skill].items() if data["rel"] == "WANTS")
+def _goal_weights(graph: nx.DiGraph, goals: Iterable[int]) -> dict[int, float]:
+    """Adamic-Adar weight of each goal: 1 / log(1 + athletes in the subgraph wanting it)."""
+    weights = {}
+    for goal in goals:
+        node = _skill(goal)
+        wanting = (
+            sum(1 for data in graph._pred[node].values() if data["rel"] == "WANTS")
+            if node in graph
+            else 0
+        )
+        weights[goal] = 1.0 / math.log(1 + max(2, wanting))
+    return weights
 
 
-def _adamic_adar(graph: nx.DiGraph, pairs: Iterable[tuple[int, int]]) -> tuple[float, int]:
+def _adamic_adar(weights: dict[int, float], pairs: Iterable[tuple[int, int]]) -> tuple[float, int]:
     """Sum of shared-goal weights over (athlete, goal) pairs, and how many athletes share."""
     total, athletes = 0.0, set()
     for athlete, goal in pairs:
-        total += 1.0 / math.log(1 + max(2, _wanting(graph, _skill(goal))))
+        total += weights.get(goal, 0.0)
         athletes.add(athlete)
     return total, len(athletes)
 
@@ -83,59 +92,117 @@ def _summary(covered: int, of: int, similar: int, city: str | None, what: str) -
     return "; ".join(parts)
 
 
+_WANTS: dict[str, object] = {"rel": "WANTS"}
+_COACHES: dict[str, object] = {"rel": "COACHES"}
+_TEACHES = {level: {"rel": "TEACHES", "level": level} for level in range(1, 6)}
+
+
+def _subgraph(edges: Iterable[tuple[object, object, dict[str, object]]]) -> nx.DiGraph:
+    """A DiGraph from (u, v, attrs) with shared attribute dicts.
+
+    networkx's own adjacency structure, filled directly: add_edges_from copies every attribute
+    dict and re-checks every node, which was most of the cost of scoring one athlete.
+    """
+    graph = nx.DiGraph()
+    succ, pred, nodes = graph._succ, graph._pred, graph._node
+    for u, v, data in edges:
+        if u not in succ:
+            succ[u], pred[u], nodes[u] = {}, {}, {}
+        if v not in succ:
+            succ[v], pred[v], nodes[v] = {}, {}, {}
+        succ[u][v] = data
+        pred[v][u] = data
+    return graph
+
+
 def rank_coaches(n: CoachNeighbourhood, first: int) -> list[Match]:
     """The best coaches for the athlete, with reasons."""
     athlete = n.athlete
     targets = athlete.targets
+    target_set = set(targets)
     me = _athlete(athlete.info.id)
-    graph = nx.DiGraph()
-    for t in targets:
-        graph.add_edge(me, _skill(t), rel="WANTS")
+    edges: list[tuple[object, object, dict[str, object]]] = [
+        (me, _skill(t), _WANTS) for t in targets
+    ]
     for cand in n.candidates:
         coach = ("coach", cand.info.id)
-        graph.add_node(coach)
-        graph.add_edges_from(
-            ((coach, _skill(s), {"rel": "TEACHES", "level": lv}) for s, lv in cand.teaches.items())
+        edges.extend(
+            (coach, _skill(s), _TEACHES[lv]) for s, lv in cand.teaches.items() if s in target_set
         )
         for other, goal in cand.similar:
-            graph.add_edge(coach, _athlete(other), rel="COACHES")
-            graph.add_edge(_athlete(other), _skill(goal), rel="WANTS")
+            edges.append((coach, _athlete(other), _COACHES))
+            edges.append((_athlete(other), _skill(goal), _WANTS))
+    graph = _subgraph(edges)
+    weights = _goal_weights(graph, targets)
+    succ = graph._succ
+    level = max(1, athlete.info.level)
 
-    raw: list[tuple[int, float, float, float, float, Reasons]] = []
+    signals = []
     for cand in n.candidates:
         coach = ("coach", cand.info.id)
-        taught = {
-            s[1]: data["level"] for s, data in graph.succ[coach].items() if data["rel"] == "TEACHES"
-        }
+        taught: dict[int, int] = {}
+        similar_pairs: list[tuple[int, int]] = []
+        for node, data in succ.get(coach, {}).items():
+            if data["rel"] == "TEACHES":
+                taught[node[1]] = data["level"]
+            else:  # COACHES: an athlete of this coach, and the targets it shares
+                similar_pairs.extend((node[1], goal[1]) for goal in succ[node])
         covered = [t for t in targets if t in taught]
         coverage = sum(taught[t] for t in covered) / (5.0 * len(targets)) if targets else 0.0
-        fit = (
-            sum(min(1.0, taught[t] / max(1, athlete.info.level)) for t in covered) / len(covered)
-            if covered
-            else 0.0
-        )
-        pairs = [
-            (other[1], goal[1])
-            for other, data in graph.succ[coach].items()
-            if data["rel"] == "COACHES"
-            for goal in graph.succ[other]
-        ]
-        similar, similar_count = _adamic_adar(graph, pairs)
+        fit = sum(min(1.0, taught[t] / level) for t in covered) / len(covered) if covered else 0.0
+        similar, similar_count = _adamic_adar(weights, similar_pairs)
         same_city = athlete.info.city is not None and athlete.info.city == cand.info.city
-        reasons = Reasons(
+        signals.append(
+            (
+                cand.info.id,
+                coverage,
+                fit,
+                similar,
+                1.0 if same_city else 0.0,
+                (cand.info.id, covered, similar_count),
+            )
+        )
+
+    teaches = {cand.info.id: cand.teaches for cand in n.candidates}
+
+    def reasons(extra: tuple[int, list[int], int], same_city: bool) -> Reasons:
+        coach_id, covered, similar_count = extra
+        taught = teaches[coach_id]
+        goals_covered = tuple(sorted(set(athlete.goals) & set(covered)))
+        return Reasons(
             shared_skills=tuple(sorted(set(athlete.skills) & set(taught))),
-            goals_covered=tuple(sorted(set(athlete.goals) & set(covered))),
+            goals_covered=goals_covered,
             similar_athletes=similar_count,
             summary=_summary(
-                len(set(athlete.goals) & set(covered)),
+                len(goals_covered),
                 len(athlete.goals),
                 similar_count,
                 athlete.info.city if same_city else None,
                 "Teaches",
             ),
         )
-        raw.append((cand.info.id, coverage, fit, similar, 1.0 if same_city else 0.0, reasons))
-    return _ranked(_combine(raw), first)
+
+    return _top(signals, first, reasons)
+
+
+def _top(
+    signals: list[tuple[int, float, float, float, float, Any]],
+    first: int,
+    reasons: Callable[[Any, bool], Reasons],
+) -> list[Match]:
+    """Weighted sum, ranked; reasons are written only for the matches returned."""
+    top = max((s[3] for s in signals), default=0.0) or 1.0
+    scored = [
+        (
+            round(W_COVER * cov + W_FIT * fit + W_SIMILAR * sim / top + W_CITY * city, 6),
+            i,
+            city,
+            extra,
+        )
+        for i, cov, fit, sim, city, extra in signals
+    ]
+    scored.sort(key=lambda s: (-s[0], s[1]))
+    return [Match(i, score, reasons(extra, city > 0)) for score, i, city, extra in scored[:first]]
 
 
 def _combine(raw: list[tuple[int, float, float, float, float, Reasons]]) -> list[Match]:
@@ -167,6 +234,7 @@ def rank_athletes(n: RosterNeighbourhood, first: int) -> list[Match]:
             (_athlete(cand.info.id), _skill(g), {"rel": "WANTS"}) for g in cand.wants
         )
     roster = {member for member, _ in n.roster_goals}
+    weights = _goal_weights(graph, n.teaches)
 
     raw = []
     for cand in n.candidates:
@@ -183,7 +251,7 @@ def rank_athletes(n: RosterNeighbourhood, first: int) -> list[Match]:
             for other, data in graph.pred[goal].items()
             if data["rel"] == "WANTS" and other[1] in roster
         ]
-        similar, similar_count = _adamic_adar(graph, pairs)
+        similar, similar_count = _adamic_adar(weights, pairs)
         same_city = coach.city is not None and coach.city == cand.info.city
         reasons = Reasons(
             shared_skills=tuple(sorted(cand.skills)),
@@ -213,6 +281,7 @@ def rank_programs(n: ProgramNeighbourhood, first: int) -> list[Match]:
             graph.add_edge(_athlete(other), program, rel="ENROLLED_IN")
             graph.add_edge(_athlete(other), _skill(goal), rel="WANTS")
     own_coaches = set(athlete.coaches)
+    weights = _goal_weights(graph, targets)
 
     raw = []
     for cand in n.candidates:
@@ -228,7 +297,7 @@ def rank_programs(n: ProgramNeighbourhood, first: int) -> list[Match]:
             for goal in graph.succ[other]
             if goal[0] == "skill"
         ]
-        similar, similar_count = _adamic_adar(graph, pairs)
+        similar, similar_count = _adamic_adar(weights, pairs)
         mine = cand.info.coach_id in own_coaches
         reasons = Reasons(
             shared_skills=tuple(sorted(set(athlete.skills) & develops)),

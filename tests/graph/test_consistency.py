@@ -42,6 +42,8 @@ async def test_same_rankings_and_reasons_on_both_backends(
         ]
         compared = 0
         for aid in athlete_ids:
+            capped_a = await memory.coach_neighbourhood(aid, limit=3)
+            assert capped_a == await bolt.coach_neighbourhood(aid, limit=3)  # same cap order
             a = await memory.coach_neighbourhood(aid, limit=300)
             b = await bolt.coach_neighbourhood(aid, limit=300)
             assert a == b

