@@ -215,19 +215,25 @@ class MemoryGraph:
                 ):
                     bonus = 3 if cid not in hits and city is not None and info.city == city else 0
                     hits[cid] = hits.get(cid, 0) + data["level"] + bonus
+        # hot loop (per candidate, per athlete it coaches): plain dict access, ids by shift
+        teach_succ, coach_succ, want_succ = teaches._succ, coaches_rel._succ, wants._succ
+        target_keys = {key(SKILL, t) for t in targets}
         candidates = []
         for cid in sorted(_best(hits, limit)):
             node = key(COACH, cid)
-            taught = {raw(s): d["level"] for s, d in _out(teaches, node) if raw(s) in interesting}
-            similar = tuple(
-                sorted(
-                    (raw(s), raw(g))
-                    for s, _ in _out(coaches_rel, node)
-                    for g, _ in _out(wants, s)
-                    if raw(g) in targets
-                )
-            )
-            candidates.append(CoachCandidate(self.coaches[cid], taught, similar))
+            taught = {
+                s >> 3: d["level"]
+                for s, d in teach_succ.get(node, {}).items()
+                if s >> 3 in interesting
+            }
+            pairs = [
+                (a >> 3, g >> 3)
+                for a in coach_succ.get(node, ())
+                for g in want_succ.get(a, ())
+                if g in target_keys
+            ]
+            pairs.sort()
+            candidates.append(CoachCandidate(coaches[cid], taught, tuple(pairs)))
         return CoachNeighbourhood(profile, tuple(candidates))
 
     async def roster_neighbourhood(

@@ -40,7 +40,13 @@ class Schema(strawberry.Schema):
 def build_schema(limits: Limits | None = None) -> strawberry.Schema:
     """The GraphQL schema with depth, alias, token and cost budgets from `limits`."""
     limits = limits or Limits()
-    cost = cost_rule(limits.max_query_cost, limits.max_page_size)
+    # The rule classes are made once: ValidationCache keys on them, and limiter extensions
+    # built per request would make new classes every time, so nothing would ever be cached.
+    rules = (
+        QueryDepthLimiter(max_depth=limits.max_depth).validation_rules
+        + MaxAliasesLimiter(max_alias_count=limits.max_aliases).validation_rules
+        + [cost_rule(limits.max_query_cost, limits.max_page_size)]
+    )
     return Schema(
         query=Query,
         mutation=Mutation,
@@ -49,9 +55,7 @@ def build_schema(limits: Limits | None = None) -> strawberry.Schema:
             ErrorCodes,
             lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
             lambda: ParserCache(maxsize=256),
-            lambda: QueryDepthLimiter(max_depth=limits.max_depth),
-            lambda: MaxAliasesLimiter(max_alias_count=limits.max_aliases),
-            lambda: AddValidationRules([cost]),
+            lambda: AddValidationRules(rules),
             lambda: ValidationCache(maxsize=256),
         ],
     )
