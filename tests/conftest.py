@@ -53,7 +53,9 @@ def settings(pg_dsn: str, tmp_root: Path) -> Settings:
 
 @pytest.fixture(scope="session")
 async def app_resources(settings: Settings) -> AsyncIterator[tuple[Any, Resources]]:
-    app = create_app(settings, count_statements=True)
+    # the projector runs when a test says so (catch_up/rebuild): a background one would race
+    # the TRUNCATE between tests for table locks
+    app = create_app(settings, count_statements=True, start_projector=False)
     async with LifespanManager(app) as manager:
         resources: Resources = manager._state["resources"]
         yield manager.app, resources

@@ -50,9 +50,12 @@ def _is_driver_introspection(query: str) -> bool:
 class Database:
     """The pool of connections to the system of record."""
 
-    def __init__(self, pool: asyncpg.Pool, counter: StatementCounter | None = None) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, counter: StatementCounter | None = None, dsn: str = ""
+    ) -> None:
         self.pool = pool
         self.counter = counter
+        self.dsn = dsn  # for dedicated connections (LISTEN) beside the pool
 
     @classmethod
     async def connect(
@@ -71,7 +74,7 @@ class Database:
         pool = await asyncpg.create_pool(
             dsn, min_size=min_size, max_size=max_size, init=init, reset=_keep_session
         )
-        return cls(pool, counter)
+        return cls(pool, counter, dsn)
 
     async def close(self) -> None:
         await self.pool.close()

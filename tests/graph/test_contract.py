@@ -154,3 +154,26 @@ async def test_projection_follows_changes(
     assert found is not None and found.candidates == ()
     assert found.athlete.coaches == (coach.id,)
     assert (await p.lag()).pending == 0
+
+
+async def test_background_projector_is_woken_by_notify(db: Database, factory: Factory) -> None:
+    import asyncio
+
+    from coachgraph.graph.memory import MemoryGraph
+
+    graph = MemoryGraph()
+    p = projector(db, graph)
+    p.poll_seconds = 30  # so only NOTIFY can wake it within the test's patience
+    await p.rebuild()
+    p.start(db.dsn)
+    try:
+        await asyncio.sleep(0.5)  # let it LISTEN
+        coach = await factory.coach(name="Live")
+        for _ in range(100):
+            if coach.id in graph.coaches:
+                break
+            await asyncio.sleep(0.05)
+        assert coach.id in graph.coaches
+        assert (await p.lag()).pending == 0
+    finally:
+        await p.stop()
