@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
 import strawberry
 
 from coachgraph.graph.recommend import Match, Reasons
@@ -18,54 +22,64 @@ async def _skills(info: Info, ids: tuple[int, ...] | list[int]) -> list[Skill]:
 
 @strawberry.type(description="Why a match was suggested.")
 class MatchReasons:
+    shared_skills: list[Skill] = strawberry.field(
+        description="Skills the athlete practises that the match works on."
+    )
+    goals_covered: list[Skill] = strawberry.field(
+        description="The athlete's goals the match covers."
+    )
     similar_athletes: int
     summary: str
-    reasons: strawberry.Private[Reasons]
-
-    @strawberry.field(description="Skills the athlete practises that the match works on.")
-    async def shared_skills(self, info: Info) -> list[Skill]:
-        return await _skills(info, self.reasons.shared_skills)
-
-    @strawberry.field(description="The athlete's goals the match covers.")
-    async def goals_covered(self, info: Info) -> list[Skill]:
-        return await _skills(info, self.reasons.goals_covered)
-
-    @classmethod
-    def of(cls, r: Reasons) -> MatchReasons:
-        return cls(similar_athletes=r.similar_athletes, summary=r.summary, reasons=r)
 
 
 @strawberry.type
 class CoachMatch:
+    coach: Coach
     score: float
     reasons: MatchReasons
-    coach_id: strawberry.Private[int]
-
-    @strawberry.field
-    async def coach(self, info: Info) -> Coach:
-        return Coach.from_record(await queries.coach(info.context, self.coach_id))
 
 
 @strawberry.type
 class AthleteMatch:
+    athlete: Athlete
     score: float
     reasons: MatchReasons
-    athlete_id: strawberry.Private[int]
-
-    @strawberry.field
-    async def athlete(self, info: Info) -> Athlete:
-        return Athlete.from_record(await queries.athlete(info.context, self.athlete_id))
 
 
 @strawberry.type
 class ProgramRecommendation:
+    program: Program
     score: float
     reasons: MatchReasons
-    program_id: strawberry.Private[int]
 
-    @strawberry.field
-    async def program(self, info: Info) -> Program:
-        return Program.from_record(await queries.program(info.context, self.program_id))
+
+T = TypeVar("T")
+
+
+async def _present(
+    info: Info, matches: list[Match], load: Callable[[int], Awaitable[T]]
+) -> list[tuple[T, float, MatchReasons]]:
+    """Matches with their subjects and reasons' skills loaded up front, in two batched
+    statements, so every field below them resolves without awaiting."""
+    skill_ids = sorted(
+        {s for m in matches for s in m.reasons.shared_skills + m.reasons.goals_covered}
+    )
+    subjects, skills = await asyncio.gather(
+        asyncio.gather(*(load(m.id) for m in matches)), _skills(info, skill_ids)
+    )
+    by_id = {int(skill.raw_id): skill for skill in skills}
+
+    def reasons(r: Reasons) -> MatchReasons:
+        return MatchReasons(
+            shared_skills=[by_id[s] for s in r.shared_skills if s in by_id],
+            goals_covered=[by_id[s] for s in r.goals_covered if s in by_id],
+            similar_athletes=r.similar_athletes,
+            summary=r.summary,
+        )
+
+    return [
+        (subject, m.score, reasons(m.reasons)) for subject, m in zip(subjects, matches, strict=True)
+    ]
 
 
 @strawberry.type(description="Skills still to learn, in prerequisite order, target last.")
@@ -83,10 +97,6 @@ class SkillPath:
         return [Program.from_record(r) for r in rows if r is not None]
 
 
-def _coach_match(m: Match) -> CoachMatch:
-    return CoachMatch(score=m.score, reasons=MatchReasons.of(m.reasons), coach_id=m.id)
-
-
 @strawberry.type
 class MatchingQuery:
     @strawberry.field(description="Coaches for an athlete, best first, with reasons.")
@@ -94,16 +104,29 @@ class MatchingQuery:
         self, info: Info, athlete_id: strawberry.ID, first: int | None = 10
     ) -> list[CoachMatch]:
         raw_id = decode_id(athlete_id, "Athlete", field="athleteId")
-        return [_coach_match(m) for m in await matching.match_coaches(info.context, raw_id, first)]
+        matches = await matching.match_coaches(info.context, raw_id, first)
+
+        async def load(coach_id: int) -> Coach:
+            return Coach.from_record(await queries.coach(info.context, coach_id))
+
+        return [
+            CoachMatch(coach=c, score=score, reasons=why)
+            for c, score, why in await _present(info, matches, load)
+        ]
 
     @strawberry.field(description="Athletes looking for a coach that this coach would serve best.")
     async def match_athletes(
         self, info: Info, coach_id: strawberry.ID, first: int | None = 10
     ) -> list[AthleteMatch]:
         raw_id = decode_id(coach_id, "Coach", field="coachId")
+        matches = await matching.match_athletes(info.context, raw_id, first)
+
+        async def load(athlete_id: int) -> Athlete:
+            return Athlete.from_record(await queries.athlete(info.context, athlete_id))
+
         return [
-            AthleteMatch(score=m.score, reasons=MatchReasons.of(m.reasons), athlete_id=m.id)
-            for m in await matching.match_athletes(info.context, raw_id, first)
+            AthleteMatch(athlete=a, score=score, reasons=why)
+            for a, score, why in await _present(info, matches, load)
         ]
 
     @strawberry.field(description="Programs that develop the athlete's goals at its level.")
@@ -111,11 +134,14 @@ class MatchingQuery:
         self, info: Info, athlete_id: strawberry.ID, first: int | None = 5
     ) -> list[ProgramRecommendation]:
         raw_id = decode_id(athlete_id, "Athlete", field="athleteId")
+        matches = await matching.recommend_programs(info.context, raw_id, first)
+
+        async def load(program_id: int) -> Program:
+            return Program.from_record(await queries.program(info.context, program_id))
+
         return [
-            ProgramRecommendation(
-                score=m.score, reasons=MatchReasons.of(m.reasons), program_id=m.id
-            )
-            for m in await matching.recommend_programs(info.context, raw_id, first)
+            ProgramRecommendation(program=p, score=score, reasons=why)
+            for p, score, why in await _present(info, matches, load)
         ]
 
     @strawberry.field(description="What the athlete still has to learn to reach a skill.")
