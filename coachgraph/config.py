@@ -33,7 +33,7 @@ class Limits:
     rate_limit_per_minute: int = 6_000
     rate_limit_burst: int = 600
     max_matches: int = 50
-    match_candidates: int = 50
+    match_candidates: int = 30
     projector_batch: int = 500
 
 
