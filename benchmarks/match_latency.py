@@ -29,6 +29,8 @@ from coachgraph.graph.memory import MemoryGraph
 from coachgraph.graph.model import GraphStore
 from coachgraph.graph.projector import Projector
 from coachgraph.stores import athletes as athlete_store
+from coachgraph.stores import graph_source
+from coachgraph.stores.db import Database
 
 LIMIT = Limits().match_candidates
 
@@ -109,18 +111,16 @@ async def http_layer(dsn: str, ids: list[int], port: int) -> dict[str, float]:
     return {"p50": percentile(latencies, 0.5), "p95": percentile(latencies, 0.95)}
 
 
-async def projector_throughput(db: object, graph: MemoryGraph, events: int) -> float:
-    p = Projector(db, graph, name="bench", persistent=False)  # type: ignore[arg-type]
-    p.position = await __import__("coachgraph.stores.graph_source", fromlist=["x"]).horizon(
-        db.pool  # type: ignore[attr-defined]
-    )
-    ids = [
-        r["id"] for r in await db.pool.fetch("SELECT id FROM athletes ORDER BY id LIMIT $1", events)
-    ]  # type: ignore[attr-defined]
-    skills = [r["id"] for r in await db.pool.fetch("SELECT id FROM skills")]  # type: ignore[attr-defined]
+async def projector_throughput(db: Database, graph: MemoryGraph, events: int) -> float:
+    """Goal changes written first, then timed while the projector applies them."""
+    p = Projector(db, graph, name="bench", persistent=False)
+    p.position = await graph_source.horizon(db.pool)
+    rows = await db.pool.fetch("SELECT id FROM athletes ORDER BY id LIMIT $1", events)
+    ids = [r["id"] for r in rows]
+    skills = [r["id"] for r in await db.pool.fetch("SELECT id FROM skills")]
     rng = random.Random(3)
     for aid in ids:
-        async with db.transaction() as conn:  # type: ignore[attr-defined]
+        async with db.transaction() as conn:
             await athlete_store.set_goals(conn, athlete_id=aid, skill_ids=rng.sample(skills, 2))
     started = time.perf_counter()
     await p.catch_up()
