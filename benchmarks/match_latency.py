@@ -113,7 +113,7 @@ async def http_layer(dsn: str, ids: list[int], port: int) -> dict[str, float]:
 
 async def projector_throughput(db: Database, graph: MemoryGraph, events: int) -> float:
     """Goal changes written first, then timed while the projector applies them."""
-    p = Projector(db, graph, name="bench", persistent=False)
+    p = Projector(db, graph, name="bench")
     p.position = await graph_source.horizon(db.pool)
     rows = await db.pool.fetch("SELECT id FROM athletes ORDER BY id LIMIT $1", events)
     ids = [r["id"] for r in rows]
@@ -164,7 +164,7 @@ async def bolt_part(args: argparse.Namespace) -> dict[str, float]:
         )
         await graph.start()
         started = time.perf_counter()
-        await Projector(db, graph, name="bench", persistent=False).rebuild()
+        await Projector(db, graph, name="bench").rebuild()
         build = time.perf_counter() - started
         ids = random.Random(2).sample(range(1, args.bolt_athletes + 1), 100)
         result = await graph_layer(graph, ids)
@@ -186,7 +186,7 @@ async def main(args: argparse.Namespace) -> None:
         rss_before = psutil.Process().memory_info().rss
         graph = MemoryGraph()
         started = time.perf_counter()
-        await Projector(db, graph, name="bench", persistent=False).rebuild()
+        await Projector(db, graph, name="bench").rebuild()
         build = time.perf_counter() - started
         rss_after = psutil.Process().memory_info().rss
         edges = sum(g.number_of_edges() for g in graph.rel.values())

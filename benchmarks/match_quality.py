@@ -34,7 +34,7 @@ async def main(args: argparse.Namespace) -> None:
         hidden = rng.sample([(r[0], r[1]) for r in rows], int(len(rows) * args.hide))
         hidden_set = set(hidden)
         graph = MemoryGraph()
-        await Projector(db, graph, name="bench", persistent=False).rebuild()
+        await Projector(db, graph, name="bench").rebuild()
         # hide them in the projection only: the records stay as they were
         for coach_id, athlete_id in hidden:
             node_c, node_a = (coach_id << 3) | 1, (athlete_id << 3) | 2

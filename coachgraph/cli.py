@@ -131,14 +131,15 @@ def _token(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _seed(settings: Settings, args: argparse.Namespace) -> int:
-    from coachgraph.services import seed_database, with_database
+    from coachgraph.api.resources import open_database
+    from coachgraph.services import seed_database
 
     if args.coaches < 1 or args.athletes < 0:
         sys.stderr.write("coachgraph seed: --coaches must be ≥ 1 and --athletes ≥ 0\n")
         return 2
 
     async def run() -> None:
-        async with with_database(settings) as db:
+        async with open_database(settings, min_size=1, max_size=2) as db:
             sizes = await seed_database(
                 db, coaches=args.coaches, athletes=args.athletes, seed_value=args.seed
             )
@@ -149,13 +150,13 @@ def _seed(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _migrate(settings: Settings, args: argparse.Namespace) -> int:
-    from coachgraph.services import with_database
+    from coachgraph.api.resources import open_database
     from coachgraph.stores.migrate import Migration
 
     applied: list[Migration] = []
 
     async def run() -> None:
-        async with with_database(settings, applied=applied) as db:
+        async with open_database(settings, min_size=1, max_size=2, applied=applied) as db:
             await db.pool.fetchval("SELECT 1")
 
     asyncio.run(run())

@@ -3,38 +3,14 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 from tqdm import tqdm
 
 from coachgraph import seed
-from coachgraph.api.resources import database_url
+from coachgraph.api.resources import open_database
 from coachgraph.config import Settings
 from coachgraph.stores import bulk
 from coachgraph.stores.db import Database
-from coachgraph.stores.migrate import Migration, migrate
-
-
-@asynccontextmanager
-async def with_database(
-    settings: Settings, *, applied: list[Migration] | None = None
-) -> AsyncIterator[Database]:
-    """A migrated database (embedded unless DATABASE_URL is set), closed on exit."""
-    dsn, embedded = await database_url(settings)
-    try:
-        db = await Database.connect(dsn, min_size=1, max_size=2)
-        try:
-            async with db.pool.acquire() as conn:
-                done = await migrate(conn)
-            if applied is not None:
-                applied.extend(done)
-            yield db
-        finally:
-            await db.close()
-    finally:
-        if embedded is not None:
-            await embedded.stop()
 
 
 async def seed_database(
@@ -73,7 +49,7 @@ async def reindex_graph(settings: Settings) -> str:
             "coachgraph: the embedded networkx graph lives in the API process and is rebuilt "
             "from Postgres at every start; nothing to do"
         )
-    async with with_database(settings) as db:
+    async with open_database(settings, min_size=1, max_size=2) as db:
         await graph.start()
         try:
             projector = projector_for(settings, db, graph)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +16,7 @@ from coachgraph.graph.model import GraphStore
 from coachgraph.graph.neo4j import Neo4jGraph
 from coachgraph.graph.projector import Projector
 from coachgraph.stores.db import Database, EmbeddedPostgres
-from coachgraph.stores.migrate import migrate
+from coachgraph.stores.migrate import Migration, migrate
 
 log = logging.getLogger(__name__)
 
@@ -29,14 +31,10 @@ class Resources:
     limiter: RateLimiter
     graph: GraphStore
     projector: Projector
-    embedded: EmbeddedPostgres | None = None
+    exits: AsyncExitStack  # closes what was opened, last opened first
 
     async def close(self) -> None:
-        await self.projector.stop()
-        await self.graph.close()
-        await self.db.close()
-        if self.embedded is not None:
-            await self.embedded.stop()
+        await self.exits.aclose()
 
 
 def graph_store(settings: Settings) -> GraphStore:
@@ -53,17 +51,15 @@ def graph_store(settings: Settings) -> GraphStore:
 
 
 def projector_for(settings: Settings, db: Database, graph: GraphStore) -> Projector:
-    persistent = graph.persistent
     name = (
         f"graph:{graph.name}:{settings.neo4j_database or 'default'}"
-        if persistent
+        if graph.persistent
         else "graph:memory"
     )
     return Projector(
         db,
         graph,
         name=name,
-        persistent=persistent,
         batch_size=settings.limits.projector_batch,
         poll_seconds=settings.projector_poll_seconds,
     )
@@ -77,6 +73,37 @@ async def database_url(settings: Settings) -> tuple[str, EmbeddedPostgres | None
     return await embedded.start(), embedded
 
 
+@asynccontextmanager
+async def open_database(
+    settings: Settings,
+    *,
+    min_size: int | None = None,
+    max_size: int | None = None,
+    count_statements: bool = False,
+    applied: list[Migration] | None = None,
+) -> AsyncIterator[Database]:
+    """A migrated database (embedded unless DATABASE_URL is set), closed on exit."""
+    dsn, embedded = await database_url(settings)
+    try:
+        db = await Database.connect(
+            dsn,
+            min_size=min_size or settings.db_pool_min,
+            max_size=max_size or settings.db_pool_max,
+            count_statements=count_statements,
+        )
+        try:
+            async with db.pool.acquire() as conn:
+                done = await migrate(conn)
+            if applied is not None:
+                applied.extend(done)
+            yield db
+        finally:
+            await db.close()
+    finally:
+        if embedded is not None:
+            await embedded.stop()
+
+
 async def open_resources(
     settings: Settings,
     *,
@@ -84,36 +111,25 @@ async def open_resources(
     count_statements: bool = False,
     start_projector: bool = True,
 ) -> Resources:
-    """Connect, migrate, and hand back everything a request needs."""
+    """Connect, migrate, project, and hand back everything a request needs."""
     secret = resolve_secret(settings, create=create_secret)
-    dsn, embedded = await database_url(settings)
+    stack = AsyncExitStack()  # Resources.close unwinds it: last opened, first closed
     try:
-        db = await Database.connect(
-            dsn,
-            min_size=settings.db_pool_min,
-            max_size=settings.db_pool_max,
-            count_statements=count_statements,
+        db = await stack.enter_async_context(
+            open_database(settings, count_statements=count_statements)
         )
-    except BaseException:
-        if embedded is not None:
-            await embedded.stop()
-        raise
-    graph = graph_store(settings)
-    try:
-        async with db.pool.acquire() as conn:
-            await migrate(conn)
+        graph = graph_store(settings)
+        stack.push_async_callback(graph.close)
         await graph.start()
         projector = projector_for(settings, db, graph)
+        stack.push_async_callback(projector.stop)
         await projector.prepare()
         await projector.catch_up()
         if start_projector:
-            projector.start(dsn)
+            projector.start()
     except BaseException:
-        await graph.close()
-        await db.close()
-        if embedded is not None:
-            await embedded.stop()
+        await stack.aclose()
         raise
     limits = settings.limits
     limiter = RateLimiter(per_minute=limits.rate_limit_per_minute, burst=limits.rate_limit_burst)
-    return Resources(settings, db, secret, limiter, graph, projector, embedded)
+    return Resources(settings, db, secret, limiter, graph, projector, stack)

@@ -59,14 +59,13 @@ class Projector:
         graph: GraphStore,
         *,
         name: str,
-        persistent: bool,
         batch_size: int = 500,
         poll_seconds: float = 1.0,
     ) -> None:
         self.db = db
         self.graph = graph
         self.name = name
-        self.persistent = persistent
+        self.persistent = graph.persistent  # only a persistent graph keeps its position
         self.batch_size = batch_size
         self.poll_seconds = poll_seconds
         self.position = START
@@ -141,8 +140,8 @@ class Projector:
         return Lag(pending, age, self.position)
 
     # ------------------------------------------------------------------ background task
-    def start(self, dsn: str) -> None:
-        self._task = asyncio.create_task(self._run(dsn), name=f"projector:{self.name}")
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"projector:{self.name}")
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -154,9 +153,9 @@ class Projector:
             await self._listen_conn.close()
             self._listen_conn = None
 
-    async def _run(self, dsn: str) -> None:
+    async def _run(self) -> None:
         try:
-            self._listen_conn = await asyncpg.connect(dsn)
+            self._listen_conn = await asyncpg.connect(self.db.dsn)
             await self._listen_conn.add_listener(CHANNEL, lambda *_: self._wake.set())
         except (OSError, asyncpg.PostgresError) as err:
             log.warning("projector %s: no LISTEN connection (%s); polling only", self.name, err)

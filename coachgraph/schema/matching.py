@@ -67,7 +67,7 @@ async def _present(
     subjects, skills = await asyncio.gather(
         asyncio.gather(*(load(m.id) for m in matches)), _skills(info, skill_ids)
     )
-    by_id = {int(skill.raw_id): skill for skill in skills}
+    by_id = {skill.raw_id: skill for skill in skills}
 
     def reasons(r: Reasons) -> MatchReasons:
         return MatchReasons(

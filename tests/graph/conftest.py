@@ -134,4 +134,4 @@ async def graph(
 
 
 def projector(db: Database, graph: GraphStore) -> Projector:
-    return Projector(db, graph, name=f"test:{graph.name}", persistent=False, batch_size=50)
+    return Projector(db, graph, name=f"test:{graph.name}", batch_size=50)

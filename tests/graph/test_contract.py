@@ -165,7 +165,7 @@ async def test_background_projector_is_woken_by_notify(db: Database, factory: Fa
     p = projector(db, graph)
     p.poll_seconds = 30  # so only NOTIFY can wake it within the test's patience
     await p.rebuild()
-    p.start(db.dsn)
+    p.start()
     try:
         await asyncio.sleep(0.5)  # let it LISTEN
         coach = await factory.coach(name="Live")
