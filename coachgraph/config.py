@@ -35,6 +35,16 @@ class Limits:
     max_matches: int = 50
     match_candidates: int = 30
     projector_batch: int = 500
+    # media: bytes per kind, URL lifetimes, and how long an unfinished upload may linger
+    # (decimal units: 2 GB fits GraphQL's 32-bit Int, which sizeBytes is in API.md)
+    max_avatar_bytes: int = 10_000_000
+    max_image_bytes: int = 10_000_000
+    max_video_bytes: int = 2_000_000_000
+    max_document_bytes: int = 50_000_000
+    media_upload_ttl_seconds: int = 900
+    media_download_ttl_seconds: int = 900
+    media_pending_max_age_seconds: int = 86_400
+    media_purge_interval_seconds: int = 3_600
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +66,9 @@ class Settings:
     s3_bucket: str | None = None
     s3_endpoint_url: str | None = None
     aws_region: str | None = None
+    aws_access_key_id: str | None = None
+    aws_secret_access_key: str | None = None
+    public_url: str | None = None
     redis_url: str | None = None
     graphiql: bool = True
     projector_poll_seconds: float = 1.0
@@ -88,6 +101,9 @@ class Settings:
             s3_bucket=opt("S3_BUCKET"),
             s3_endpoint_url=opt("S3_ENDPOINT_URL"),
             aws_region=opt("AWS_REGION"),
+            aws_access_key_id=opt("AWS_ACCESS_KEY_ID"),
+            aws_secret_access_key=opt("AWS_SECRET_ACCESS_KEY"),
+            public_url=opt("COACHGRAPH_PUBLIC_URL"),
             redis_url=opt("REDIS_URL"),
             graphiql=_bool(env, "COACHGRAPH_GRAPHIQL", True),
             projector_poll_seconds=_int(env, "COACHGRAPH_PROJECTOR_POLL_MS", 1000, minimum=10)
@@ -106,6 +122,12 @@ class Settings:
         if self.jwt_secret is not None and len(self.jwt_secret.encode()) < 32:
             # RFC 7518 3.2: an HS256 key at least as long as the hash
             raise SettingsError("COACHGRAPH_JWT_SECRET must be at least 32 bytes")
+        if self.s3_endpoint_url and not self.s3_bucket:
+            raise SettingsError("S3_ENDPOINT_URL is set but S3_BUCKET is not")
+        if self.public_url and not self.public_url.startswith(("http://", "https://")):
+            raise SettingsError("COACHGRAPH_PUBLIC_URL must be an http(s):// URL")
+        if self.limits.media_download_ttl_seconds > 900:
+            raise SettingsError("media download URLs must expire within 15 minutes (900 s)")
 
     def with_(self, **changes: object) -> Settings:
         """A copy with some values changed (tests and the CLI use this)."""

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from coachgraph.api.auth import resolve_secret
@@ -15,6 +18,10 @@ from coachgraph.graph.memory import MemoryGraph
 from coachgraph.graph.model import GraphStore
 from coachgraph.graph.neo4j import Neo4jGraph
 from coachgraph.graph.projector import Projector
+from coachgraph.media.local import LocalMediaStore
+from coachgraph.media.model import MediaStore
+from coachgraph.media.s3 import S3MediaStore
+from coachgraph.resolvers.media import purge_stale
 from coachgraph.stores.db import Database, EmbeddedPostgres
 from coachgraph.stores.migrate import Migration, migrate
 
@@ -31,6 +38,7 @@ class Resources:
     limiter: RateLimiter
     graph: GraphStore
     projector: Projector
+    media: MediaStore
     exits: AsyncExitStack  # closes what was opened, last opened first
 
     async def close(self) -> None:
@@ -48,6 +56,27 @@ def graph_store(settings: Settings) -> GraphStore:
             write_batch=settings.neo4j_write_batch,
         )
     return MemoryGraph()
+
+
+def media_store(settings: Settings, secret: str) -> MediaStore:
+    """S3 when S3_BUCKET is set, else files under the data dir behind signed app routes."""
+    if settings.s3_bucket:
+        return S3MediaStore(settings)
+    return LocalMediaStore(Path(settings.data_dir) / "media", secret=secret)
+
+
+async def purge_periodically(db: Database, store: MediaStore, settings: Settings) -> None:
+    """The background job that removes PENDING media older than the limit, and their bytes."""
+    limits = settings.limits
+    age = timedelta(seconds=limits.media_pending_max_age_seconds)
+    while True:
+        try:
+            purged = await purge_stale(db, store, older_than=age)
+            if purged:
+                log.info("purged %d stale pending media", purged)
+        except Exception:  # the job must outlive a passing database or storage fault
+            log.exception("purging stale media failed; trying again later")
+        await asyncio.sleep(limits.media_purge_interval_seconds)
 
 
 def projector_for(settings: Settings, db: Database, graph: GraphStore) -> Projector:
@@ -104,6 +133,12 @@ async def open_database(
             await embedded.stop()
 
 
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 async def open_resources(
     settings: Settings,
     *,
@@ -125,11 +160,16 @@ async def open_resources(
         stack.push_async_callback(projector.stop)
         await projector.prepare()
         await projector.catch_up()
+        media = media_store(settings, secret)
+        await media.start()
+        stack.push_async_callback(media.close)
         if start_projector:
             projector.start()
+            purger = asyncio.create_task(purge_periodically(db, media, settings))
+            stack.push_async_callback(_cancel, purger)
     except BaseException:
         await stack.aclose()
         raise
     limits = settings.limits
     limiter = RateLimiter(per_minute=limits.rate_limit_per_minute, burst=limits.rate_limit_burst)
-    return Resources(settings, db, secret, limiter, graph, projector, stack)
+    return Resources(settings, db, secret, limiter, graph, projector, media, stack)

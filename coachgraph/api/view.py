@@ -31,7 +31,12 @@ class GraphQLView(GraphQL[Context, None]):
         resources: Resources = request.state.resources
         viewer = request.scope.get(VIEWER_KEY, ANONYMOUS)
         return Context(
-            settings=resources.settings, db=resources.db, viewer=viewer, graph=resources.graph
+            settings=resources.settings,
+            db=resources.db,
+            viewer=viewer,
+            graph=resources.graph,
+            media=resources.media,
+            base_url=resources.settings.public_url or str(request.base_url),
         )
 
     async def process_result(

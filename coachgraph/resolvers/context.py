@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from coachgraph.config import Settings
 from coachgraph.graph.model import GraphStore
+from coachgraph.media.model import MediaStore
 from coachgraph.resolvers.loaders import Loaders
 from coachgraph.resolvers.policy import Viewer
 from coachgraph.stores.db import Database
@@ -19,6 +20,8 @@ class Context:
     db: Database
     viewer: Viewer
     graph: GraphStore
+    media: MediaStore
+    base_url: str = ""  # where this request reached the API: signed local media URLs start here
     loaders: Loaders = field(init=False)
 
     def __post_init__(self) -> None:

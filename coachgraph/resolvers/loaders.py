@@ -9,7 +9,7 @@ from typing import Any, Generic, TypeVar
 from strawberry.dataloader import DataLoader
 
 from coachgraph.resolvers.policy import Viewer, session_scope
-from coachgraph.stores import athletes, coaches, programs, sessions, skills
+from coachgraph.stores import athletes, coaches, media, programs, sessions, skills
 from coachgraph.stores.db import Database
 from coachgraph.stores.records import (
     AthleteRecord,
@@ -17,6 +17,7 @@ from coachgraph.stores.records import (
     CoachRecord,
     EnrollmentRecord,
     LeveledSkill,
+    MediaRecord,
     Page,
     ProgramRecord,
     SessionRecord,
@@ -115,6 +116,10 @@ class Loaders:
         )
         self.unlocks_by_skill_id: ListByKeyLoader[int, SkillRecord] = ListByKeyLoader(
             by(skills.unlocks_for, "skill_ids")
+        )
+        self.media_by_id: ByKeyLoader[int, MediaRecord] = ByKeyLoader(by(media.get_many, "ids"))
+        self.ready_media_by_owner: ListByKeyLoader[tuple[str, int], MediaRecord] = ListByKeyLoader(
+            by(media.ready_for_owners, "keys")
         )
         self.enrollments_by_athlete_id: ListByKeyLoader[int, EnrollmentRecord] = ListByKeyLoader(
             by(programs.enrollments_for, "athlete_ids")

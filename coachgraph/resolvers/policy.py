@@ -116,3 +116,8 @@ def can_edit_athlete(viewer: Viewer, athlete_id: int) -> bool:
 def can_manage_session(viewer: Viewer, coach_id: int) -> bool:
     """Schedule, start and end a session: its coach (or admin)."""
     return viewer.is_admin or viewer.is_coach(coach_id)
+
+
+def can_write_session_media(viewer: Viewer, session: SessionRecord) -> bool:
+    """Attach media to a session: its coach, its athlete (form checks), admins."""
+    return can_read_session(viewer, session)

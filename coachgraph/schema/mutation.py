@@ -19,6 +19,7 @@ from .inputs import (
     UpdateAthleteInput,
     UpdateCoachInput,
 )
+from .media import MediaMutation
 from .types import Athlete, Coach, Enrollment, Info, Program, Skill, TrainingSession
 
 Errors = ValidationError | NotFoundError | PermissionDeniedError | ConflictError
@@ -38,7 +39,7 @@ def _ids(info: Info, values: list[strawberry.ID], expected: str, field: str) -> 
 
 
 @strawberry.type
-class Mutation:
+class Mutation(MediaMutation):
     @strawberry.mutation
     async def create_coach(self, info: Info, input: CreateCoachInput) -> CoachResult:
         return await as_result(

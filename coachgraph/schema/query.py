@@ -6,16 +6,17 @@ import strawberry
 
 from coachgraph.errors import InvalidInput
 from coachgraph.ids import decode_id, from_global_id
-from coachgraph.resolvers import queries
+from coachgraph.resolvers import media, queries
 
 from .inputs import AthleteFilter, CoachFilter, ProgramFilter
 from .matching import MatchingQuery
+from .media import Media
+from .node import Node
 from .relay import Connection, connection
 from .types import (
     Athlete,
     Coach,
     Info,
-    Node,
     Program,
     Skill,
     TrainingSession,
@@ -38,6 +39,8 @@ async def resolve_node(info: Info, global_id: str) -> Node:
         return Program.from_record(await queries.program(ctx, raw_id))
     if type_name == "TrainingSession":
         return TrainingSession.from_record(await queries.session(ctx, raw_id))
+    if type_name == "Media":
+        return Media.from_record(await media.get(ctx, raw_id))
     raise InvalidInput(f"{type_name} cannot be fetched with node yet", field="id")
 
 

@@ -21,6 +21,8 @@ from coachgraph.stores.records import (
     SkillRecord,
 )
 
+from .media import Media
+from .node import Node
 from .relay import Connection, connection
 
 Info = strawberry.Info[Context, None]
@@ -46,11 +48,6 @@ class SessionStatus(enum.Enum):
     LIVE = "LIVE"
     COMPLETED = "COMPLETED"
     CANCELLED = "CANCELLED"
-
-
-@strawberry.interface(description="An object with a global ID, refetchable with node(id:).")
-class Node:
-    id: strawberry.ID
 
 
 @strawberry.type
@@ -128,6 +125,10 @@ class Coach(Node):
             raw_id=r.id,
         )
 
+    @strawberry.field(description="The latest READY avatar.")
+    async def avatar(self, info: Info) -> Media | None:
+        return await _avatar(info, "Coach", self.raw_id)
+
     @strawberry.field(description="What the coach teaches, with levels.")
     async def skills(self, info: Info) -> list[CoachSkill]:
         rows = await info.context.loaders.coach_skills_by_coach_id.load(self.raw_id)
@@ -183,6 +184,10 @@ class Athlete(Node):
             created_at=r.created_at,
             record=r,
         )
+
+    @strawberry.field(description="The latest READY avatar.")
+    async def avatar(self, info: Info) -> Media | None:
+        return await _avatar(info, "Athlete", self.record.id)
 
     @strawberry.field
     async def skills(self, info: Info) -> list[AthleteSkill]:
@@ -248,6 +253,10 @@ class Program(Node):
     async def coach(self, info: Info) -> Coach:
         return Coach.from_record(await queries.coach(info.context, self.record.coach_id))
 
+    @strawberry.field(description="READY images, videos and documents of the program.")
+    async def media(self, info: Info) -> list[Media]:
+        return await _media(info, "Program", self.record.id)
+
     @strawberry.field(description="Skills the program develops.")
     async def skills(self, info: Info) -> list[Skill]:
         rows = await info.context.loaders.skills_by_program_id.load(self.record.id)
@@ -302,6 +311,10 @@ class TrainingSession(Node):
     async def athlete(self, info: Info) -> Athlete:
         return Athlete.from_record(await queries.athlete(info.context, self.record.athlete_id))
 
+    @strawberry.field(description="READY media attached to the session (form checks).")
+    async def media(self, info: Info) -> list[Media]:
+        return await _media(info, "TrainingSession", self.record.id)
+
     @strawberry.field
     async def program(self, info: Info) -> Program | None:
         if self.record.program_id is None:
@@ -330,6 +343,17 @@ class Viewer:
     @classmethod
     def of(cls, role: PolicyRole, coach_id: int | None, athlete_id: int | None) -> Viewer:
         return cls(role=Role(role.value), coach_id=coach_id, athlete_id=athlete_id)
+
+
+async def _media(info: Info, owner_type: str, owner_id: int) -> list[Media]:
+    rows = await info.context.loaders.ready_media_by_owner.load((owner_type, owner_id))
+    return [Media.from_record(r) for r in rows]
+
+
+async def _avatar(info: Info, owner_type: str, owner_id: int) -> Media | None:
+    rows = await info.context.loaders.ready_media_by_owner.load((owner_type, owner_id))
+    avatars = [r for r in rows if r.kind == "AVATAR"]
+    return Media.from_record(avatars[-1]) if avatars else None
 
 
 def row_id(

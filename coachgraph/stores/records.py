@@ -110,3 +110,17 @@ class SessionScope:
     everyone: bool = False
     coach_id: int | None = None
     athlete_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MediaRecord:
+    id: int
+    owner_type: str
+    owner_id: int
+    kind: str
+    content_type: str
+    size_bytes: int
+    status: str
+    storage_key: str
+    checksum: str | None
+    created_at: datetime

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import random
 import socket
 import subprocess
 import time
@@ -18,22 +17,9 @@ from coachgraph.graph.model import GraphStore
 from coachgraph.graph.neo4j import Neo4jGraph
 from coachgraph.graph.projector import Projector
 from coachgraph.stores.db import Database
+from tests.servers import free_port
 
 _graphs = itertools.count(1)
-
-
-def free_port() -> int:
-    """A free port below 32768: FalkorDB ignores a BOLT_PORT above that (seen with 4.16)."""
-    rng = random.Random()
-    for _ in range(200):
-        port = rng.randint(20_000, 32_000)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port")
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,1 @@
+"""Media bytes: the MediaStore protocol, a local-directory backend and an S3 backend."""
