@@ -10,6 +10,12 @@ from coachgraph.api.resources import Resources
 from coachgraph.media.local import LocalMediaStore, SignatureError, UploadRefused
 
 
+class MediaFileResponse(FileResponse):
+    """Reads 1 MiB per worker-thread hop instead of 64 KiB: far fewer hops per large video."""
+
+    chunk_size = 1 << 20
+
+
 def _refusal(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
@@ -67,7 +73,7 @@ async def download(request: Request) -> Response:
     found = await store.stat(key=key)
     if found is None:
         return _refusal(404, "No such file")
-    return FileResponse(
+    return MediaFileResponse(
         path,
         media_type=found.content_type,
         headers={"Cache-Control": "private, max-age=60", "X-Content-Type-Options": "nosniff"},

@@ -110,19 +110,30 @@ class LocalMediaStore:
         digest = hashlib.sha256()
         received = 0
         handle = await asyncio.to_thread(partial.open, "wb")
+
+        def flush(buffer: bytearray) -> None:  # in a worker thread; sha256 releases the GIL
+            digest.update(buffer)
+            handle.write(buffer)
+
+        # one buffer hashed and written in a thread while the loop receives the next one
+        inflight: asyncio.Future[None] | None = None
         try:
             pending = bytearray()
             async for chunk in chunks:
                 received += len(chunk)
                 if received > size_bytes:
                     raise UploadRefused(413, f"The upload is larger than {size_bytes} bytes")
-                digest.update(chunk)
                 pending += chunk
                 if len(pending) >= WRITE_CHUNK:
-                    await asyncio.to_thread(handle.write, pending)
+                    if inflight is not None:
+                        await inflight
+                    inflight = asyncio.ensure_future(asyncio.to_thread(flush, pending))
                     pending = bytearray()
+            if inflight is not None:
+                await inflight
+                inflight = None
             if pending:
-                await asyncio.to_thread(handle.write, pending)
+                await asyncio.to_thread(flush, pending)
             if received != size_bytes:
                 raise UploadRefused(400, f"Expected {size_bytes} bytes, received {received}")
             await asyncio.to_thread(handle.close)
@@ -135,6 +146,8 @@ class LocalMediaStore:
             await asyncio.to_thread(_write_meta, final, meta)
             return stored
         finally:
+            if inflight is not None:  # refused mid-way: let the last write finish first
+                await asyncio.gather(inflight, return_exceptions=True)
             await asyncio.to_thread(handle.close)
             await asyncio.to_thread(partial.unlink, missing_ok=True)
 
