@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 
-from coachgraph.api import media_routes
+from coachgraph.api import ingest, media_routes
 from coachgraph.api.resources import Resources, open_resources
 from coachgraph.api.view import Gate, GraphQLView
 from coachgraph.config import Settings
@@ -74,6 +74,7 @@ def create_app(
             Route("/graphql", Gate(view)),
             WebSocketRoute("/graphql", view),
             *media_routes.routes,
+            *ingest.routes,
         ],
         lifespan=lifespan,
     )

@@ -45,6 +45,14 @@ class Limits:
     media_download_ttl_seconds: int = 900
     media_pending_max_age_seconds: int = 86_400
     media_purge_interval_seconds: int = 3_600
+    # live sessions
+    max_samples_per_batch: int = 1_000
+    max_ndjson_lines: int = 50_000
+    max_ndjson_line_bytes: int = 1_000
+    max_sample_page: int = 5_000
+    max_series_buckets: int = 10_000
+    subscriber_queue: int = 256  # broker messages (one per ingested batch) per subscriber
+    stream_max_length: int = 10_000  # Redis stream entries kept per topic
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,3 +48,16 @@ class Conflict(DomainError):
     """The request is well formed but the current state refuses it."""
 
     code = "CONFLICT"
+
+
+class SlowConsumer(DomainError):
+    """A subscriber fell behind its bounded queue; it resumes with `after: last_cursor`."""
+
+    code = "SLOW_CONSUMER"
+
+    def __init__(self, last_cursor: str | None) -> None:
+        super().__init__(
+            "Subscription ended: the client fell behind. Resubscribe with after: "
+            f"{last_cursor!r} to receive every sample from there."
+        )
+        self.extensions = {"lastCursor": last_cursor}

@@ -67,7 +67,13 @@ def viewer_from_token(secret: str, token: str) -> Viewer:
         raise Unauthenticated("The token has expired") from None
     except (jwt.InvalidTokenError, ValueError, KeyError, InvalidInput):
         raise Unauthenticated("The token is invalid") from None
-    return Viewer(role=role, coach_id=coach_id, athlete_id=athlete_id, subject=subject)
+    return Viewer(
+        role=role,
+        coach_id=coach_id,
+        athlete_id=athlete_id,
+        subject=subject,
+        expires_at=float(claims["exp"]),
+    )
 
 
 def viewer_from_header(secret: str, header: str | None) -> Viewer:

@@ -21,9 +21,12 @@ from coachgraph.graph.projector import Projector
 from coachgraph.media.local import LocalMediaStore
 from coachgraph.media.model import MediaStore
 from coachgraph.media.s3 import S3MediaStore
+from coachgraph.resolvers.live import GRAPH_TOPIC
 from coachgraph.resolvers.media import purge_stale
 from coachgraph.stores.db import Database, EmbeddedPostgres
 from coachgraph.stores.migrate import Migration, migrate
+from coachgraph.subscriptions.broker import Broker, MemoryBroker
+from coachgraph.subscriptions.redis import RedisBroker
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,7 @@ class Resources:
     graph: GraphStore
     projector: Projector
     media: MediaStore
+    broker: Broker
     exits: AsyncExitStack  # closes what was opened, last opened first
 
     async def close(self) -> None:
@@ -56,6 +60,13 @@ def graph_store(settings: Settings) -> GraphStore:
             write_batch=settings.neo4j_write_batch,
         )
     return MemoryGraph()
+
+
+def broker_for(settings: Settings) -> Broker:
+    """Redis Streams when REDIS_URL is set (any replica serves any subscriber), else in-process."""
+    if settings.redis_url:
+        return RedisBroker(settings.redis_url, max_length=settings.limits.stream_max_length)
+    return MemoryBroker()
 
 
 def media_store(settings: Settings, secret: str) -> MediaStore:
@@ -160,6 +171,15 @@ async def open_resources(
         stack.push_async_callback(projector.stop)
         await projector.prepare()
         await projector.catch_up()
+        broker = broker_for(settings)
+        await broker.start()
+        stack.push_async_callback(broker.close)
+
+        async def announce(dirty: dict[str, set[int]]) -> None:
+            changed = {kind: sorted(ids) for kind, ids in dirty.items()}
+            await broker.publish(GRAPH_TOPIC, {"changed": changed})
+
+        projector.listeners.append(announce)
         media = media_store(settings, secret)
         await media.start()
         stack.push_async_callback(media.close)
@@ -172,4 +192,4 @@ async def open_resources(
         raise
     limits = settings.limits
     limiter = RateLimiter(per_minute=limits.rate_limit_per_minute, burst=limits.rate_limit_burst)
-    return Resources(settings, db, secret, limiter, graph, projector, media, stack)
+    return Resources(settings, db, secret, limiter, graph, projector, media, broker, stack)

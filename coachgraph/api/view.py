@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -9,6 +11,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.types import ExecutionResult
 
@@ -16,6 +19,7 @@ from coachgraph.api.auth import viewer_from_header
 from coachgraph.api.resources import Resources
 from coachgraph.errors import Unauthenticated
 from coachgraph.resolvers.context import Context
+from coachgraph.resolvers.loaders import Loaders
 from coachgraph.resolvers.policy import ANONYMOUS
 from coachgraph.schema.extensions import present_error
 
@@ -30,14 +34,30 @@ class GraphQLView(GraphQL[Context, None]):
     ) -> Context:
         resources: Resources = request.state.resources
         viewer = request.scope.get(VIEWER_KEY, ANONYMOUS)
-        return Context(
+        context = Context(
             settings=resources.settings,
             db=resources.db,
             viewer=viewer,
             graph=resources.graph,
             media=resources.media,
+            broker=resources.broker,
             base_url=resources.settings.public_url or str(request.base_url),
         )
+        if isinstance(request, WebSocket):
+            context.secret = resources.jwt_secret
+            context.close_connection = _closer(request)
+        return context
+
+    async def on_ws_connect(self, context: Context) -> None:
+        """Authenticate the connection from `connection_init`'s `authorization`."""
+        params = context.connection_params or {}
+        header = params.get("authorization") or params.get("Authorization")
+        try:
+            viewer = viewer_from_header(context.secret, header if isinstance(header, str) else None)
+        except Unauthenticated as err:
+            raise ConnectionRejectionError({"message": err.message, "code": err.code}) from None
+        context.viewer = viewer
+        context.loaders = Loaders(context.db, viewer)
 
     async def process_result(
         self, request: Request, result: ExecutionResult
@@ -47,6 +67,14 @@ class GraphQLView(GraphQL[Context, None]):
         if result.errors:
             result.errors = [present_error(e) for e in result.errors]
         return await super().process_result(request, result)
+
+
+def _closer(websocket: WebSocket) -> Callable[[int, str], Awaitable[None]]:
+    async def close(code: int, reason: str) -> None:
+        with contextlib.suppress(RuntimeError):  # already closed
+            await websocket.close(code=code, reason=reason)
+
+    return close
 
 
 def error_response(status: int, code: str, message: str) -> JSONResponse:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from coachgraph.config import Settings
@@ -10,6 +11,7 @@ from coachgraph.media.model import MediaStore
 from coachgraph.resolvers.loaders import Loaders
 from coachgraph.resolvers.policy import Viewer
 from coachgraph.stores.db import Database
+from coachgraph.subscriptions.broker import Broker
 
 
 @dataclass
@@ -21,6 +23,10 @@ class Context:
     viewer: Viewer
     graph: GraphStore
     media: MediaStore
+    broker: Broker
+    connection_params: dict[str, object] | None = None  # graphql-ws connection_init payload
+    close_connection: Callable[[int, str], Awaitable[None]] | None = None  # WebSocket only
+    secret: str = ""  # WebSocket only: to check the token that connection_init carries
     base_url: str = ""  # where this request reached the API: signed local media URLs start here
     loaders: Loaders = field(init=False)
 

@@ -9,7 +9,7 @@ from typing import Any, Generic, TypeVar
 from strawberry.dataloader import DataLoader
 
 from coachgraph.resolvers.policy import Viewer, session_scope
-from coachgraph.stores import athletes, coaches, media, programs, sessions, skills
+from coachgraph.stores import athletes, coaches, media, metrics, programs, sessions, skills
 from coachgraph.stores.db import Database
 from coachgraph.stores.records import (
     AthleteRecord,
@@ -120,6 +120,9 @@ class Loaders:
         self.media_by_id: ByKeyLoader[int, MediaRecord] = ByKeyLoader(by(media.get_many, "ids"))
         self.ready_media_by_owner: ListByKeyLoader[tuple[str, int], MediaRecord] = ListByKeyLoader(
             by(media.ready_for_owners, "keys")
+        )
+        self.summary_by_session_id: ByKeyLoader[int, metrics.Summary] = ByKeyLoader(
+            by(metrics.summaries, "session_ids")
         )
         self.enrollments_by_athlete_id: ListByKeyLoader[int, EnrollmentRecord] = ListByKeyLoader(
             by(programs.enrollments_for, "athlete_ids")

@@ -9,6 +9,7 @@ from typing import Any
 from coachgraph.errors import InvalidInput, NotFound
 from coachgraph.resolvers import validate
 from coachgraph.resolvers.context import Context
+from coachgraph.resolvers.live import status_topic
 from coachgraph.resolvers.policy import (
     can_edit_athlete,
     can_edit_coach,
@@ -269,4 +270,6 @@ async def move_session(ctx: Context, session_id: int, to: str) -> SessionRecord:
             require(ctx.viewer.is_admin, "You may not change this session")
             raise NotFound("TrainingSession", session_id)
         require(can_manage_session(ctx.viewer, found.coach_id), "Only its coach may do this")
-        return await sessions.transition(conn, session_id=session_id, to=to)
+        moved = await sessions.transition(conn, session_id=session_id, to=to)
+    await ctx.broker.publish(status_topic(session_id), {"status": moved.status})  # after commit
+    return moved

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Protocol
 
 from coachgraph.errors import PermissionDenied, Unauthenticated
 from coachgraph.stores.records import AthleteScope, SessionRecord, SessionScope
@@ -23,6 +24,7 @@ class Viewer:
     coach_id: int | None = None
     athlete_id: int | None = None
     subject: str | None = None
+    expires_at: float | None = None  # the token's exp (epoch seconds)
 
     @property
     def is_admin(self) -> bool:
@@ -36,6 +38,14 @@ class Viewer:
 
 
 ANONYMOUS = Viewer()
+
+
+class LiveSessionLike(Protocol):
+    @property
+    def coach_id(self) -> int: ...
+
+    @property
+    def athlete_id(self) -> int: ...
 
 
 class AthleteAccess(enum.IntEnum):
@@ -121,3 +131,12 @@ def can_manage_session(viewer: Viewer, coach_id: int) -> bool:
 def can_write_session_media(viewer: Viewer, session: SessionRecord) -> bool:
     """Attach media to a session: its coach, its athlete (form checks), admins."""
     return can_read_session(viewer, session)
+
+
+def can_write_samples(viewer: Viewer, session: SessionRecord | LiveSessionLike) -> bool:
+    """Samples of a session: its coach, its athlete (wearables), admins."""
+    return (
+        viewer.is_admin
+        or viewer.is_coach(session.coach_id)
+        or viewer.is_athlete(session.athlete_id)
+    )

@@ -13,7 +13,7 @@ from coachgraph.resolvers.policy import (
     athlete_scope,
     can_read_session,
 )
-from coachgraph.stores import athletes, coaches, programs, skills
+from coachgraph.stores import athletes, coaches, metrics, programs, skills
 from coachgraph.stores.records import (
     AthleteRecord,
     CoachRecord,
@@ -205,3 +205,31 @@ async def sessions_of(
 
 def _norm(sport: str | None) -> str | None:
     return sport.strip().lower() if sport else None
+
+
+async def samples_page(
+    ctx: Context, session_id: int, kinds: list[str] | None, first: int | None, after: str | None
+) -> tuple[Page[metrics.Sample], Count]:
+    """A page of a session's samples in cursor order (the session is already visible)."""
+    limits = ctx.settings.limits
+    size = 1000 if first is None else first
+    validate.in_range(size, field="first", low=0, high=limits.max_sample_page)
+    cursor = validate.page_args(0, after, limits)[1] or 0
+    rows = await metrics.after(
+        ctx.db.pool, session_id=session_id, after_seq=cursor, kinds=kinds, limit=size + 1
+    )
+    page = Page(rows[:size], len(rows) > size)
+    return page, lambda: metrics.count(ctx.db.pool, session_id=session_id, kinds=kinds)
+
+
+async def series(
+    ctx: Context, session_id: int, kind: str, bucket_seconds: int
+) -> list[metrics.Bucket]:
+    validate.in_range(bucket_seconds, field="bucketSeconds", low=1, high=86_400)
+    return await metrics.series(
+        ctx.db.pool,
+        session_id=session_id,
+        kind=kind,
+        bucket_seconds=bucket_seconds,
+        limit=ctx.settings.limits.max_series_buckets,
+    )

@@ -49,7 +49,7 @@ def present_error(error: GraphQLError) -> GraphQLError:
         source=error.source,
         positions=error.positions,
         path=error.path,
-        extensions={"code": code},
+        extensions={"code": code, **getattr(original, "extensions", {})},
     )
 
 

@@ -97,6 +97,19 @@ class SkillPath:
         return [Program.from_record(r) for r in rows if r is not None]
 
 
+async def coach_matches(info: Info, athlete_id: int, first: int | None) -> list[CoachMatch]:
+    """matchCoaches, shared by the query and the matchUpdates subscription."""
+    matches = await matching.match_coaches(info.context, athlete_id, first)
+
+    async def load(coach_id: int) -> Coach:
+        return Coach.from_record(await queries.coach(info.context, coach_id))
+
+    return [
+        CoachMatch(coach=c, score=score, reasons=why)
+        for c, score, why in await _present(info, matches, load)
+    ]
+
+
 @strawberry.type
 class MatchingQuery:
     @strawberry.field(description="Coaches for an athlete, best first, with reasons.")
@@ -104,15 +117,7 @@ class MatchingQuery:
         self, info: Info, athlete_id: strawberry.ID, first: int | None = 10
     ) -> list[CoachMatch]:
         raw_id = decode_id(athlete_id, "Athlete", field="athleteId")
-        matches = await matching.match_coaches(info.context, raw_id, first)
-
-        async def load(coach_id: int) -> Coach:
-            return Coach.from_record(await queries.coach(info.context, coach_id))
-
-        return [
-            CoachMatch(coach=c, score=score, reasons=why)
-            for c, score, why in await _present(info, matches, load)
-        ]
+        return await coach_matches(info, raw_id, first)
 
     @strawberry.field(description="Athletes looking for a coach that this coach would serve best.")
     async def match_athletes(

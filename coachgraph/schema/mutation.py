@@ -19,6 +19,7 @@ from .inputs import (
     UpdateAthleteInput,
     UpdateCoachInput,
 )
+from .live import LiveMutation
 from .media import MediaMutation
 from .types import Athlete, Coach, Enrollment, Info, Program, Skill, TrainingSession
 
@@ -39,7 +40,7 @@ def _ids(info: Info, values: list[strawberry.ID], expected: str, field: str) -> 
 
 
 @strawberry.type
-class Mutation(MediaMutation):
+class Mutation(MediaMutation, LiveMutation):
     @strawberry.mutation
     async def create_coach(self, info: Info, input: CreateCoachInput) -> CoachResult:
         return await as_result(

@@ -22,6 +22,7 @@ from coachgraph.config import Limits
 from .extensions import ErrorCodes, cost_rule, is_unexpected
 from .mutation import Mutation
 from .query import Query
+from .subscription import Subscription
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ def build_schema(limits: Limits | None = None) -> strawberry.Schema:
     return Schema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         config=StrawberryConfig(auto_camel_case=True),
         extensions=[
             ErrorCodes,

@@ -11,6 +11,7 @@ from coachgraph.ids import to_global_id
 from coachgraph.resolvers import queries
 from coachgraph.resolvers.context import Context
 from coachgraph.resolvers.policy import Role as PolicyRole
+from coachgraph.stores.metrics import Sample
 from coachgraph.stores.records import (
     AthleteRecord,
     CoachRecord,
@@ -21,6 +22,7 @@ from coachgraph.stores.records import (
     SkillRecord,
 )
 
+from .live import MetricBucket, MetricKind, MetricSample, SessionSummary
 from .media import Media
 from .node import Node
 from .relay import Connection, connection
@@ -311,6 +313,29 @@ class TrainingSession(Node):
     async def athlete(self, info: Info) -> Athlete:
         return Athlete.from_record(await queries.athlete(info.context, self.record.athlete_id))
 
+    @strawberry.field(description="Stored samples in cursor order (first: up to 5000).")
+    async def samples(
+        self,
+        info: Info,
+        kinds: list[MetricKind] | None = None,
+        after: str | None = None,
+        first: int | None = 1000,
+    ) -> Connection[MetricSample]:
+        names = [k.value for k in kinds] if kinds else None
+        page, count = await queries.samples_page(info.context, self.record.id, names, first, after)
+        return connection(page, MetricSample.from_sample, _seq, after=after, total=count)
+
+    @strawberry.field(description="Time buckets of one kind, computed in SQL.")
+    async def series(self, info: Info, kind: MetricKind, bucket_seconds: int) -> list[MetricBucket]:
+        buckets = await queries.series(info.context, self.record.id, kind.value, bucket_seconds)
+        return [MetricBucket.from_bucket(b) for b in buckets]
+
+    @strawberry.field
+    async def summary(self, info: Info) -> SessionSummary:
+        found = await info.context.loaders.summary_by_session_id.load(self.record.id)
+        assert found is not None  # the session row exists: it was just read
+        return SessionSummary.from_summary(found)
+
     @strawberry.field(description="READY media attached to the session (form checks).")
     async def media(self, info: Info) -> list[Media]:
         return await _media(info, "TrainingSession", self.record.id)
@@ -354,6 +379,10 @@ async def _avatar(info: Info, owner_type: str, owner_id: int) -> Media | None:
     rows = await info.context.loaders.ready_media_by_owner.load((owner_type, owner_id))
     avatars = [r for r in rows if r.kind == "AVATAR"]
     return Media.from_record(avatars[-1]) if avatars else None
+
+
+def _seq(sample: Sample) -> int:
+    return sample.seq
 
 
 def row_id(

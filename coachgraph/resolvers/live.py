@@ -1,0 +1,201 @@
+"""Live sessions: validated ingestion, published after commit, and gap-free sample streams."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
+from datetime import UTC, datetime, timedelta
+
+from coachgraph.config import Limits
+from coachgraph.errors import Conflict, InvalidInput, NotFound, SlowConsumer
+from coachgraph.ids import encode_cursor
+from coachgraph.resolvers.policy import Viewer, can_write_samples, require
+from coachgraph.stores import metrics
+from coachgraph.stores.db import Database
+from coachgraph.stores.metrics import Sample
+from coachgraph.subscriptions.broker import Broker, Message, Overflow
+
+# bpm, W, rpm, m/s, ms
+RANGES: dict[str, tuple[float, float]] = {
+    "HEART_RATE": (20, 250),
+    "POWER": (0, 2500),
+    "CADENCE": (0, 250),
+    "SPEED": (0, 40),
+    "HRV": (1, 300),
+}
+CLOCK_SLACK = timedelta(seconds=5)
+RawSample = tuple[str, datetime, float]
+
+
+def metrics_topic(session_id: int) -> str:
+    return f"session:{session_id}:metrics"
+
+
+def status_topic(session_id: int) -> str:
+    return f"session:{session_id}:status"
+
+
+GRAPH_TOPIC = "graph:changed"
+
+
+class BadSample(InvalidInput):
+    """The first offending sample of a batch: its index (or NDJSON line) and why."""
+
+    def __init__(self, index: int, message: str, *, where: str = "samples") -> None:
+        label = f"line {index + 1}" if where == "line" else f"samples[{index}]"
+        super().__init__(f"{label}: {message}", field=label, code="INVALID_SAMPLE")
+        self.index = index
+
+
+def check_samples(
+    samples: Iterable[RawSample], *, started_at: datetime, now: datetime, where: str = "samples"
+) -> list[RawSample]:
+    """Every sample in range and in the session's time; the first offender refuses the batch."""
+    earliest, latest = started_at - CLOCK_SLACK, now + CLOCK_SLACK
+    checked = []
+    for i, (kind, at, value) in enumerate(samples):
+        low_high = RANGES.get(kind)
+        if low_high is None:
+            raise BadSample(i, f"unknown kind {kind!r}", where=where)
+        if at.tzinfo is None:
+            raise BadSample(i, "`at` needs a time zone offset", where=where)
+        if not earliest <= at <= latest:
+            raise BadSample(
+                i, "`at` is outside the live session (start - 5 s .. now + 5 s)", where=where
+            )
+        if not (isinstance(value, int | float) and math.isfinite(value)):
+            raise BadSample(i, "`value` must be a finite number", where=where)
+        low, high = low_high
+        if not low <= value <= high:
+            raise BadSample(i, f"{kind} must be between {low:g} and {high:g}", where=where)
+        checked.append((kind, at, float(value)))
+    return checked
+
+
+async def writable_live_session(
+    db: Database, viewer: Viewer, session_id: int
+) -> metrics.LiveSession:
+    """The session, if the viewer may write its samples and it is LIVE."""
+    try:
+        found = await metrics.live_session(db.pool, session_id=session_id)
+    except NotFound:
+        require(viewer.is_admin, "You may not write samples of this session")
+        raise
+    require(can_write_samples(viewer, found), "You may not write samples of this session")
+    if found.status != "LIVE" or found.started_at is None:
+        raise Conflict(f"A {found.status} session takes no samples")
+    return found
+
+
+async def record(
+    db: Database,
+    broker: Broker,
+    viewer: Viewer,
+    session_id: int,
+    samples: list[RawSample],
+    limits: Limits,
+    *,
+    where: str = "samples",
+    max_count: int | None = None,
+) -> list[Sample]:
+    """Validate a whole batch, store it with one COPY, then publish it; all or nothing."""
+    cap = max_count or limits.max_samples_per_batch
+    if not 1 <= len(samples) <= cap:
+        raise InvalidInput(f"Send 1 to {cap} samples", field="samples", code="OUT_OF_RANGE")
+    session = await writable_live_session(db, viewer, session_id)
+    assert session.started_at is not None
+    checked = check_samples(
+        samples, started_at=session.started_at, now=datetime.now(UTC), where=where
+    )
+    async with db.transaction() as conn:
+        stored = await metrics.append(conn, session_id=session_id, samples=checked)
+    await broker.publish(metrics_topic(session_id), samples_message(stored))
+    return stored
+
+
+def samples_message(stored: list[Sample]) -> Message:
+    """One broker message per batch; times as integer microseconds (exact through JSON)."""
+    return {"samples": [[s.seq, s.kind, _micros(s.at), s.value] for s in stored]}
+
+
+def _micros(at: datetime) -> int:
+    delta = at - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _from_message(row: list[object]) -> Sample:
+    seq, kind, micros, value = row
+    return Sample(int(seq), str(kind), _EPOCH + timedelta(microseconds=int(micros)), float(value))  # type: ignore[call-overload, arg-type]
+
+
+async def sample_stream(
+    db: Database,
+    broker: Broker,
+    *,
+    session_id: int,
+    kinds: list[str] | None,
+    after: int | None,
+    limits: Limits,
+) -> AsyncGenerator[Sample, None]:
+    """Stored samples after `after`, then the live tail: each sample once, in cursor order.
+
+    The live subscription opens first, so nothing published meanwhile is missed; whatever the
+    broker skipped (a gap in the cursors) is read back from Postgres, the source of truth.
+    """
+    sub = await broker.subscribe(metrics_topic(session_id), queue_size=limits.subscriber_queue)
+    wanted = set(kinds) if kinds else None
+    last = after
+    try:
+        if last is not None:
+            async for sample in _stored(db, session_id, kinds, last, None, limits):
+                last = sample.seq
+                yield sample
+        while True:
+            try:
+                message = await sub.get()
+            except Overflow:
+                raise SlowConsumer(encode_cursor(last) if last is not None else None) from None
+            batch = [_from_message(r) for r in message["samples"]]
+            if last is None:
+                last = batch[0].seq - 1  # live only: start at the first batch seen
+            if batch[0].seq > last + 1:  # the broker skipped something: read it back
+                async for sample in _stored(db, session_id, kinds, last, batch[0].seq, limits):
+                    last = sample.seq
+                    yield sample
+                last = max(last, batch[0].seq - 1)
+            for sample in batch:
+                if sample.seq <= last:
+                    continue  # already delivered from storage
+                last = sample.seq
+                if wanted is None or sample.kind in wanted:
+                    yield sample
+    finally:
+        sub.close()
+
+
+async def _stored(
+    db: Database,
+    session_id: int,
+    kinds: list[str] | None,
+    after: int,
+    before: int | None,
+    limits: Limits,
+) -> AsyncIterator[Sample]:
+    page = limits.max_sample_page
+    while True:
+        rows = await metrics.after(
+            db.pool,
+            session_id=session_id,
+            after_seq=after,
+            kinds=kinds,
+            limit=page,
+            before_seq=before,
+        )
+        for row in rows:
+            yield row
+        if len(rows) < page:
+            return
+        after = rows[-1].seq

@@ -1,0 +1,111 @@
+"""Live session data of API.md: samples, buckets, summaries and the recordMetrics mutation."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Annotated
+
+import strawberry
+
+from coachgraph.ids import decode_id, encode_cursor
+from coachgraph.resolvers import live
+from coachgraph.resolvers.context import Context
+from coachgraph.stores.metrics import Bucket, Sample, Summary
+
+from .errors import ConflictError, NotFoundError, PermissionDeniedError, ValidationError, as_result
+
+Info = strawberry.Info[Context, None]
+
+
+@strawberry.enum(description="bpm, W, rpm, m/s, ms")
+class MetricKind(enum.Enum):
+    HEART_RATE = "HEART_RATE"
+    POWER = "POWER"
+    CADENCE = "CADENCE"
+    SPEED = "SPEED"
+    HRV = "HRV"
+
+
+@strawberry.type
+class MetricSample:
+    cursor: str
+    kind: MetricKind
+    at: datetime
+    value: float
+
+    @classmethod
+    def from_sample(cls, s: Sample) -> MetricSample:
+        return cls(cursor=encode_cursor(s.seq), kind=MetricKind(s.kind), at=s.at, value=s.value)
+
+
+@strawberry.type
+class MetricBucket:
+    start: datetime
+    count: int
+    min: float
+    max: float
+    avg: float
+
+    @classmethod
+    def from_bucket(cls, b: Bucket) -> MetricBucket:
+        return cls(start=b.start, count=b.count, min=b.min, max=b.max, avg=b.avg)
+
+
+@strawberry.type
+class SessionSummary:
+    sample_count: int
+    avg_heart_rate: float | None
+    max_heart_rate: float | None
+    duration_seconds: int | None
+
+    @classmethod
+    def from_summary(cls, s: Summary) -> SessionSummary:
+        return cls(
+            sample_count=s.sample_count,
+            avg_heart_rate=s.avg_heart_rate,
+            max_heart_rate=s.max_heart_rate,
+            duration_seconds=s.duration_seconds,
+        )
+
+
+@strawberry.type
+class RecordMetrics:
+    accepted: int
+    last_cursor: str | None
+
+
+@strawberry.input
+class MetricSampleInput:
+    kind: MetricKind
+    at: datetime
+    value: float
+
+
+Errors = ValidationError | NotFoundError | PermissionDeniedError | ConflictError
+RecordMetricsResult = Annotated[RecordMetrics | Errors, strawberry.union("RecordMetricsResult")]
+
+
+@strawberry.type
+class LiveMutation:
+    @strawberry.mutation(description="Store up to 1000 samples of a LIVE session, all or none.")
+    async def record_metrics(
+        self, info: Info, session_id: strawberry.ID, samples: list[MetricSampleInput]
+    ) -> RecordMetricsResult:
+        ctx = info.context
+
+        async def run() -> list[Sample]:
+            raw_id = decode_id(session_id, "TrainingSession", field="sessionId")
+            return await live.record(
+                ctx.db,
+                ctx.broker,
+                ctx.viewer,
+                raw_id,
+                [(s.kind.value, s.at, s.value) for s in samples],
+                ctx.settings.limits,
+            )
+
+        def present(stored: list[Sample]) -> RecordMetrics:
+            return RecordMetrics(accepted=len(stored), last_cursor=encode_cursor(stored[-1].seq))
+
+        return await as_result(run, present)

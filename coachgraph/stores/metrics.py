@@ -1,0 +1,157 @@
+"""Metric samples: one COPY per batch, read back by cursor, bucketed and summarised in SQL."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from coachgraph.errors import Conflict, NotFound
+from coachgraph.stores.sql import Executor
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    seq: int
+    kind: str
+    at: datetime
+    value: float
+
+
+@dataclass(frozen=True, slots=True)
+class LiveSession:
+    """What ingestion checks a batch against: who may write, and since when it is live."""
+
+    id: int
+    coach_id: int
+    athlete_id: int
+    status: str
+    started_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    start: datetime
+    count: int
+    min: float
+    max: float
+    avg: float
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    sample_count: int
+    avg_heart_rate: float | None
+    max_heart_rate: float | None
+    duration_seconds: int | None
+
+
+async def live_session(conn: Executor, *, session_id: int) -> LiveSession:
+    row = await conn.fetchrow(
+        "SELECT id, coach_id, athlete_id, status::text AS status, started_at "
+        "FROM training_sessions WHERE id = $1",
+        session_id,
+    )
+    if row is None:
+        raise NotFound("TrainingSession", session_id)
+    return LiveSession(**row)
+
+
+async def append(
+    conn: Executor, *, session_id: int, samples: list[tuple[str, datetime, float]]
+) -> list[Sample]:
+    """Store a validated batch in one COPY (inside a transaction); return it with its cursors.
+
+    The session must still be LIVE: the reservation takes its row lock, so a session ended
+    meanwhile refuses the batch, and batches of one session commit in cursor order.
+    """
+    last = await conn.fetchval(
+        "UPDATE training_sessions SET sample_seq = sample_seq + $2 "
+        "WHERE id = $1 AND status = 'LIVE' RETURNING sample_seq",
+        session_id,
+        len(samples),
+    )
+    if last is None:
+        raise Conflict("The session is not LIVE")
+    first = last - len(samples) + 1
+    stored = [Sample(first + i, k, at, v) for i, (k, at, v) in enumerate(samples)]
+    await conn.copy_records_to_table(
+        "metric_samples",
+        records=[(session_id, s.seq, s.kind, s.at, s.value) for s in stored],
+        columns=("session_id", "seq", "kind", "at", "value"),
+    )
+    return stored
+
+
+async def after(
+    conn: Executor,
+    *,
+    session_id: int,
+    after_seq: int,
+    kinds: list[str] | None,
+    limit: int,
+    before_seq: int | None = None,
+) -> list[Sample]:
+    """Samples with a cursor above `after_seq` (and below `before_seq`), in cursor order."""
+    rows = await conn.fetch(
+        "SELECT seq, kind::text AS kind, at, value FROM metric_samples "
+        "WHERE session_id = $1 AND seq > $2 AND ($3::bigint IS NULL OR seq < $3) "
+        "AND ($4::metric_kind[] IS NULL OR kind = ANY($4::metric_kind[])) "
+        "ORDER BY seq LIMIT $5",
+        session_id,
+        after_seq,
+        before_seq,
+        kinds,
+        limit,
+    )
+    return [Sample(*r) for r in rows]
+
+
+async def count(conn: Executor, *, session_id: int, kinds: list[str] | None) -> int:
+    total: int = await conn.fetchval(
+        "SELECT count(*) FROM metric_samples WHERE session_id = $1 "
+        "AND ($2::metric_kind[] IS NULL OR kind = ANY($2::metric_kind[]))",
+        session_id,
+        kinds,
+    )
+    return total
+
+
+async def series(
+    conn: Executor, *, session_id: int, kind: str, bucket_seconds: int, limit: int
+) -> list[Bucket]:
+    """Time buckets of one kind, aligned to the session's start (or its first sample)."""
+    rows = await conn.fetch(
+        """SELECT date_bin(make_interval(secs => $3), m.at, o.origin) AS start,
+                  count(*)::int AS count, min(value) AS min, max(value) AS max, avg(value) AS avg
+           FROM metric_samples m,
+                LATERAL (SELECT coalesce(s.started_at, (SELECT min(at) FROM metric_samples
+                         WHERE session_id = $1), now()) AS origin
+                         FROM training_sessions s WHERE s.id = $1) o
+           WHERE m.session_id = $1 AND m.kind = $2::metric_kind
+           GROUP BY 1 ORDER BY 1 LIMIT $4""",
+        session_id,
+        kind,
+        bucket_seconds,
+        limit,
+    )
+    return [Bucket(**r) for r in rows]
+
+
+async def summaries(conn: Executor, *, session_ids: list[int]) -> dict[int, Summary]:
+    """Per session: sample count, heart-rate average and peak, and how long it ran."""
+    rows = await conn.fetch(
+        """SELECT s.id, coalesce(m.n, 0)::int AS sample_count, m.avg_hr, m.max_hr,
+                  extract(epoch FROM coalesce(s.ended_at, CASE WHEN s.status = 'LIVE'
+                      THEN now() END) - s.started_at)::int AS duration
+           FROM training_sessions s
+           LEFT JOIN LATERAL (
+               SELECT count(*) AS n,
+                      avg(value) FILTER (WHERE kind = 'HEART_RATE') AS avg_hr,
+                      max(value) FILTER (WHERE kind = 'HEART_RATE') AS max_hr
+               FROM metric_samples WHERE session_id = s.id) m ON true
+           WHERE s.id = ANY($1::bigint[])""",
+        session_ids,
+    )
+    return {
+        r["id"]: Summary(r["sample_count"], r["avg_hr"], r["max_hr"], r["duration"]) for r in rows
+    }

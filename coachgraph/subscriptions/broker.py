@@ -1,0 +1,109 @@
+"""The broker: topics of live events, fanned out to bounded per-subscriber queues."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any, Protocol
+
+Message = dict[str, Any]
+
+
+class Overflow(Exception):
+    """The subscriber's queue filled up: it fell behind and must resume from storage."""
+
+
+class Subscription:
+    """One subscriber's bounded queue. Publishing never waits on it: a full queue ends it."""
+
+    def __init__(self, topic: str, size: int, release: Callable[[Subscription], None]) -> None:
+        self.topic = topic
+        self.overflowed = False
+        self._queue: asyncio.Queue[Message] = asyncio.Queue(maxsize=size)
+        self._release = release
+        self._closed = False
+
+    def offer(self, message: Message) -> None:
+        """Called by the broker for each message; never blocks."""
+        if self.overflowed:
+            return
+        try:
+            self._queue.put_nowait(message)
+        except asyncio.QueueFull:
+            self.overflowed = True
+
+    async def get(self) -> Message:
+        """The next message; Overflow once the queue has overflowed (what is queued is dropped:
+        the subscriber resumes from its last delivered cursor, so nothing is lost)."""
+        if self.overflowed:
+            raise Overflow(self.topic)
+        message = await self._queue.get()
+        if self.overflowed:
+            raise Overflow(self.topic)
+        return message
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._release(self)
+
+
+class Fanout:
+    """Local subscribers by topic: what both backends deliver to, in this process."""
+
+    def __init__(self) -> None:
+        self.topics: dict[str, set[Subscription]] = {}
+
+    def add(self, topic: str, size: int) -> Subscription:
+        sub = Subscription(topic, size, self.remove)
+        self.topics.setdefault(topic, set()).add(sub)
+        return sub
+
+    def remove(self, sub: Subscription) -> None:
+        subs = self.topics.get(sub.topic)
+        if subs is not None:
+            subs.discard(sub)
+            if not subs:
+                del self.topics[sub.topic]
+
+    def deliver(self, topic: str, message: Message) -> None:
+        for sub in self.topics.get(topic, ()):
+            sub.offer(message)
+
+
+class Broker(Protocol):
+    """Publish after commit; subscribe with a bounded queue. Delivery is at most once per
+    subscriber: consumers that need every event resume from Postgres (see resolvers/live)."""
+
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def publish(self, topic: str, message: Message) -> None: ...
+
+    async def subscribe(self, topic: str, *, queue_size: int) -> Subscription:
+        """Messages published to `topic` from now on, until the subscription is closed."""
+        ...
+
+
+class MemoryBroker:
+    """In-process fan-out: one API process (the embedded default)."""
+
+    name = "memory"
+
+    def __init__(self) -> None:
+        self.fanout = Fanout()
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def publish(self, topic: str, message: Message) -> None:
+        self.fanout.deliver(topic, message)
+
+    async def subscribe(self, topic: str, *, queue_size: int) -> Subscription:
+        return self.fanout.add(topic, queue_size)
