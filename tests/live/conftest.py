@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import subprocess
@@ -135,11 +136,9 @@ class WSClient:
         )
         return op
 
-    async def recv(self, timeout: float = 15) -> dict[str, Any]:
-        import asyncio
-
+    async def recv(self, wait: float = 15) -> dict[str, Any]:
         while True:
-            raw = await asyncio.wait_for(self.ws.recv(), timeout)
+            raw = await asyncio.wait_for(self.ws.recv(), wait)
             message: dict[str, Any] = json.loads(raw)
             if message["type"] not in ("ping", "pong", "ka"):
                 return message

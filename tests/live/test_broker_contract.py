@@ -9,8 +9,8 @@ import pytest
 from coachgraph.subscriptions.broker import Broker, Overflow
 
 
-async def next_message(sub: object, timeout: float = 5) -> dict[str, object]:
-    return await asyncio.wait_for(sub.get(), timeout)  # type: ignore[attr-defined, no-any-return]
+async def next_message(sub: object, wait: float = 5) -> dict[str, object]:
+    return await asyncio.wait_for(sub.get(), wait)  # type: ignore[attr-defined, no-any-return]
 
 
 async def test_delivers_in_order_to_every_subscriber_of_the_topic(broker: Broker) -> None:
@@ -42,7 +42,7 @@ async def test_closed_subscription_receives_nothing(broker: Broker) -> None:
     await broker.publish("t:c", {"n": 1})
     assert (await next_message(kept))["n"] == 1
     with pytest.raises(asyncio.TimeoutError):
-        await next_message(gone, timeout=0.3)
+        await next_message(gone, wait=0.3)
     kept.close()
 
 
