@@ -19,7 +19,7 @@ from strawberry.types import ExecutionContext
 
 from coachgraph.config import Limits
 
-from .extensions import ErrorCodes, cost_rule, is_unexpected
+from .extensions import ErrorCodes, cost_rule, is_unexpected, present_error
 from .mutation import Mutation
 from .query import Query
 from .subscription import Subscription
@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 
 
 class Schema(strawberry.Schema):
-    """Logs only unexpected errors: refusals and bad input are the client's business."""
+    """Logs only unexpected errors (refusals and bad input are the client's business), and
+    gives every error its extensions.code, subscriptions' included."""
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
@@ -36,6 +37,8 @@ class Schema(strawberry.Schema):
         for error in errors:
             if is_unexpected(error):
                 log.error("unexpected error at %s", error.path, exc_info=error.original_error)
+        # in place: this is the list the result sends, over HTTP and WebSocket alike
+        errors[:] = [present_error(e) for e in errors]
 
 
 def build_schema(limits: Limits | None = None) -> strawberry.Schema:
