@@ -50,15 +50,18 @@ def serve(port: int, dsn: str, data_dir: str, sessions: int, redis_url: str) -> 
     async def publish_forever(resources: object) -> None:
         broker = resources.broker  # type: ignore[attr-defined]
         seq = [0] * (sessions + 1)
+        inflight: set[asyncio.Task[None]] = set()
         while True:
             tick = time.perf_counter()
             for sid in range(1, sessions + 1):  # spread over the second, like real devices
                 seq[sid] += 1
                 now = datetime.now(UTC)
                 micros = int(now.timestamp() * 1_000_000)
-                await broker.publish(
-                    metrics_topic(sid), {"samples": [[seq[sid], "HEART_RATE", micros, 120.0]]}
-                )
+                # concurrent, as publishes from many ingest requests are
+                message = {"samples": [[seq[sid], "HEART_RATE", micros, 120.0]]}
+                task = asyncio.create_task(broker.publish(metrics_topic(sid), message))
+                inflight.add(task)
+                task.add_done_callback(inflight.discard)
                 await asyncio.sleep(max(0.0, tick + sid / sessions - time.perf_counter()))
 
     async def on_ready(resources: object) -> None:

@@ -52,7 +52,9 @@ class Limits:
     max_sample_page: int = 5_000
     max_series_buckets: int = 10_000
     subscriber_queue: int = 256  # broker messages (one per ingested batch) per subscriber
-    stream_max_length: int = 10_000  # Redis stream entries kept per topic
+    stream_max_length: int = (
+        100_000  # entries the shared Redis stream keeps (history is in Postgres)
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ class Subscription:
 
     def __init__(self, topic: str, size: int, release: Callable[[Subscription], None]) -> None:
         self.topic = topic
+        self.since: tuple[int, int] = (0, 0)  # a backend's own position: deliver what is newer
         self.overflowed = False
         self._queue: asyncio.Queue[Message] = asyncio.Queue(maxsize=size)
         self._release = release
