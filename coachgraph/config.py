@@ -49,6 +49,7 @@ class Limits:
     max_samples_per_batch: int = 1_000
     max_ndjson_lines: int = 50_000
     max_ndjson_line_bytes: int = 1_000
+    ndjson_copy_chunk: int = 10_000  # lines per COPY; the next chunk parses meanwhile
     max_sample_page: int = 5_000
     max_series_buckets: int = 10_000
     subscriber_queue: int = 256  # broker messages (one per ingested batch) per subscriber

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from coachgraph.config import Limits
@@ -48,12 +50,17 @@ class BadSample(InvalidInput):
 
 
 def check_samples(
-    samples: Iterable[RawSample], *, started_at: datetime, now: datetime, where: str = "samples"
+    samples: Iterable[RawSample],
+    *,
+    started_at: datetime,
+    now: datetime,
+    where: str = "samples",
+    first_index: int = 0,
 ) -> list[RawSample]:
     """Every sample in range and in the session's time; the first offender refuses the batch."""
     earliest, latest = started_at - CLOCK_SLACK, now + CLOCK_SLACK
     checked = []
-    for i, (kind, at, value) in enumerate(samples):
+    for i, (kind, at, value) in enumerate(samples, start=first_index):
         low_high = RANGES.get(kind)
         if low_high is None:
             raise BadSample(i, f"unknown kind {kind!r}", where=where)
@@ -87,6 +94,18 @@ async def writable_live_session(
     return found
 
 
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """What a write stored: `count` samples with cursors from `first_seq` on."""
+
+    first_seq: int
+    count: int
+
+    @property
+    def last_seq(self) -> int:
+        return self.first_seq + self.count - 1
+
+
 async def record(
     db: Database,
     broker: Broker,
@@ -94,36 +113,77 @@ async def record(
     session_id: int,
     samples: list[RawSample],
     limits: Limits,
-    *,
-    where: str = "samples",
-    max_count: int | None = None,
-) -> list[Sample]:
+) -> Recorded:
     """Validate a whole batch, store it with one COPY, then publish it; all or nothing."""
-    cap = max_count or limits.max_samples_per_batch
+    cap = limits.max_samples_per_batch
     if not 1 <= len(samples) <= cap:
         raise InvalidInput(f"Send 1 to {cap} samples", field="samples", code="OUT_OF_RANGE")
+    return await record_chunks(db, broker, viewer, session_id, _one(samples), where="samples")
+
+
+async def _one(samples: list[RawSample]) -> AsyncIterator[list[RawSample]]:
+    yield samples
+
+
+async def record_chunks(
+    db: Database,
+    broker: Broker,
+    viewer: Viewer,
+    session_id: int,
+    chunks: AsyncIterator[list[RawSample]],
+    *,
+    where: str = "line",
+) -> Recorded:
+    """Each chunk is checked, then COPied while the next one is read and parsed (Postgres
+    and Python each busy on a core). One transaction: a bad sample anywhere rolls every chunk
+    back, and nothing is published before the commit (then one message per chunk)."""
     session = await writable_live_session(db, viewer, session_id)
     assert session.started_at is not None
-    checked = check_samples(
-        samples, started_at=session.started_at, now=datetime.now(UTC), where=where
-    )
+    written: list[tuple[int, list[RawSample]]] = []  # (first cursor, samples) per chunk
+    seen = 0  # samples checked so far: the index of the next one
     async with db.transaction() as conn:
-        stored = await metrics.append(conn, session_id=session_id, samples=checked)
-    await broker.publish(metrics_topic(session_id), samples_message(stored))
-    return stored
+        copying: asyncio.Future[int] | None = None
+        try:
+            async for chunk in chunks:
+                checked = check_samples(
+                    chunk,
+                    started_at=session.started_at,
+                    now=datetime.now(UTC),
+                    where=where,
+                    first_index=seen,
+                )
+                seen += len(chunk)
+                if copying is not None:
+                    written[-1] = (await copying, written[-1][1])
+                copying = asyncio.ensure_future(
+                    metrics.append(conn, session_id=session_id, samples=checked)
+                )
+                written.append((0, checked))
+            if copying is not None:
+                written[-1] = (await copying, written[-1][1])
+                copying = None
+        finally:
+            if copying is not None:  # refused mid-stream: the connection must be idle to roll back
+                await asyncio.gather(copying, return_exceptions=True)
+        if not written:
+            raise InvalidInput("Send at least one sample", field="body", code="OUT_OF_RANGE")
+    for first, checked in written:
+        await broker.publish(metrics_topic(session_id), samples_message(first, checked))
+    return Recorded(written[0][0], seen)
 
 
-def samples_message(stored: list[Sample]) -> Message:
+def samples_message(first_seq: int, samples: list[RawSample]) -> Message:
     """One broker message per batch; times as integer microseconds (exact through JSON)."""
-    return {"samples": [[s.seq, s.kind, _micros(s.at), s.value] for s in stored]}
-
-
-def _micros(at: datetime) -> int:
-    delta = at - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    return {
+        "samples": [
+            [first_seq + i, kind, (at - _EPOCH) // _MICROSECOND, value]
+            for i, (kind, at, value) in enumerate(samples)
+        ]
+    }
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
 
 def _from_message(row: list[object]) -> Sample:

@@ -94,7 +94,7 @@ class LiveMutation:
     ) -> RecordMetricsResult:
         ctx = info.context
 
-        async def run() -> list[Sample]:
+        async def run() -> live.Recorded:
             raw_id = decode_id(session_id, "TrainingSession", field="sessionId")
             return await live.record(
                 ctx.db,
@@ -105,7 +105,7 @@ class LiveMutation:
                 ctx.settings.limits,
             )
 
-        def present(stored: list[Sample]) -> RecordMetrics:
-            return RecordMetrics(accepted=len(stored), last_cursor=encode_cursor(stored[-1].seq))
+        def present(done: live.Recorded) -> RecordMetrics:
+            return RecordMetrics(accepted=done.count, last_cursor=encode_cursor(done.last_seq))
 
         return await as_result(run, present)

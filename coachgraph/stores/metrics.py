@@ -58,8 +58,8 @@ async def live_session(conn: Executor, *, session_id: int) -> LiveSession:
 
 async def append(
     conn: Executor, *, session_id: int, samples: list[tuple[str, datetime, float]]
-) -> list[Sample]:
-    """Store a validated batch in one COPY (inside a transaction); return it with its cursors.
+) -> int:
+    """Store a validated batch in one COPY (inside a transaction); return its first cursor.
 
     The session must still be LIVE: the reservation takes its row lock, so a session ended
     meanwhile refuses the batch, and batches of one session commit in cursor order.
@@ -72,14 +72,13 @@ async def append(
     )
     if last is None:
         raise Conflict("The session is not LIVE")
-    first = last - len(samples) + 1
-    stored = [Sample(first + i, k, at, v) for i, (k, at, v) in enumerate(samples)]
+    first: int = last - len(samples) + 1
     await conn.copy_records_to_table(
         "metric_samples",
-        records=[(session_id, s.seq, s.kind, s.at, s.value) for s in stored],
+        records=[(session_id, first + i, k, at, v) for i, (k, at, v) in enumerate(samples)],
         columns=("session_id", "seq", "kind", "at", "value"),
     )
-    return stored
+    return first
 
 
 async def after(

@@ -162,6 +162,22 @@ async def test_ndjson_ingest(client: httpx.AsyncClient, factory: Factory) -> Non
         ),
         (b'{"kind": "HEART_RATE", "at": "not a time", "value": 80}\n', 400, 1),
         (b"[1, 2, 3]\n", 400, 1),
+        # two objects on one line would shift every index of a bulk parse
+        (
+            b'{"kind": "POWER", "at": "%s", "value": 80}\n{"kind": "POWER", "at": "%s", "value": 80}, {"kind": "POWER", "at": "%s", "value": 80}\n',
+            400,
+            2,
+        ),
+        (
+            b'{"kind": "POWER", "at": "%s", "value": 80}\n{"kind": "POWER", "at": "%s", "value": true}\n',
+            400,
+            2,
+        ),
+        (
+            b'{"kind": "POWER", "at": "%s", "value": 80}\n{"kind": 7, "at": "%s", "value": 80}\n',
+            400,
+            2,
+        ),
     ],
 )
 async def test_bad_ndjson_stores_nothing(
@@ -238,3 +254,34 @@ async def test_samples_series_and_summary(gql: GraphQLClient, factory: Factory) 
     stranger = await factory.athlete()
     denied = await gql(query, {"id": sid}, token_for("athlete", stranger.id))
     assert denied["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+
+
+async def test_ndjson_across_copy_chunks_is_all_or_nothing(
+    client: httpx.AsyncClient, factory: Factory
+) -> None:
+    session = await live_session(factory)
+    rows = samples(25_000)  # three COPY chunks of 10,000 lines
+    rows[23_000] = rows[23_000] | {"value": 7}  # a heart rate of 7: refused after two COPYs ran
+    response = await post_ndjson(client, session.id, ndjson(rows), token_for("admin"))
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["line"] == 23_001
+    assert await stored(factory) == 0
+    seq = await factory.db.pool.fetchval(
+        "SELECT sample_seq FROM training_sessions WHERE id = $1", session.id
+    )
+    assert seq == 0  # the reserved cursors rolled back too
+
+    rows[23_000] = rows[23_000] | {"value": 70}
+    response = await post_ndjson(client, session.id, ndjson(rows), token_for("admin"))
+    assert response.status_code == 200, response.text
+    got = [
+        r["seq"] for r in await factory.db.pool.fetch("SELECT seq FROM metric_samples ORDER BY seq")
+    ]
+    assert got == list(range(1, 25_001))
+
+
+async def test_empty_ndjson_is_refused(client: httpx.AsyncClient, factory: Factory) -> None:
+    session = await live_session(factory)
+    response = await post_ndjson(client, session.id, b"\n\n", token_for("admin"))
+    assert response.status_code == 400
+    assert await stored(factory) == 0
