@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 import strawberry
 from graphql import GraphQLError
@@ -22,6 +23,7 @@ from coachgraph.config import Limits
 from .extensions import ErrorCodes, cost_rule, is_unexpected, present_error
 from .mutation import Mutation
 from .query import Query
+from .scalars import DATETIME
 from .subscription import Subscription
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,7 @@ def build_schema(limits: Limits | None = None) -> strawberry.Schema:
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
+        scalar_overrides={datetime: DATETIME},
         config=StrawberryConfig(auto_camel_case=True),
         extensions=[
             ErrorCodes,
