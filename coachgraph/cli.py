@@ -166,14 +166,12 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _reindex(settings: Settings, args: argparse.Namespace) -> int:
-    from coachgraph.services import reindex_graph
+    from coachgraph.services import reindex_graph, reindex_search
 
     if args.search:
-        sys.stderr.write(
-            "coachgraph reindex: this version has no search projection yet; nothing to rebuild\n"
-        )
-        return 2
-    _out(asyncio.run(reindex_graph(settings)))
+        _out(asyncio.run(reindex_search(settings)))
+    if args.graph or not args.search:
+        _out(asyncio.run(reindex_graph(settings)))
     return 0
 
 

@@ -45,6 +45,9 @@ class Limits:
     media_download_ttl_seconds: int = 900
     media_pending_max_age_seconds: int = 86_400
     media_purge_interval_seconds: int = 3_600
+    # search
+    max_search_length: int = 200
+    max_search_words: int = 8
     # live sessions
     max_samples_per_batch: int = 1_000
     max_ndjson_lines: int = 50_000

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 
 from tqdm import tqdm
 
@@ -37,6 +38,17 @@ async def seed_database(
             bar.set_description("writing")
             await bulk.load(conn, data, progress=lambda table, rows: advance(1))
     return data.sizes()
+
+
+async def reindex_search(settings: Settings) -> str:
+    """Rebuild the search documents from Postgres (readers keep the old ones until done)."""
+    from coachgraph.search.postgres import PostgresSearch
+
+    async with open_database(settings, min_size=1, max_size=2) as db:
+        started = time.perf_counter()
+        count = await PostgresSearch(db).rebuild()
+        elapsed = time.perf_counter() - started
+    return f"coachgraph: search rebuilt: {count} documents in {elapsed:.1f} s ({count / max(elapsed, 1e-9):,.0f}/s)"
 
 
 async def reindex_graph(settings: Settings) -> str:

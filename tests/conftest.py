@@ -22,7 +22,7 @@ from tests.factories import Factory
 
 SECRET = "test-secret-for-coachgraph-tests"
 TABLES = (
-    "outbox, metric_samples, media, training_sessions, enrollments, coach_athletes, "
+    "outbox, search_documents, search_words, metric_samples, media, training_sessions, enrollments, coach_athletes, "
     "program_skills, programs, athlete_goals, athlete_skills, coach_skills, "
     "skill_prerequisites, skills, athletes, coaches"
 )

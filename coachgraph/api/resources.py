@@ -23,6 +23,7 @@ from coachgraph.media.model import MediaStore
 from coachgraph.media.s3 import S3MediaStore
 from coachgraph.resolvers.live import GRAPH_TOPIC
 from coachgraph.resolvers.media import purge_stale
+from coachgraph.search.postgres import PostgresSearch
 from coachgraph.stores.db import Database, EmbeddedPostgres
 from coachgraph.stores.migrate import Migration, migrate
 from coachgraph.subscriptions.broker import Broker, MemoryBroker
@@ -169,6 +170,8 @@ async def open_resources(
         await graph.start()
         projector = projector_for(settings, db, graph)
         stack.push_async_callback(projector.stop)
+        search = PostgresSearch(db)
+        projector.sinks.append(search)
         await projector.prepare()
         await projector.catch_up()
         broker = broker_for(settings)

@@ -13,6 +13,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import asyncpg
 
@@ -26,6 +27,14 @@ CHANNEL = "coachgraph_outbox"
 
 Dirty = dict[str, set[int]]
 Listener = Callable[[Dirty], Awaitable[None]]
+
+
+class Sink(Protocol):
+    """Another projection fed by the same batches (search): applied before the position moves."""
+
+    async def apply(self, dirty: Dirty) -> None: ...
+
+    async def rebuild(self) -> int: ...
 
 
 def affected(events: list[Event]) -> tuple[Dirty, bool]:
@@ -69,7 +78,8 @@ class Projector:
         self.batch_size = batch_size
         self.poll_seconds = poll_seconds
         self.position = START
-        self.listeners: list[Listener] = []
+        self.listeners: list[Listener] = []  # told after each batch (live match updates)
+        self.sinks: list[Sink] = []
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()  # one batch at a time, whoever asks (task, tests, reindex)
         self._task: asyncio.Task[None] | None = None
@@ -97,6 +107,8 @@ class Projector:
             for kind in ("skill", "program", "coach", "athlete"):
                 async for chunk in graph_source.stream_all(conn, kind):
                     await self.graph.apply(_states(kind, chunk))
+        for sink in self.sinks:
+            await sink.rebuild()
         await self._advance(position)
         freeze = getattr(self.graph, "freeze", None)
         if freeze is not None:
@@ -120,6 +132,8 @@ class Projector:
                 return len(events)
             states = await graph_source.load(conn, ids=dirty)
         await self.graph.apply(states)
+        for sink in self.sinks:
+            await sink.apply(dirty)
         await self._advance(events[-1].position)
         for listener in self.listeners:
             await listener(dirty)

@@ -13,6 +13,7 @@ from .matching import MatchingQuery
 from .media import Media
 from .node import Node
 from .relay import Connection, connection
+from .search import SearchConnection, SearchFilter, SearchKind, search_field
 from .types import (
     Athlete,
     Coach,
@@ -94,6 +95,18 @@ class Query(MatchingQuery):
             looking_for_coach=f.looking_for_coach,
         )
         return connection(page, Athlete.from_record, row_id, after=after, total=count)
+
+    @strawberry.field(description="Typo-tolerant search over what the viewer may see.")
+    async def search(
+        self,
+        info: Info,
+        query: str,
+        kinds: list[SearchKind] | None = None,
+        filter: SearchFilter | None = None,
+        first: int | None = 10,
+        after: str | None = None,
+    ) -> SearchConnection:
+        return await search_field(info, query, kinds, filter, first, after)
 
     @strawberry.field
     async def skills(

@@ -1,0 +1,170 @@
+"""The search query of API.md: kinds, filters, facets, highlights and cursor pagination."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from typing import Annotated, Any
+
+import strawberry
+
+from coachgraph.ids import encode_cursor
+from coachgraph.resolvers import search as search_resolvers
+from coachgraph.resolvers import validate
+from coachgraph.resolvers.loaders import ByKeyLoader, Loaders
+from coachgraph.stores import search_docs
+from coachgraph.stores.search_docs import Filters, Hit, Prepared
+
+from .relay import PageInfo
+from .types import Athlete, Coach, Info, Program, Skill
+
+
+@strawberry.enum
+class SearchKind(enum.Enum):
+    COACH = "COACH"
+    ATHLETE = "ATHLETE"
+    PROGRAM = "PROGRAM"
+    SKILL = "SKILL"
+
+
+@strawberry.input
+class SearchFilter:
+    sports: list[str] | None = None
+    cities: list[str] | None = None
+    min_level: int | None = None
+    max_level: int | None = None
+    skill_ids: list[strawberry.ID] | None = None
+
+
+SearchResult = Annotated[Coach | Athlete | Program | Skill, strawberry.union("SearchResult")]
+
+
+@strawberry.type
+class SearchEdge:
+    cursor: str
+    node: SearchResult
+    score: float | None
+    highlight: str | None
+
+
+@strawberry.type
+class FacetValue:
+    value: str
+    count: int
+
+
+@strawberry.type
+class Facet:
+    field: str
+    values: list[FacetValue]
+
+
+@strawberry.type
+class SearchConnection:
+    edges: list[SearchEdge]
+    page_info: PageInfo
+    prepared: strawberry.Private[Prepared | None]
+
+    @strawberry.field(description="Every match the viewer may see (counted only when asked).")
+    async def total_count(self, info: Info) -> int:
+        if self.prepared is None:
+            return 0
+        return await search_docs.count(info.context.db.pool, query=self.prepared)
+
+    @strawberry.field(description="Counts of all matches by sport, city and level.")
+    async def facets(self, info: Info) -> list[Facet]:
+        counts = (
+            await search_docs.facets(info.context.db.pool, query=self.prepared)
+            if self.prepared is not None
+            else {"sport": [], "city": [], "level": []}
+        )
+        return [
+            Facet(field=f, values=[FacetValue(value=v, count=n) for v, n in values])
+            for f, values in counts.items()
+        ]
+
+
+def _loader(loaders: Loaders, kind: str) -> ByKeyLoader[int, Any]:
+    if kind == "COACH":
+        return loaders.coach_by_id
+    if kind == "ATHLETE":
+        return loaders.athlete_by_id
+    if kind == "PROGRAM":
+        return loaders.program_by_id
+    return loaders.skill_by_id
+
+
+async def _nodes(info: Info, hits: list[Hit]) -> list[Coach | Athlete | Program | Skill | None]:
+    """Each hit's object, loaded one statement per kind."""
+    loaders = info.context.loaders
+    by_kind: dict[str, list[int]] = {}
+    for h in hits:
+        by_kind.setdefault(h.kind, []).append(h.id)
+    loaded = dict(
+        zip(
+            by_kind,
+            await asyncio.gather(
+                *(_loader(loaders, kind).load_many(ids) for kind, ids in by_kind.items())
+            ),
+            strict=True,
+        )
+    )
+    present = {"COACH": Coach, "ATHLETE": Athlete, "PROGRAM": Program, "SKILL": Skill}
+    records = {k: dict(zip(by_kind[k], rows, strict=True)) for k, rows in loaded.items()}
+    out: list[Coach | Athlete | Program | Skill | None] = []
+    for h in hits:
+        record = records[h.kind][h.id]
+        out.append(None if record is None else present[h.kind].from_record(record))  # type: ignore[attr-defined]
+    return out
+
+
+async def search_field(
+    info: Info,
+    query: str,
+    kinds: list[SearchKind] | None,
+    filter: SearchFilter | None,
+    first: int | None,
+    after: str | None,
+) -> SearchConnection:
+    f = filter or SearchFilter()
+    limit = info.context.settings.limits.max_list_input
+    filters = Filters(
+        sports=[s.strip().lower() for s in f.sports] if f.sports is not None else None,
+        cities=f.cities,
+        min_level=f.min_level,
+        max_level=f.max_level,
+        skill_ids=(
+            validate.ids(f.skill_ids, "Skill", field="filter.skillIds", limit=limit)
+            if f.skill_ids is not None
+            else None
+        ),
+    )
+    found = await search_resolvers.search(
+        info.context,
+        text=query,
+        kinds=[k.value for k in kinds] if kinds else None,
+        filters=filters,
+        first=first,
+        after=after,
+    )
+    nodes = await _nodes(info, found.hits)
+    edges = [
+        SearchEdge(
+            cursor=encode_cursor(found.offset + i + 1),
+            node=node,
+            score=hit.score,
+            highlight=hit.highlight,
+        )
+        for i, (hit, node) in enumerate(zip(found.hits, nodes, strict=True))
+        if node is not None  # a record deleted since the projection last ran
+    ]
+    return SearchConnection(
+        edges=edges,
+        page_info=PageInfo(
+            has_next_page=found.has_next,
+            has_previous_page=after is not None,
+            start_cursor=edges[0].cursor if edges else None,
+            end_cursor=edges[-1].cursor if edges else None,
+        ),
+        prepared=found.query,
+    )
