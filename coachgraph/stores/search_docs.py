@@ -131,11 +131,17 @@ async def corrected_query(conn: Executor, words: list[str]) -> str | None:
     for word in words:
         row = await conn.fetchrow(
             """SELECT EXISTS (SELECT 1 FROM search_words WHERE word LIKE $2) AS known,
-                      ARRAY(SELECT word FROM search_words
-                            WHERE NOT EXISTS (SELECT 1 FROM search_words WHERE word LIKE $2)
-                              AND length(word) BETWEEN length($1) - 2 AND length($1) + 2
-                              AND levenshtein_less_equal(word, $1, 2) <= 2
-                            ORDER BY levenshtein_less_equal(word, $1, 2), word LIMIT 3) AS near""",
+                      ARRAY(SELECT word FROM (
+                              SELECT word, levenshtein_less_equal(word, $1, 2) AS edits
+                              FROM search_words
+                              WHERE NOT EXISTS (SELECT 1 FROM search_words WHERE word LIKE $2)
+                                AND length(word) BETWEEN length($1) - 2 AND length($1) + 2) c
+                            WHERE edits <= 2
+                              -- only the closest: "runing" is "running", not also "rowing"
+                              AND edits = (SELECT min(levenshtein_less_equal(w.word, $1, 2))
+                                           FROM search_words w WHERE length(w.word)
+                                           BETWEEN length($1) - 2 AND length($1) + 2)
+                            ORDER BY word LIMIT 3) AS near""",
             word,
             word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%",
         )

@@ -47,6 +47,13 @@ async def test_typos_prefixes_and_accents(
     await factory.coach(name="Jane Doe", sports=["cycling"])
     await project()
     assert (await names(gql, "jonh smtih"))[0] == "John Smith"
+    await factory.coach(name="Rowing Rita", sports=["rowing"])
+    await factory.coach(name="Running Rick", sports=["running"])
+    await project()
+    # the closest correction only: one edit to "running", not also two to "rowing"
+    assert await names(gql, "runing rick") == ["Running Rick"]
+    found = await names(gql, "runing", kinds=["COACH"], first=20)
+    assert sorted(found) == ["John Smith", "Running Rick"]  # both run; Rowing Rita does not
     assert (await names(gql, "swi")) == ["José Álvarez"]
     assert (await names(gql, "jose")) == ["José Álvarez"]
     assert (await names(gql, "ALVAREZ sevilla")) == ["José Álvarez"]
