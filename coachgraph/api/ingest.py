@@ -35,7 +35,7 @@ async def lines(chunks: AsyncIterator[bytes], limits: Limits) -> AsyncIterator[b
     """Non-blank lines of a streamed body, each bounded in length and in number."""
     buffered = b""
     count = 0
-    async for chunk in chunks:
+    async for chunk in _terminated(chunks):
         buffered += chunk
         *complete, buffered = buffered.split(b"\n")
         if len(buffered) > limits.max_ndjson_line_bytes:
@@ -48,12 +48,13 @@ async def lines(chunks: AsyncIterator[bytes], limits: Limits) -> AsyncIterator[b
                         f"At most {limits.max_ndjson_lines} lines", field="body", code="TOO_MANY"
                     )
                 yield line
-    if buffered.strip():
-        if count + 1 > limits.max_ndjson_lines:
-            raise InvalidInput(
-                f"At most {limits.max_ndjson_lines} lines", field="body", code="TOO_MANY"
-            )
-        yield buffered
+
+
+async def _terminated(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The body, then a newline: a last line without one is a line all the same."""
+    async for chunk in chunks:
+        yield chunk
+    yield b"\n"
 
 
 def _sample(item: Any) -> RawSample:
@@ -80,8 +81,8 @@ async def ingest(request: Request) -> JSONResponse:
     try:
         viewer = viewer_from_header(resources.jwt_secret, request.headers.get("authorization"))
         session_id = decode_id(request.path_params["id"], "TrainingSession")
-        # refuse before reading the body when the session cannot take samples
-        await live.writable_live_session(resources.db, viewer, session_id)
+        # record_chunks checks the session before it pulls the first chunk: a session that
+        # cannot take samples is refused before the body is read
         done = await live.record_chunks(
             resources.db,
             resources.broker,

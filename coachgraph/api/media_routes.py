@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
@@ -26,19 +28,31 @@ def _local(request: Request) -> LocalMediaStore | None:
     return store if isinstance(store, LocalMediaStore) else None
 
 
-async def upload(request: Request) -> Response:
-    """PUT the bytes of a ticket: exactly the signed size and type, cut off past the size."""
+def _verified(
+    request: Request, method: str, *signed: str
+) -> tuple[LocalMediaStore, str, Path] | Response:
+    """The local store, the key and its path, once the URL's signature is found to cover the
+    method, the key and `signed`, and not to have expired; otherwise the refusal."""
     store = _local(request)
     if store is None:
-        return _refusal(404, "Media is stored in S3; use the ticket's URL")
+        return _refusal(404, "Media is stored in S3, not served here")
     key = request.path_params["key"]
     q = request.query_params
-    ctype, size, expires = q.get("ct", ""), q.get("size", ""), q.get("exp", "")
     try:
-        store.path(key)
-        store.verify(q.get("sig", ""), expires, "PUT", key, ctype, size)
+        path = store.path(key)
+        store.verify(q.get("sig", ""), q.get("exp", ""), method, key, *signed)
     except SignatureError as err:
         return _refusal(403, str(err))
+    return store, key, path
+
+
+async def upload(request: Request) -> Response:
+    """PUT the bytes of a ticket: exactly the signed size and type, cut off past the size."""
+    ctype, size = request.query_params.get("ct", ""), request.query_params.get("size", "")
+    verified = _verified(request, "PUT", ctype, size)
+    if isinstance(verified, Response):
+        return verified
+    store, key, _ = verified
     if request.headers.get("content-type", "").split(";")[0].strip().lower() != ctype:
         return _refusal(415, f"Send the file as Content-Type: {ctype}")
     declared = int(size)
@@ -60,16 +74,10 @@ async def upload(request: Request) -> Response:
 
 async def download(request: Request) -> Response:
     """GET (or HEAD) an object by signed URL; Range requests get 206 and the slice."""
-    store = _local(request)
-    if store is None:
-        return _refusal(404, "Media is stored in S3")
-    key = request.path_params["key"]
-    q = request.query_params
-    try:
-        path = store.path(key)
-        store.verify(q.get("sig", ""), q.get("exp", ""), "GET", key)
-    except SignatureError as err:
-        return _refusal(403, str(err))
+    verified = _verified(request, "GET")
+    if isinstance(verified, Response):
+        return verified
+    store, key, path = verified
     found = await store.stat(key=key)
     if found is None:
         return _refusal(404, "No such file")

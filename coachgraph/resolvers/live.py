@@ -142,7 +142,7 @@ async def record_chunks(
     written: list[tuple[int, list[RawSample]]] = []  # (first cursor, samples) per chunk
     seen = 0  # samples checked so far: the index of the next one
     async with db.transaction() as conn:
-        copying: asyncio.Future[int] | None = None
+        copying: tuple[asyncio.Future[int], list[RawSample]] | None = None
         try:
             async for chunk in chunks:
                 checked = check_samples(
@@ -154,17 +154,15 @@ async def record_chunks(
                 )
                 seen += len(chunk)
                 if copying is not None:
-                    written[-1] = (await copying, written[-1][1])
-                copying = asyncio.ensure_future(
-                    metrics.append(conn, session_id=session_id, samples=checked)
-                )
-                written.append((0, checked))
+                    written.append((await copying[0], copying[1]))
+                copy = metrics.append(conn, session_id=session_id, samples=checked)
+                copying = (asyncio.ensure_future(copy), checked)
             if copying is not None:
-                written[-1] = (await copying, written[-1][1])
+                written.append((await copying[0], copying[1]))
                 copying = None
         finally:
             if copying is not None:  # refused mid-stream: the connection must be idle to roll back
-                await asyncio.gather(copying, return_exceptions=True)
+                await asyncio.gather(copying[0], return_exceptions=True)
         if not written:
             raise InvalidInput("Send at least one sample", field="body", code="OUT_OF_RANGE")
     for first, checked in written:

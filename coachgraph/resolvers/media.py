@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -28,8 +27,6 @@ from coachgraph.resolvers.policy import (
 from coachgraph.stores import media
 from coachgraph.stores.db import Database
 from coachgraph.stores.records import MediaRecord
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)

@@ -100,7 +100,7 @@ def session_scope(viewer: Viewer) -> SessionScope:
     raise PermissionDenied("Sign in to see sessions")
 
 
-def can_read_session(viewer: Viewer, session: SessionRecord) -> bool:
+def can_read_session(viewer: Viewer, session: LiveSessionLike) -> bool:
     return (
         viewer.is_admin
         or viewer.is_coach(session.coach_id)
@@ -133,10 +133,6 @@ def can_write_session_media(viewer: Viewer, session: SessionRecord) -> bool:
     return can_read_session(viewer, session)
 
 
-def can_write_samples(viewer: Viewer, session: SessionRecord | LiveSessionLike) -> bool:
+def can_write_samples(viewer: Viewer, session: LiveSessionLike) -> bool:
     """Samples of a session: its coach, its athlete (wearables), admins."""
-    return (
-        viewer.is_admin
-        or viewer.is_coach(session.coach_id)
-        or viewer.is_athlete(session.athlete_id)
-    )
+    return can_read_session(viewer, session)
