@@ -34,6 +34,8 @@ async def healthz(request: Request) -> JSONResponse:
         report["graph"] = resources.graph.name
         report["projection_lag"] = {"pending": lag.pending, "oldest_seconds": lag.oldest_seconds}
         await resources.graph.coach_neighbourhood(0, limit=1)
+        report["search"] = resources.search.name
+        await resources.search.ping()
     except Exception as err:  # any failure to answer means not healthy
         healthy = False
         report["error"] = type(err).__name__

@@ -48,6 +48,13 @@ class Limits:
     # search
     max_search_length: int = 200
     max_search_words: int = 8
+    search_candidates: int = 1_000  # matches ranked per query (Postgres); a prefix can match most
+    search_facet_limit: int = 10_000  # facets are exact up to this many matches (Postgres)
+    meili_max_total_hits: int = 100_000  # exact counts and deepest page (Meilisearch)
+    meili_task_timeout_ms: int = 120_000
+    # personal ranking: an athlete's top text matches, re-ranked by graph fit to its goals
+    personal_rank_window: int = 50
+    personal_rank_weight_percent: int = 35  # of the blended score; text relevance is the rest
     # live sessions
     max_samples_per_batch: int = 1_000
     max_ndjson_lines: int = 50_000
@@ -77,6 +84,7 @@ class Settings:
     neo4j_database: str | None = None
     meili_url: str | None = None
     meili_api_key: str | None = None
+    meili_index: str = "coachgraph"
     s3_bucket: str | None = None
     s3_endpoint_url: str | None = None
     aws_region: str | None = None
@@ -112,6 +120,7 @@ class Settings:
             neo4j_write_batch=_int(env, "COACHGRAPH_NEO4J_WRITE_BATCH", 1000, minimum=1),
             meili_url=opt("MEILI_URL"),
             meili_api_key=opt("MEILI_API_KEY"),
+            meili_index=opt("MEILI_INDEX") or "coachgraph",
             s3_bucket=opt("S3_BUCKET"),
             s3_endpoint_url=opt("S3_ENDPOINT_URL"),
             aws_region=opt("AWS_REGION"),

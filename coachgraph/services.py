@@ -41,14 +41,31 @@ async def seed_database(
 
 
 async def reindex_search(settings: Settings) -> str:
-    """Rebuild the search documents from Postgres (readers keep the old ones until done)."""
-    from coachgraph.search.postgres import PostgresSearch
+    """Rebuild the search projection from Postgres while it keeps answering, then replay what
+    changed meanwhile (a running API may have written documents the rebuild read earlier)."""
+    from coachgraph.api.resources import search_index
+    from coachgraph.graph.projector import affected
+    from coachgraph.stores import graph_source
 
     async with open_database(settings, min_size=1, max_size=2) as db:
-        started = time.perf_counter()
-        count = await PostgresSearch(db).rebuild()
-        elapsed = time.perf_counter() - started
-    return f"coachgraph: search rebuilt: {count} documents in {elapsed:.1f} s ({count / max(elapsed, 1e-9):,.0f}/s)"
+        search = search_index(settings, db)
+        await search.start()
+        try:
+            started = time.perf_counter()
+            position = await graph_source.horizon(db.pool)
+            count = await search.rebuild()
+            elapsed = time.perf_counter() - started
+            while events := await graph_source.events_after(
+                db.pool, position=position, limit=settings.limits.projector_batch
+            ):
+                await search.apply(affected(events)[0])
+                position = events[-1].position
+        finally:
+            await search.close()
+    return (
+        f"coachgraph: search rebuilt in {search.name}: {count} documents in {elapsed:.1f} s "
+        f"({count / max(elapsed, 1e-9):,.0f}/s)"
+    )
 
 
 async def reindex_graph(settings: Settings) -> str:

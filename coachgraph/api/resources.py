@@ -23,6 +23,8 @@ from coachgraph.media.model import MediaStore
 from coachgraph.media.s3 import S3MediaStore
 from coachgraph.resolvers.live import GRAPH_TOPIC
 from coachgraph.resolvers.media import purge_stale
+from coachgraph.search.meili import MeiliSearch
+from coachgraph.search.model import SearchIndex
 from coachgraph.search.postgres import PostgresSearch
 from coachgraph.stores.db import Database, EmbeddedPostgres
 from coachgraph.stores.migrate import Migration, migrate
@@ -44,6 +46,7 @@ class Resources:
     projector: Projector
     media: MediaStore
     broker: Broker
+    search: SearchIndex
     exits: AsyncExitStack  # closes what was opened, last opened first
 
     async def close(self) -> None:
@@ -68,6 +71,23 @@ def broker_for(settings: Settings) -> Broker:
     if settings.redis_url:
         return RedisBroker(settings.redis_url, max_length=settings.limits.stream_max_length)
     return MemoryBroker()
+
+
+def search_index(settings: Settings, db: Database) -> SearchIndex:
+    """Meilisearch when MEILI_URL is set, else full-text search in the records' database."""
+    limits = settings.limits
+    if settings.meili_url:
+        return MeiliSearch(
+            db,
+            settings.meili_url,
+            api_key=settings.meili_api_key,
+            index=settings.meili_index,
+            task_timeout_ms=limits.meili_task_timeout_ms,
+            max_total_hits=limits.meili_max_total_hits,
+        )
+    return PostgresSearch(
+        db, candidates=limits.search_candidates, facet_limit=limits.search_facet_limit
+    )
 
 
 def media_store(settings: Settings, secret: str) -> MediaStore:
@@ -170,7 +190,10 @@ async def open_resources(
         await graph.start()
         projector = projector_for(settings, db, graph)
         stack.push_async_callback(projector.stop)
-        projector.sinks.append(PostgresSearch(db))
+        search = search_index(settings, db)
+        stack.push_async_callback(search.close)
+        await search.start()
+        projector.sinks.append(search)
         await projector.prepare()
         await projector.catch_up()
         broker = broker_for(settings)
@@ -194,4 +217,4 @@ async def open_resources(
         raise
     limits = settings.limits
     limiter = RateLimiter(per_minute=limits.rate_limit_per_minute, burst=limits.rate_limit_burst)
-    return Resources(settings, db, secret, limiter, graph, projector, media, broker, stack)
+    return Resources(settings, db, secret, limiter, graph, projector, media, broker, search, stack)

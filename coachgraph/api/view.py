@@ -41,6 +41,7 @@ class GraphQLView(GraphQL[Context, None]):
             graph=resources.graph,
             media=resources.media,
             broker=resources.broker,
+            search=resources.search,
             base_url=resources.settings.public_url or str(request.base_url),
         )
         if isinstance(request, WebSocket):

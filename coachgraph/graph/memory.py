@@ -20,6 +20,7 @@ from coachgraph.graph.model import (
     CoachCandidate,
     CoachInfo,
     CoachNeighbourhood,
+    GoalFit,
     PathNeighbourhood,
     ProgramCandidate,
     ProgramInfo,
@@ -335,6 +336,27 @@ class MemoryGraph:
             )
         )
         return PathNeighbourhood(profile, target_id, edges, programs)
+
+    async def goal_fit(
+        self, athlete_id: int, *, coach_ids: list[int], program_ids: list[int]
+    ) -> GoalFit:
+        goals = tuple(sorted(raw(g) for g, _ in _out(self.rel["WANTS"], key(ATHLETE, athlete_id))))
+
+        def serving(relation: str, kind: int, ids: list[int]) -> dict[int, tuple[int, ...]]:
+            succ = self.rel[relation]._succ
+            found = {}
+            for i in ids:
+                out = succ.get(key(kind, i)) or {}
+                served = tuple(g for g in goals if key(SKILL, g) in out)
+                if served:
+                    found[i] = served
+            return found
+
+        return GoalFit(
+            goals,
+            serving("TEACHES", COACH, coach_ids) if goals else {},
+            serving("DEVELOPS", PROGRAM, program_ids) if goals else {},
+        )
 
     async def snapshot(self) -> Snapshot:
         snap = Snapshot()

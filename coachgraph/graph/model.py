@@ -111,6 +111,23 @@ class PathNeighbourhood:
     programs: tuple[tuple[int, int], ...]  # (program, skill it develops)
 
 
+@dataclass(frozen=True, slots=True)
+class GoalFit:
+    """For personal search ranking: which of an athlete's goals given coaches teach and given
+    programs develop."""
+
+    goals: tuple[int, ...]
+    coaches: dict[int, tuple[int, ...]]  # coach → the goals it teaches (only those with any)
+    programs: dict[int, tuple[int, ...]]  # program → the goals it develops
+
+    def share(self, kind: str, raw_id: int) -> float:
+        """The share of the goals a coach or program serves, 0 to 1."""
+        if not self.goals:
+            return 0.0
+        served = (self.coaches if kind == "COACH" else self.programs).get(raw_id, ())
+        return len(served) / len(self.goals)
+
+
 @dataclass
 class Snapshot:
     """Every node and edge of a projection, comparable across backends and rebuilds."""
@@ -151,5 +168,10 @@ class GraphStore(Protocol):
     async def path_neighbourhood(
         self, athlete_id: int, target_id: int
     ) -> PathNeighbourhood | None: ...
+
+    async def goal_fit(
+        self, athlete_id: int, *, coach_ids: list[int], program_ids: list[int]
+    ) -> GoalFit:
+        """The athlete's goals, and which of them each given coach and program serves."""
 
     async def snapshot(self) -> Snapshot: ...

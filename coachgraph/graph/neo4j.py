@@ -20,6 +20,7 @@ from coachgraph.graph.model import (
     CoachCandidate,
     CoachInfo,
     CoachNeighbourhood,
+    GoalFit,
     PathNeighbourhood,
     ProgramCandidate,
     ProgramInfo,
@@ -122,6 +123,16 @@ WITH c, teaches, roster_goals, x, goals, collect([hs.id, h.level]) AS levels
 RETURN c.sports AS sports, c.city AS city, c.capacity AS capacity, c.active AS active,
        teaches, roster_goals,
        collect([x.id, x.sport, x.city, x.level, x.looking, goals, levels]) AS candidates
+"""
+
+_GOAL_FIT = """
+MATCH (a:Athlete {id: $id})
+OPTIONAL MATCH (a)-[:WANTS]->(g:Skill)
+WITH collect(g.id) AS goals
+OPTIONAL MATCH (c:Coach)-[:TEACHES]->(t:Skill) WHERE c.id IN $coaches AND t.id IN goals
+WITH goals, collect([c.id, t.id]) AS taught
+OPTIONAL MATCH (p:Program)-[:DEVELOPS]->(d:Skill) WHERE p.id IN $programs AND d.id IN goals
+RETURN goals, taught, collect([p.id, d.id]) AS developed
 """
 
 
@@ -414,6 +425,26 @@ class Neo4jGraph:
             target_id,
             tuple(sorted(set(_pairs(row["prerequisites"])))),
             tuple(sorted(set(_pairs(row["developing"])))),
+        )
+
+    async def goal_fit(
+        self, athlete_id: int, *, coach_ids: list[int], program_ids: list[int]
+    ) -> GoalFit:
+        rows = await self._run(_GOAL_FIT, id=athlete_id, coaches=coach_ids, programs=program_ids)
+        if not rows:
+            return GoalFit((), {}, {})
+        row = rows[0]
+
+        def grouped(pairs: list[tuple[int, int]]) -> dict[int, tuple[int, ...]]:
+            found: dict[int, set[int]] = {}
+            for owner, goal in pairs:
+                found.setdefault(owner, set()).add(goal)
+            return {owner: tuple(sorted(goals)) for owner, goals in found.items()}
+
+        return GoalFit(
+            tuple(sorted(g for g in row["goals"] if g is not None)),
+            grouped(_pairs(row["taught"])),
+            grouped(_pairs(row["developed"])),
         )
 
     async def snapshot(self) -> Snapshot:

@@ -10,6 +10,7 @@ from coachgraph.graph.model import GraphStore
 from coachgraph.media.model import MediaStore
 from coachgraph.resolvers.loaders import Loaders
 from coachgraph.resolvers.policy import Viewer
+from coachgraph.search.model import SearchIndex
 from coachgraph.stores.db import Database
 from coachgraph.subscriptions.broker import Broker
 
@@ -24,6 +25,7 @@ class Context:
     graph: GraphStore
     media: MediaStore
     broker: Broker
+    search: SearchIndex
     connection_params: dict[str, object] | None = None  # graphql-ws connection_init payload
     close_connection: Callable[[int, str], Awaitable[None]] | None = None  # WebSocket only
     secret: str = ""  # WebSocket only: to check the token that connection_init carries

@@ -1,23 +1,21 @@
-"""Search: the viewer's scope (API.md), validated input, then the search projection."""
+"""Search: the viewer's scope (API.md), validated input, the search backend, and personal
+ranking for athletes."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from coachgraph.errors import InvalidInput
 from coachgraph.resolvers import validate
 from coachgraph.resolvers.context import Context
 from coachgraph.resolvers.policy import Role, Viewer
-from coachgraph.stores import search_docs
-from coachgraph.stores.search_docs import Filters, Hit, Prepared, Scope
-
-ALL_KINDS = ("COACH", "ATHLETE", "PROGRAM", "SKILL")
+from coachgraph.search.model import KINDS, Filters, Hit, Prepared, Query, Scope
 
 
 def scope_for(viewer: Viewer, kinds: list[str] | None) -> Scope:
     """Anonymous viewers and athletes never find athletes; coaches find those looking for a
     coach and their own; admins find everything."""
-    wanted = list(dict.fromkeys(kinds)) if kinds else list(ALL_KINDS)
+    wanted = list(dict.fromkeys(kinds)) if kinds else list(KINDS)
     if viewer.is_admin:
         return Scope(wanted, all_athletes=True)
     if viewer.role is Role.COACH:
@@ -30,7 +28,7 @@ class Results:
     hits: list[Hit]
     has_next: bool
     offset: int
-    query: Prepared | None
+    prepared: Prepared | None
 
 
 async def search(
@@ -58,11 +56,41 @@ async def search(
             raise InvalidInput(f"filter.{name} lists too many values", field=f"filter.{name}")
     scope = scope_for(ctx.viewer, kinds)
     offset = cursor or 0
-    async with ctx.db.pool.acquire() as conn:
-        query = await search_docs.prepare(
-            conn, text=text, scope=scope, filters=filters, max_words=limits.max_search_words
-        )
-        if query is None or not scope.kinds:
-            return Results([], False, offset, None)
-        found = await search_docs.hits(conn, query=query, offset=offset, limit=size + 1)
-    return Results(found[:size], len(found) > size, offset, query)
+    if not scope.kinds:
+        return Results([], False, offset, None)
+    prepared = await ctx.search.prepare(Query(text, scope, filters, limits.max_search_words))
+    if prepared is None:
+        return Results([], False, offset, None)
+    window = limits.personal_rank_window
+    athlete = ctx.viewer.athlete_id if ctx.viewer.role is Role.ATHLETE else None
+    if athlete is not None and offset < window and {"COACH", "PROGRAM"} & set(scope.kinds):
+        # the same window is re-ranked for every page, so pages neither repeat nor skip
+        pool = await ctx.search.hits(prepared, offset=0, limit=max(window, offset + size + 1))
+        ranked = await personal_rank(ctx, athlete, pool[:window]) + pool[window:]
+        found = ranked[offset : offset + size + 1]
+    else:
+        found = await ctx.search.hits(prepared, offset=offset, limit=size + 1)
+    return Results(found[:size], len(found) > size, offset, prepared)
+
+
+async def personal_rank(ctx: Context, athlete_id: int, hits: list[Hit]) -> list[Hit]:
+    """Text relevance blended with graph fit, for an athlete's best text matches.
+
+    score = (1 - w) · text / best text score in the window + w · fit, where fit is the share
+    of the athlete's goal skills a coach teaches or a program develops (0 for skills), and w
+    is `personal_rank_weight_percent`. An athlete without goals keeps the text order."""
+    fit = await ctx.graph.goal_fit(
+        athlete_id,
+        coach_ids=[h.id for h in hits if h.kind == "COACH"],
+        program_ids=[h.id for h in hits if h.kind == "PROGRAM"],
+    )
+    if not fit.goals or not hits:
+        return hits
+    weight = ctx.settings.limits.personal_rank_weight_percent / 100
+    best = max(h.score for h in hits) or 1.0
+    blended = [
+        replace(h, score=(1 - weight) * h.score / best + weight * fit.share(h.kind, h.id))
+        for h in hits
+    ]
+    # sorted() is stable: equal blends keep the backend's order
+    return sorted(blended, key=lambda h: -h.score)

@@ -12,8 +12,7 @@ from coachgraph.ids import encode_cursor
 from coachgraph.resolvers import search as search_resolvers
 from coachgraph.resolvers import validate
 from coachgraph.resolvers.loaders import ByKeyLoader, Loaders
-from coachgraph.stores import search_docs
-from coachgraph.stores.search_docs import Filters, Hit, Prepared
+from coachgraph.search.model import Filters, Hit, Prepared
 
 from .relay import PageInfo, page_info
 from .types import Athlete, Coach, Info, Program, Skill
@@ -69,12 +68,12 @@ class SearchConnection:
     async def total_count(self, info: Info) -> int:
         if self.prepared is None:
             return 0
-        return await search_docs.count(info.context.db.pool, query=self.prepared)
+        return await info.context.search.count(self.prepared)
 
     @strawberry.field(description="Counts of all matches by sport, city and level.")
     async def facets(self, info: Info) -> list[Facet]:
         counts = (
-            await search_docs.facets(info.context.db.pool, query=self.prepared)
+            await info.context.search.facets(self.prepared)
             if self.prepared is not None
             else {"sport": [], "city": [], "level": []}
         )
@@ -161,5 +160,5 @@ async def search_field(
     return SearchConnection(
         edges=edges,
         page_info=page_info([e.cursor for e in edges], found.has_next, after),
-        prepared=found.query,
+        prepared=found.prepared,
     )

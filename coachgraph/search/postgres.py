@@ -1,40 +1,210 @@
-"""Search in PostgreSQL: documents kept in step by the projector, queried with full-text
-search (weighted tsvector, prefixes), typo correction against the indexed words (pg_trgm
-candidates, Levenshtein ≤ 2) and unaccent folding."""
+"""Search in PostgreSQL (the embedded default): documents kept in step by the projector in
+`search_documents`, queried with full-text search.
+
+A query costs three statements at most, each only when asked for: the words (folded,
+corrected), the page, and the count or facets. What keeps it fast at 100k documents
+(../shared/MEASUREMENTS.md):
+- typos are corrected per word, against the table of indexed words, before the text search:
+  an unknown word becomes the indexed words closest to it (Levenshtein ≤ 2), so the search
+  itself stays one GIN lookup; no `similarity()` over matching rows;
+- ranking (`ts_rank`) runs over at most `candidates` matches, not over all of them: a short
+  prefix can match half the table;
+- facets count exactly up to `facet_limit` matches.
+"""
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from coachgraph.search.model import (
+    Dirty,
+    Facets,
+    Filters,
+    Hit,
+    Prepared,
+    Query,
+    Scope,
+)
 from coachgraph.stores import search_docs
 from coachgraph.stores.db import Database
 
-KINDS = {"coach": "COACH", "athlete": "ATHLETE", "program": "PROGRAM", "skill": "SKILL"}
+WORD = re.compile(r"[^\W_]+")  # letters and digits, as the 'simple' text parser splits them
+
+# Each query word, folded like the documents: is it the start of an indexed word, and if not,
+# the indexed words closest to it. The prefix test walks the text_pattern_ops index (U+10FFFF
+# sorts after every continuation of the prefix); only unknown words scan for corrections, and
+# only the indexed words whose length is within two of theirs.
+_WORDS = """
+SELECT q.ord, q.word, k.known,
+       CASE WHEN k.known THEN '{}'::text[] ELSE ARRAY(
+           SELECT c.word || ':' || c.edits FROM (
+               SELECT s.word, levenshtein_less_equal(s.word, q.word, 2) AS edits
+               FROM search_words s
+               WHERE length(s.word) BETWEEN length(q.word) - 2 AND length(q.word) + 2) c
+           WHERE c.edits <= 2 ORDER BY c.edits, c.word LIMIT 8) END AS near
+FROM (SELECT cg_fold(w) AS word, ord FROM unnest($1::text[]) WITH ORDINALITY u(w, ord)) q
+CROSS JOIN LATERAL (SELECT EXISTS (
+    SELECT 1 FROM search_words s
+    WHERE s.word ~>=~ q.word AND s.word ~<~ (q.word || chr(1114111))) AS known) k
+ORDER BY q.ord"""
+
+
+def _lexeme(word: str) -> str:
+    return "'" + word.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def tsquery(rows: list[Any], *, max_corrections: int = 3) -> str | None:
+    """ANDed words; each also matches as a prefix ("swi" finds "swimming"); an unknown word is
+    replaced by its closest corrections only ("runing" is "running", not also "rowing")."""
+    terms = []
+    for row in rows:
+        word = row["word"]
+        if not WORD.fullmatch(word or ""):
+            continue  # folding left nothing searchable
+        options = [_lexeme(word) + ":*"]
+        near = [tuple(n.rsplit(":", 1)) for n in row["near"]]
+        if near:
+            best = min(int(edits) for _, edits in near)
+            options += [_lexeme(w) for w, edits in near if int(edits) == best][:max_corrections]
+        terms.append("(" + " | ".join(options) + ")")
+    return " & ".join(terms) if terms else None
+
+
+def _where(scope: Scope, filters: Filters, first_param: int) -> tuple[str, list[Any]]:
+    n = first_param
+    sql = f"""d.kind = ANY(${n}::text[])
+        AND (d.kind <> 'ATHLETE' OR ${n + 1}::bool OR d.looking_for_coach
+             AND ${n + 2}::bigint IS NOT NULL OR ${n + 2}::bigint = ANY(d.coach_ids))
+        AND (${n + 3}::text[] IS NULL OR d.sports && ${n + 3}::text[])
+        AND (${n + 4}::text[] IS NULL
+             OR cg_fold(d.city) = ANY(ARRAY(SELECT cg_fold(c) FROM unnest(${n + 4}::text[]) c)))
+        AND (${n + 5}::int IS NULL OR d.level >= ${n + 5}::int)
+        AND (${n + 6}::int IS NULL OR d.level <= ${n + 6}::int)
+        AND (${n + 7}::bigint[] IS NULL OR d.skill_ids && ${n + 7}::bigint[])"""
+    args = [
+        scope.kinds,
+        scope.all_athletes,
+        scope.coach_id,
+        filters.sports,
+        filters.cities,
+        filters.min_level,
+        filters.max_level,
+        filters.skill_ids,
+    ]
+    return sql, args
+
+
+@dataclass(frozen=True, slots=True)
+class PgPrepared(Prepared):
+    """A query ready to run: its tsquery and the WHERE clause with its arguments ($2 on)."""
+
+    tsquery: str
+    where: str
+    args: list[Any]
 
 
 class PostgresSearch:
-    """A projection sink: `apply` the records an outbox batch touched; `rebuild` them all."""
+    """The search projection in the records' own database."""
 
     name = "postgres"
+    persistent = True
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, candidates: int = 1_000, facet_limit: int = 10_000):
         self.db = db
+        self.candidates = candidates
+        self.facet_limit = facet_limit
 
-    async def apply(self, dirty: dict[str, set[int]]) -> None:
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def ping(self) -> None:
+        await self.db.pool.fetchval("SELECT 1 FROM search_documents LIMIT 1", timeout=2)
+
+    # ------------------------------------------------------------------ projection
+    async def apply(self, dirty: Dirty) -> None:
         async with self.db.transaction() as conn:
-            coaches = sorted(dirty.get("coach", ()))
-            programs = set(dirty.get("program", ()))
-            if coaches:  # a program's document carries its coach's name and city
-                rows = await conn.fetch(
-                    "SELECT id FROM programs WHERE coach_id = ANY($1::bigint[])", coaches
-                )
-                programs.update(r["id"] for r in rows)
-            for kind, ids in (
-                ("skill", sorted(dirty.get("skill", ()))),
-                ("coach", coaches),
-                ("athlete", sorted(dirty.get("athlete", ()))),
-                ("program", sorted(programs)),
-            ):
-                await search_docs.refresh(conn, kind=KINDS[kind], ids=ids)
+            for kind, ids in (await search_docs.touched(conn, dirty)).items():
+                await search_docs.refresh(conn, kind=kind, ids=ids)
 
     async def rebuild(self) -> int:
         async with self.db.transaction() as conn:
             return await search_docs.rebuild(conn)
+
+    # ------------------------------------------------------------------ queries
+    async def prepare(self, query: Query) -> PgPrepared | None:
+        words = list(dict.fromkeys(w.lower() for w in WORD.findall(query.text)))
+        words = words[: query.max_words]
+        if not words:
+            return None
+        rows = await self.db.pool.fetch(_WORDS, words)
+        text = tsquery(rows)
+        if text is None:
+            return None
+        where, args = _where(query.scope, query.filters, 2)
+        return PgPrepared(text, where, args)
+
+    async def hits(self, prepared: Prepared, *, offset: int, limit: int) -> list[Hit]:
+        """Ranked among the first `candidates` matches (or as many as the page needs);
+        highlights for this page only."""
+        assert isinstance(prepared, PgPrepared)
+        n = 2 + len(prepared.args)
+        rows = await self.db.pool.fetch(
+            f"""SELECT p.kind, p.id, p.score,
+                       ts_headline('simple', p.title || ' · ' || p.body,
+                                   to_tsquery('simple', $1),
+                                   'MaxFragments=1, MaxWords=14, MinWords=5') AS highlight
+                FROM (SELECT c.kind, c.id, c.title, c.body, ts_rank(c.tsv, c.q) AS score
+                      FROM (SELECT d.kind, d.id, d.title, d.body, d.tsv, q
+                            FROM search_documents d, to_tsquery('simple', $1) q
+                            WHERE d.tsv @@ q AND {prepared.where}
+                            LIMIT greatest(${n + 2}::int, ${n}::int + ${n + 1}::int)) c
+                      ORDER BY score DESC, c.kind, c.id OFFSET ${n} LIMIT ${n + 1}) p
+                ORDER BY p.score DESC, p.kind, p.id""",
+            prepared.tsquery,
+            *prepared.args,
+            offset,
+            limit,
+            self.candidates,
+        )
+        return [Hit(r["kind"], r["id"], float(r["score"]), r["highlight"]) for r in rows]
+
+    async def count(self, prepared: Prepared) -> int:
+        assert isinstance(prepared, PgPrepared)
+        total: int = await self.db.pool.fetchval(
+            f"""SELECT count(*) FROM search_documents d, to_tsquery('simple', $1) q
+                WHERE d.tsv @@ q AND {prepared.where}""",
+            prepared.tsquery,
+            *prepared.args,
+        )
+        return total
+
+    async def facets(self, prepared: Prepared) -> Facets:
+        """Counts by sport, city and level, most frequent first: exact up to `facet_limit`
+        matches, counted over the first `facet_limit` beyond that."""
+        assert isinstance(prepared, PgPrepared)
+        n = 2 + len(prepared.args)
+        rows = await self.db.pool.fetch(
+            f"""WITH m AS MATERIALIZED (
+                    SELECT d.sports, d.city, d.level FROM search_documents d,
+                           to_tsquery('simple', $1) q WHERE d.tsv @@ q AND {prepared.where}
+                    LIMIT ${n})
+                SELECT 'sport' AS field, s AS value, count(*)::int AS n
+                    FROM m, unnest(m.sports) s GROUP BY s
+                UNION ALL SELECT 'city', city, count(*)::int FROM m WHERE city IS NOT NULL
+                    GROUP BY city
+                UNION ALL SELECT 'level', level::text, count(*)::int FROM m
+                    WHERE level IS NOT NULL GROUP BY level
+                ORDER BY field, n DESC, value""",
+            prepared.tsquery,
+            *prepared.args,
+            self.facet_limit,
+        )
+        found: Facets = {"sport": [], "city": [], "level": []}
+        for r in rows:
+            found[r["field"]].append((r["value"], r["n"]))
+        return found

@@ -1,9 +1,9 @@
-"""The Postgres search projection: documents written from the records, and the search query."""
+"""Search documents from the records: read for any backend, written to `search_documents` for
+the Postgres one."""
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from typing import Any
 
 from coachgraph.stores.sql import Executor
@@ -68,180 +68,55 @@ async def refresh(conn: Executor, *, kind: str, ids: list[int]) -> None:
     )
 
 
+async def id_batches(conn: Executor, *, kind: str, batch: int) -> AsyncIterator[list[int]]:
+    """Every record id of a kind, `batch` at a time, in order."""
+    last = 0
+    while True:
+        ids = [
+            r["id"]
+            for r in await conn.fetch(
+                f"SELECT id FROM {TABLES[kind]} WHERE id > $1 ORDER BY id LIMIT $2", last, batch
+            )
+        ]
+        if not ids:
+            return
+        yield ids
+        last = ids[-1]
+
+
 async def rebuild(conn: Executor, *, batch: int = 5_000) -> int:
     """Every document again from the records (inside a transaction); returns how many."""
     # DELETE, not TRUNCATE: readers keep the old documents until this commits, unblocked
     await conn.execute("DELETE FROM search_documents")
     await conn.execute("DELETE FROM search_words")
     total = 0
-    for kind, table in TABLES.items():
-        last = 0
-        while True:
-            ids = [
-                r["id"]
-                for r in await conn.fetch(
-                    f"SELECT id FROM {table} WHERE id > $1 ORDER BY id LIMIT $2", last, batch
-                )
-            ]
-            if not ids:
-                break
+    for kind in TABLES:
+        async for ids in id_batches(conn, kind=kind, batch=batch):
             await refresh(conn, kind=kind, ids=ids)
             total += len(ids)
-            last = ids[-1]
     return total
 
 
-WORD = re.compile(r"\w+", re.UNICODE)
+async def documents(conn: Executor, *, kind: str, ids: list[int]) -> list[Any]:
+    """The current documents of `ids` (records that are gone produce none)."""
+    if not ids:
+        return []
+    return list(await conn.fetch(DOCUMENTS[kind], ids))
 
 
-@dataclass(frozen=True, slots=True)
-class Scope:
-    """Which documents a viewer may find: kinds, and for athletes, which ones."""
-
-    kinds: list[str]
-    all_athletes: bool = False
-    coach_id: int | None = None  # a coach finds athletes looking for one, and its own
-
-
-@dataclass(frozen=True, slots=True)
-class Filters:
-    sports: list[str] | None = None
-    cities: list[str] | None = None
-    min_level: int | None = None
-    max_level: int | None = None
-    skill_ids: list[int] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Hit:
-    kind: str
-    id: int
-    score: float
-    highlight: str | None
-
-
-async def corrected_query(conn: Executor, words: list[str]) -> str | None:
-    """A tsquery of the words, ANDed, each also as a prefix ("swi" finds "swimming"). A word
-    that no indexed word starts with is taken as a typo: the indexed words within two edits of
-    it stand in for it ("jonh" finds "john"). None when nothing is searchable.
-
-    No trigram prefilter for the corrections: pg_trgm's default threshold (0.3) misses swapped
-    letters ("jonh" / "john" score 0.22). Levenshtein runs over words of similar length."""
-    terms = []
-    for word in words:
-        row = await conn.fetchrow(
-            """SELECT EXISTS (SELECT 1 FROM search_words WHERE word LIKE $2) AS known,
-                      ARRAY(SELECT word FROM (
-                              SELECT word, levenshtein_less_equal(word, $1, 2) AS edits
-                              FROM search_words
-                              WHERE NOT EXISTS (SELECT 1 FROM search_words WHERE word LIKE $2)
-                                AND length(word) BETWEEN length($1) - 2 AND length($1) + 2) c
-                            WHERE edits <= 2
-                              -- only the closest: "runing" is "running", not also "rowing"
-                              AND edits = (SELECT min(levenshtein_less_equal(w.word, $1, 2))
-                                           FROM search_words w WHERE length(w.word)
-                                           BETWEEN length($1) - 2 AND length($1) + 2)
-                            ORDER BY word LIMIT 3) AS near""",
-            word,
-            word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%",
+async def touched(conn: Executor, dirty: dict[str, set[int]]) -> dict[str, list[int]]:
+    """The documents (kind → ids) whose content the changed records (aggregate → ids) decide:
+    theirs, and the programs of changed coaches (a program's document names its coach)."""
+    coaches = sorted(dirty.get("coach", ()))
+    programs = set(dirty.get("program", ()))
+    if coaches:
+        rows = await conn.fetch(
+            "SELECT id FROM programs WHERE coach_id = ANY($1::bigint[])", coaches
         )
-        options = [f"'{word}':*"] + [f"'{w}'" for w in row["near"] if w != word]
-        terms.append("(" + " | ".join(options) + ")")
-    return " & ".join(terms) if terms else None
-
-
-def _where(scope: Scope, filters: Filters, first_param: int) -> tuple[str, list[Any]]:
-    n = first_param
-    sql = f"""d.kind = ANY(${n}::text[])
-        AND (d.kind <> 'ATHLETE' OR ${n + 1}::bool OR d.looking_for_coach
-             AND ${n + 2}::bigint IS NOT NULL OR ${n + 2}::bigint = ANY(d.coach_ids))
-        AND (${n + 3}::text[] IS NULL OR d.sports && ${n + 3}::text[])
-        AND (${n + 4}::text[] IS NULL OR cg_fold(d.city) IN (SELECT cg_fold(c) FROM unnest(${n + 4}::text[]) c))
-        AND (${n + 5}::int IS NULL OR d.level >= ${n + 5}::int)
-        AND (${n + 6}::int IS NULL OR d.level <= ${n + 6}::int)
-        AND (${n + 7}::bigint[] IS NULL OR d.skill_ids && ${n + 7}::bigint[])"""
-    args = [
-        scope.kinds,
-        scope.all_athletes,
-        scope.coach_id,
-        filters.sports,
-        filters.cities,
-        filters.min_level,
-        filters.max_level,
-        filters.skill_ids,
-    ]
-    return sql, args
-
-
-@dataclass(frozen=True, slots=True)
-class Prepared:
-    """A query ready to run: its tsquery and the WHERE clause's arguments ($2 on)."""
-
-    tsquery: str
-    where: str
-    args: list[Any]
-
-
-async def prepare(
-    conn: Executor, *, text: str, scope: Scope, filters: Filters, max_words: int
-) -> Prepared | None:
-    """Fold the text like the documents, keep its words, correct them; None: no words."""
-    folded: str = await conn.fetchval("SELECT cg_fold($1)", text)
-    words = list(dict.fromkeys(WORD.findall(folded)))[:max_words]
-    tsquery = await corrected_query(conn, words)
-    if tsquery is None:
-        return None
-    where, args = _where(scope, filters, 2)
-    return Prepared(tsquery, where, args)
-
-
-async def hits(conn: Executor, *, query: Prepared, offset: int, limit: int) -> list[Hit]:
-    """Best first (rank, then kind and id for a stable order); highlights for this page only."""
-    n = 2 + len(query.args)
-    rows = await conn.fetch(
-        f"""SELECT p.kind, p.id, p.score,
-                   ts_headline('simple', p.title || ' · ' || p.body, to_tsquery('simple', $1),
-                               'MaxFragments=1, MaxWords=14, MinWords=5') AS highlight
-            FROM (SELECT d.kind, d.id, d.title, d.body, ts_rank(d.tsv, q) AS score
-                  FROM search_documents d, to_tsquery('simple', $1) q
-                  WHERE d.tsv @@ q AND {query.where}
-                  ORDER BY score DESC, d.kind, d.id OFFSET ${n} LIMIT ${n + 1}) p
-            ORDER BY p.score DESC, p.kind, p.id""",
-        query.tsquery,
-        *query.args,
-        offset,
-        limit,
-    )
-    return [Hit(r["kind"], r["id"], float(r["score"]), r["highlight"]) for r in rows]
-
-
-async def count(conn: Executor, *, query: Prepared) -> int:
-    total: int = await conn.fetchval(
-        f"""SELECT count(*) FROM search_documents d, to_tsquery('simple', $1) q
-            WHERE d.tsv @@ q AND {query.where}""",
-        query.tsquery,
-        *query.args,
-    )
-    return total
-
-
-async def facets(conn: Executor, *, query: Prepared) -> dict[str, list[tuple[str, int]]]:
-    """Counts of every match by sport, city and level, most frequent first."""
-    rows = await conn.fetch(
-        f"""WITH m AS MATERIALIZED (
-                SELECT d.sports, d.city, d.level FROM search_documents d,
-                       to_tsquery('simple', $1) q WHERE d.tsv @@ q AND {query.where})
-            SELECT 'sport' AS field, s AS value, count(*)::int AS n FROM m, unnest(m.sports) s
-                GROUP BY s
-            UNION ALL SELECT 'city', city, count(*)::int FROM m WHERE city IS NOT NULL
-                GROUP BY city
-            UNION ALL SELECT 'level', level::text, count(*)::int FROM m WHERE level IS NOT NULL
-                GROUP BY level
-            ORDER BY field, n DESC, value""",
-        query.tsquery,
-        *query.args,
-    )
-    found: dict[str, list[tuple[str, int]]] = {"sport": [], "city": [], "level": []}
-    for r in rows:
-        found[r["field"]].append((r["value"], r["n"]))
-    return found
+        programs.update(r["id"] for r in rows)
+    return {
+        "SKILL": sorted(dirty.get("skill", ())),
+        "COACH": coaches,
+        "ATHLETE": sorted(dirty.get("athlete", ())),
+        "PROGRAM": sorted(programs),
+    }

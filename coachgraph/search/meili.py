@@ -1,0 +1,290 @@
+"""Search in Meilisearch (`MEILI_URL`), through the official async client.
+
+Settings are applied at start (searchable, filterable, sortable and facet attributes, typo
+tolerance down to four-letter words, exhaustive counts) and every write waits for its task,
+so the projector only moves its position once the documents are searchable. `rebuild`
+fills a fresh index and swaps it in: the live index answers throughout.
+
+Filters are built from typed values only. Text values (sports, cities) are filtered through
+keys (a hash of the folded value), so no input ever reaches the filter syntax.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from meilisearch_python_sdk import AsyncClient
+from meilisearch_python_sdk.errors import MeilisearchError
+from meilisearch_python_sdk.models.settings import (
+    Faceting,
+    MeilisearchSettings,
+    MinWordSizeForTypos,
+    Pagination,
+    TypoTolerance,
+)
+from meilisearch_python_sdk.models.task import TaskInfo
+
+from coachgraph.search.model import Dirty, Facets, Filters, Hit, Prepared, Query, Scope, fold
+from coachgraph.stores import search_docs
+from coachgraph.stores.db import Database
+
+WORD = re.compile(r"[^\W_]+")
+FACETS = {"sports": "sport", "city": "city", "level": "level"}  # attribute → facet field
+
+
+class MeiliTaskError(RuntimeError):
+    """A Meilisearch task failed or did not finish in time."""
+
+
+def key(value: str) -> str:
+    """What a sport or city is filtered by: its folded form, hashed (safe in any filter)."""
+    return hashlib.blake2b(fold(value.strip()).encode(), digest_size=8).hexdigest()
+
+
+def uid(kind: str, raw_id: int) -> str:
+    return f"{kind}-{raw_id}"
+
+
+def document(row: Any) -> dict[str, Any]:
+    """A Meilisearch document from a row of `search_docs.DOCUMENTS`."""
+    return {
+        "uid": uid(row["kind"], row["id"]),
+        "kind": row["kind"],
+        "id": row["id"],
+        "title": row["title"],
+        "body": row["body"] or "",
+        "sports": list(row["sports"]),
+        "sport_keys": [key(s) for s in row["sports"]],
+        "city": row["city"],
+        "city_key": key(row["city"]) if row["city"] else None,
+        "level": row["level"],
+        "skill_ids": list(row["skill_ids"]),
+        "looking_for_coach": row["looking_for_coach"],
+        "coach_ids": list(row["coach_ids"]),
+    }
+
+
+def index_settings(max_total_hits: int) -> MeilisearchSettings:
+    return MeilisearchSettings(
+        searchable_attributes=["title", "body"],  # a title match ranks above a body match
+        displayed_attributes=["kind", "id", "title", "body"],
+        filterable_attributes=[
+            "kind",
+            "sport_keys",
+            "city_key",
+            "level",
+            "skill_ids",
+            "looking_for_coach",
+            "coach_ids",
+            "sports",
+            "city",
+        ],
+        sortable_attributes=["level", "title"],
+        typo_tolerance=TypoTolerance(
+            enabled=True,
+            # "jonh" must find "john": one typo from four letters, two from eight
+            min_word_size_for_typos=MinWordSizeForTypos(one_typo=4, two_typos=8),
+        ),
+        pagination=Pagination(max_total_hits=max_total_hits),
+        faceting=Faceting(max_values_per_facet=100),
+    )
+
+
+def filter_expression(scope: Scope, filters: Filters) -> list[str | list[str]]:
+    """The scope and filters as Meilisearch filter clauses (ANDed), from typed values only."""
+    clauses: list[str | list[str]] = ["kind IN [" + ", ".join(scope.kinds) + "]"]
+    if "ATHLETE" in scope.kinds and not scope.all_athletes:
+        if scope.coach_id is None:
+            clauses.append("kind != ATHLETE")
+        else:
+            clauses.append(
+                [
+                    "kind != ATHLETE",
+                    "looking_for_coach = true",
+                    f"coach_ids = {int(scope.coach_id)}",
+                ]
+            )
+    if filters.sports is not None:
+        clauses.append(_any("sport_keys", [key(s) for s in filters.sports]))
+    if filters.cities is not None:
+        clauses.append(_any("city_key", [key(c) for c in filters.cities]))
+    if filters.min_level is not None:
+        clauses.append(f"level >= {int(filters.min_level)}")
+    if filters.max_level is not None:
+        clauses.append(f"level <= {int(filters.max_level)}")
+    if filters.skill_ids is not None:
+        clauses.append(_any("skill_ids", [str(int(s)) for s in filters.skill_ids]))
+    return clauses
+
+
+def _any(attribute: str, values: list[str]) -> str:
+    if not values:
+        return "kind = NONE"  # an empty list matches nothing, as in SQL
+    return f"{attribute} IN [" + ", ".join(f'"{v}"' for v in values) + "]"
+
+
+@dataclass(frozen=True, slots=True)
+class MeiliPrepared(Prepared):
+    text: str
+    filter: list[str | list[str]]
+
+
+class MeiliSearch:
+    """The search projection in Meilisearch; documents are read from Postgres."""
+
+    name = "meilisearch"
+    persistent = True
+
+    def __init__(
+        self,
+        db: Database,
+        url: str,
+        *,
+        api_key: str | None = None,
+        index: str = "coachgraph",
+        batch: int = 5_000,
+        task_timeout_ms: int = 120_000,
+        max_total_hits: int = 100_000,
+    ) -> None:
+        self.db = db
+        self.url = url
+        self.api_key = api_key
+        self.index_name = index
+        self.batch = batch
+        self.task_timeout_ms = task_timeout_ms
+        self.max_total_hits = max_total_hits
+        self._client: AsyncClient | None = None
+
+    @property
+    def client(self) -> AsyncClient:
+        assert self._client is not None, "start() first"
+        return self._client
+
+    async def start(self) -> None:
+        self._client = AsyncClient(self.url, self.api_key, timeout=30)
+        await self.client.health()
+        await self._ensure(self.index_name)
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def ping(self) -> None:
+        await self.client.health()
+
+    async def _ensure(self, name: str) -> None:
+        """The index exists, with our settings applied."""
+        index = await self.client.get_or_create_index(name, primary_key="uid")
+        await self._wait(await index.update_settings(index_settings(self.max_total_hits)))
+
+    async def _wait(self, *tasks: TaskInfo) -> None:
+        for task in tasks:
+            result = await self.client.wait_for_task(
+                task.task_uid, timeout_in_ms=self.task_timeout_ms
+            )
+            if result.status != "succeeded":
+                raise MeiliTaskError(
+                    f"Meilisearch task {task.task_uid} {result.status}: {result.error}"
+                )
+
+    # ------------------------------------------------------------------ projection
+    async def apply(self, dirty: Dirty) -> None:
+        index = self.client.index(self.index_name)
+        fresh: list[dict[str, Any]] = []
+        gone: list[str] = []
+        async with self.db.pool.acquire() as conn:
+            for kind, ids in (await search_docs.touched(conn, dirty)).items():
+                rows = await search_docs.documents(conn, kind=kind, ids=ids)
+                fresh.extend(document(r) for r in rows)
+                found = {r["id"] for r in rows}
+                gone.extend(uid(kind, i) for i in ids if i not in found)
+        tasks = []
+        if fresh:
+            tasks.append(await index.add_documents(fresh))
+        if gone:
+            tasks.append(await index.delete_documents(gone))
+        await self._wait(*tasks)
+
+    async def rebuild(self) -> int:
+        """Fill `<index>__rebuild` from the records, then swap it with the live index."""
+        staging = f"{self.index_name}__rebuild"
+        await self.client.delete_index_if_exists(staging)
+        await self._ensure(staging)
+        index = self.client.index(staging)
+        total = 0
+        async with self.db.pool.acquire() as conn:
+            for kind in search_docs.TABLES:
+                async for ids in search_docs.id_batches(conn, kind=kind, batch=self.batch):
+                    rows = await search_docs.documents(conn, kind=kind, ids=ids)
+                    await self._wait(await index.add_documents([document(r) for r in rows]))
+                    total += len(rows)
+        await self._ensure(self.index_name)
+        await self._wait(await self.client.swap_indexes([(self.index_name, staging)]))
+        await self.client.delete_index_if_exists(staging)  # now the old documents
+        return total
+
+    # ------------------------------------------------------------------ queries
+    async def prepare(self, query: Query) -> MeiliPrepared | None:
+        words = WORD.findall(query.text)[: query.max_words]
+        if not words:
+            return None
+        return MeiliPrepared(" ".join(words), filter_expression(query.scope, query.filters))
+
+    async def hits(self, prepared: Prepared, *, offset: int, limit: int) -> list[Hit]:
+        assert isinstance(prepared, MeiliPrepared)
+        found = await self.client.index(self.index_name).search(
+            prepared.text,
+            offset=offset,
+            limit=limit,
+            filter=prepared.filter,
+            matching_strategy="all",  # every word must match, as in the Postgres backend
+            attributes_to_highlight=["title", "body"],
+            attributes_to_crop=["body"],
+            crop_length=14,
+            highlight_pre_tag="<b>",
+            highlight_post_tag="</b>",
+            show_ranking_score=True,
+        )
+        hits = []
+        for h in found.hits:
+            formatted = h.get("_formatted") or {}
+            title, body = formatted.get("title") or h["title"], formatted.get("body") or ""
+            highlight = f"{title} · {body}" if body else title
+            hits.append(Hit(h["kind"], int(h["id"]), float(h.get("_rankingScore", 0.0)), highlight))
+        return hits
+
+    async def count(self, prepared: Prepared) -> int:
+        assert isinstance(prepared, MeiliPrepared)
+        found = await self.client.index(self.index_name).search(
+            prepared.text,
+            filter=prepared.filter,
+            matching_strategy="all",
+            page=1,
+            hits_per_page=0,  # an exhaustive count, no documents
+        )
+        return int(found.total_hits or 0)
+
+    async def facets(self, prepared: Prepared) -> Facets:
+        assert isinstance(prepared, MeiliPrepared)
+        found = await self.client.index(self.index_name).search(
+            prepared.text,
+            filter=prepared.filter,
+            matching_strategy="all",
+            limit=0,
+            facets=list(FACETS),
+        )
+        distribution = found.facet_distribution or {}
+        out: Facets = {}
+        for attribute, field in FACETS.items():
+            counts = distribution.get(attribute) or {}
+            out[field] = sorted(
+                ((str(v), int(n)) for v, n in counts.items()), key=lambda p: (-p[1], p[0])
+            )
+        return out
+
+
+__all__ = ["MeiliSearch", "MeiliTaskError", "MeilisearchError"]

@@ -1,0 +1,110 @@
+"""What the search backends exchange with the rest of the app: the protocol and its values.
+
+A backend is a projection sink (the projector hands it the records an outbox batch touched;
+`rebuild` makes it again from every record) and answers one query in three parts, each run
+only when the client asks for it: the hits of a page, the total count, the facets.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass
+from typing import Protocol
+
+KINDS = ("COACH", "ATHLETE", "PROGRAM", "SKILL")
+FACET_FIELDS = ("sport", "city", "level")
+
+Dirty = dict[str, set[int]]
+Facets = dict[str, list[tuple[str, int]]]  # field → (value, count), most frequent first
+
+
+def fold(text: str) -> str:
+    """Lower case without accents ("José" → "jose"), as `cg_fold` does in SQL."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """Which documents a viewer may find: kinds, and for athletes, which ones."""
+
+    kinds: list[str]
+    all_athletes: bool = False
+    coach_id: int | None = None  # a coach finds athletes looking for one, and its own
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    sports: list[str] | None = None  # lower case
+    cities: list[str] | None = None  # matched without case or accents
+    min_level: int | None = None
+    max_level: int | None = None
+    skill_ids: list[int] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """A validated search: the viewer's text (length-checked), scope and filters."""
+
+    text: str
+    scope: Scope
+    filters: Filters
+    max_words: int
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    kind: str
+    id: int
+    score: float  # text relevance; larger is better (comparable within one result list)
+    highlight: str | None
+
+
+class Prepared:
+    """A query a backend has made ready (its corrections, its filter); opaque to callers."""
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """One searchable record, as every backend indexes it."""
+
+    kind: str
+    id: int
+    title: str
+    body: str
+    sports: list[str]
+    city: str | None
+    level: int | None
+    skill_ids: list[int]
+    looking_for_coach: bool
+    coach_ids: list[int]
+
+
+class SearchIndex(Protocol):
+    """A search projection: kept by the projector, queried by the `search` field."""
+
+    name: str
+    persistent: bool  # kept outside the API process (survives restarts)
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Raise unless the backend answers."""
+
+    async def apply(self, dirty: Dirty) -> None:
+        """Make the documents of these records equal the records (idempotent)."""
+
+    async def rebuild(self) -> int:
+        """Every document again from the records, searchable throughout; returns how many."""
+
+    async def prepare(self, query: Query) -> Prepared | None:
+        """None when the text has nothing to search for (only punctuation, say)."""
+
+    async def hits(self, prepared: Prepared, *, offset: int, limit: int) -> list[Hit]:
+        """Best first, in an order that is stable from one page to the next."""
+
+    async def count(self, prepared: Prepared) -> int: ...
+
+    async def facets(self, prepared: Prepared) -> Facets: ...
