@@ -122,9 +122,10 @@ class GoalFit:
 
     def share(self, kind: str, raw_id: int) -> float:
         """The share of the goals a coach or program serves, 0 to 1."""
-        if not self.goals:
+        by_kind = {"COACH": self.coaches, "PROGRAM": self.programs}.get(kind)
+        if not self.goals or by_kind is None:
             return 0.0
-        served = (self.coaches if kind == "COACH" else self.programs).get(raw_id, ())
+        served = by_kind.get(raw_id, ())
         return len(served) / len(self.goals)
 
 

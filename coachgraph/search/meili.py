@@ -116,14 +116,15 @@ def filter_expression(scope: Scope, filters: Filters) -> list[str | list[str]]:
     if filters.max_level is not None:
         clauses.append(f"level <= {int(filters.max_level)}")
     if filters.skill_ids is not None:
-        clauses.append(_any("skill_ids", [str(int(s)) for s in filters.skill_ids]))
+        clauses.append(_any("skill_ids", [str(int(s)) for s in filters.skill_ids], quote=False))
     return clauses
 
 
-def _any(attribute: str, values: list[str]) -> str:
+def _any(attribute: str, values: list[str], *, quote: bool = True) -> str:
+    """Any of the values (hex keys or integers: nothing to escape)."""
     if not values:
         return "kind = NONE"  # an empty list matches nothing, as in SQL
-    return f"{attribute} IN [" + ", ".join(f'"{v}"' for v in values) + "]"
+    return f"{attribute} IN [" + ", ".join(f'"{v}"' if quote else v for v in values) + "]"
 
 
 @dataclass(frozen=True, slots=True)

@@ -177,3 +177,39 @@ async def test_background_projector_is_woken_by_notify(db: Database, factory: Fa
         assert (await p.lag()).pending == 0
     finally:
         await p.stop()
+
+
+async def test_goal_fit_for_personal_search(
+    db: Database, factory: Factory, graph: GraphStore
+) -> None:
+    g1, g2, other = await factory.skill(), await factory.skill(), await factory.skill()
+    athlete = await factory.athlete()
+    await goals(factory, athlete.id, [g1.id, g2.id])
+    both, one, none = await factory.coach(), await factory.coach(), await factory.coach()
+    for skill in (g1, g2):
+        await factory.teach(both.id, skill.id)
+    await factory.teach(one.id, g2.id)
+    await factory.teach(none.id, other.id)
+    develops = await factory.program(none.id, [g1.id, other.id])
+    unrelated = await factory.program(none.id, [other.id])
+    no_goals = await factory.athlete()
+    await project(db, graph)
+
+    fit = await graph.goal_fit(
+        athlete.id,
+        coach_ids=[both.id, one.id, none.id],
+        program_ids=[develops.id, unrelated.id],
+    )
+    assert fit.goals == tuple(sorted((g1.id, g2.id)))
+    assert fit.coaches == {both.id: fit.goals, one.id: (g2.id,)}
+    assert fit.programs == {develops.id: (g1.id,)}
+    assert (fit.share("COACH", both.id), fit.share("COACH", one.id)) == (1.0, 0.5)
+    assert fit.share("COACH", none.id) == 0.0 == fit.share("SKILL", g1.id)
+    # only the coaches asked about are looked at; an athlete without goals fits nothing
+    assert (await graph.goal_fit(athlete.id, coach_ids=[one.id], program_ids=[])).coaches == {
+        one.id: (g2.id,)
+    }
+    empty = await graph.goal_fit(no_goals.id, coach_ids=[both.id], program_ids=[develops.id])
+    assert (empty.goals, empty.coaches, empty.programs) == ((), {}, {})
+    missing = await graph.goal_fit(10**9, coach_ids=[both.id], program_ids=[])
+    assert missing.goals == ()

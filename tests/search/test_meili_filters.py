@@ -1,0 +1,62 @@
+"""The Meilisearch backend's pure parts, which need no server: documents and filters built
+from typed values, so no input reaches the filter syntax."""
+
+from __future__ import annotations
+
+import re
+
+from coachgraph.search.meili import document, filter_expression, index_settings, key
+from coachgraph.search.model import Filters, Scope
+
+SAFE = re.compile(r'^[\w\s\[\],"=<>!.-]*$')
+
+
+def test_filters_carry_only_keys_and_numbers() -> None:
+    hostile = ['"] OR kind = ATHLETE OR city_key IN ["', "Paris\\", "'; --"]
+    clauses = filter_expression(
+        Scope(["COACH", "ATHLETE"], coach_id=7),
+        Filters(sports=hostile, cities=hostile, min_level=2, max_level=4, skill_ids=[3, 5]),
+    )
+    flat = [c for clause in clauses for c in (clause if isinstance(clause, list) else [clause])]
+    for clause in flat:
+        assert SAFE.match(clause), clause
+        assert "ATHLETE OR" not in clause
+    assert flat[0] == "kind IN [COACH, ATHLETE]"
+    assert flat[1:4] == ["kind != ATHLETE", "looking_for_coach = true", "coach_ids = 7"]
+    assert "level >= 2" in flat and "level <= 4" in flat and "skill_ids IN [3, 5]" in flat
+
+
+def test_scopes_and_empty_lists() -> None:
+    assert filter_expression(Scope(["COACH"]), Filters()) == ["kind IN [COACH]"]
+    anonymous = filter_expression(Scope(["ATHLETE"]), Filters())
+    assert anonymous == ["kind IN [ATHLETE]", "kind != ATHLETE"]
+    admin = filter_expression(Scope(["ATHLETE"], all_athletes=True), Filters(cities=[]))
+    assert admin == ["kind IN [ATHLETE]", "kind = NONE"]  # no city matches nothing
+
+
+def test_documents_key_sports_and_cities_without_case_or_accents() -> None:
+    row = {
+        "kind": "COACH",
+        "id": 4,
+        "title": "José",
+        "body": None,
+        "sports": ["running"],
+        "city": "Málaga",
+        "level": None,
+        "skill_ids": [1],
+        "looking_for_coach": False,
+        "coach_ids": [],
+    }
+    doc = document(row)
+    assert doc["uid"] == "COACH-4" and doc["body"] == ""
+    assert doc["city_key"] == key("malaga") == key(" MALAGA ") != key("malage")
+    assert doc["sport_keys"] == [key("Running")]
+
+
+def test_index_settings_tolerate_typos_from_four_letters() -> None:
+    settings = index_settings(100_000)
+    assert settings.searchable_attributes == ["title", "body"]
+    typos = settings.typo_tolerance
+    assert typos is not None and typos.min_word_size_for_typos is not None
+    assert typos.min_word_size_for_typos.one_typo == 4  # "jonh" finds "john"
+    assert settings.pagination is not None and settings.pagination.max_total_hits == 100_000
