@@ -50,6 +50,7 @@ class Limits:
     max_search_words: int = 8
     search_candidates: int = 1_000  # matches ranked per query (Postgres); a prefix can match most
     search_facet_limit: int = 10_000  # facets are exact up to this many matches (Postgres)
+    search_min_prefix: int = 2  # shorter words match whole words only (Postgres)
     meili_max_total_hits: int = 100_000  # exact counts and deepest page (Meilisearch)
     meili_task_timeout_ms: int = 120_000
     # personal ranking: an athlete's top text matches, re-ranked by graph fit to its goals

@@ -86,7 +86,10 @@ def search_index(settings: Settings, db: Database) -> SearchIndex:
             max_total_hits=limits.meili_max_total_hits,
         )
     return PostgresSearch(
-        db, candidates=limits.search_candidates, facet_limit=limits.search_facet_limit
+        db,
+        candidates=limits.search_candidates,
+        facet_limit=limits.search_facet_limit,
+        min_prefix=limits.search_min_prefix,
     )
 
 

@@ -12,7 +12,7 @@ from coachgraph.ids import encode_cursor
 from coachgraph.resolvers import search as search_resolvers
 from coachgraph.resolvers import validate
 from coachgraph.resolvers.loaders import ByKeyLoader, Loaders
-from coachgraph.search.model import Filters, Hit, Prepared
+from coachgraph.search.model import FACET_FIELDS, FacetCounts, Filters, Hit, Prepared
 
 from .relay import PageInfo, page_info
 from .types import Athlete, Coach, Info, Program, Skill
@@ -63,6 +63,8 @@ class SearchConnection:
     edges: list[SearchEdge]
     page_info: PageInfo
     prepared: strawberry.Private[Prepared | None]
+    # facets and facetsExact share one backend call
+    facet_counts: strawberry.Private[asyncio.Task[FacetCounts] | None] = None
 
     @strawberry.field(description="Every match the viewer may see (counted only when asked).")
     async def total_count(self, info: Info) -> int:
@@ -70,17 +72,28 @@ class SearchConnection:
             return 0
         return await info.context.search.count(self.prepared)
 
-    @strawberry.field(description="Counts of all matches by sport, city and level.")
+    async def _facets(self, info: Info) -> FacetCounts:
+        if self.prepared is None:
+            return FacetCounts({field: [] for field in FACET_FIELDS}, exact=True)
+        if self.facet_counts is None:
+            self.facet_counts = asyncio.ensure_future(info.context.search.facets(self.prepared))
+        return await self.facet_counts
+
+    @strawberry.field(description="Counts of the matches by sport, city and level.")
     async def facets(self, info: Info) -> list[Facet]:
-        counts = (
-            await info.context.search.facets(self.prepared)
-            if self.prepared is not None
-            else {"sport": [], "city": [], "level": []}
-        )
+        counts = await self._facets(info)
         return [
             Facet(field=f, values=[FacetValue(value=v, count=n) for v, n in values])
-            for f, values in counts.items()
+            for f, values in counts.values.items()
         ]
+
+    @strawberry.field(
+        description="Whether the facets counted every match. A very broad query (past "
+        "`search_facet_limit` matches, Postgres backend) has them counted over the first "
+        "ones the index returns."
+    )
+    async def facets_exact(self, info: Info) -> bool:
+        return (await self._facets(info)).exact
 
 
 def _loader(loaders: Loaders, kind: str) -> ByKeyLoader[int, Any]:

@@ -27,7 +27,17 @@ from meilisearch_python_sdk.models.settings import (
 )
 from meilisearch_python_sdk.models.task import TaskInfo
 
-from coachgraph.search.model import Dirty, Facets, Filters, Hit, Prepared, Query, Scope, fold
+from coachgraph.search.model import (
+    Dirty,
+    FacetCounts,
+    Facets,
+    Filters,
+    Hit,
+    Prepared,
+    Query,
+    Scope,
+    fold,
+)
 from coachgraph.stores import search_docs
 from coachgraph.stores.db import Database
 
@@ -269,7 +279,7 @@ class MeiliSearch:
         )
         return int(found.total_hits or 0)
 
-    async def facets(self, prepared: Prepared) -> Facets:
+    async def facets(self, prepared: Prepared) -> FacetCounts:
         assert isinstance(prepared, MeiliPrepared)
         found = await self.client.index(self.index_name).search(
             prepared.text,
@@ -285,7 +295,7 @@ class MeiliSearch:
             out[field] = sorted(
                 ((str(v), int(n)) for v, n in counts.items()), key=lambda p: (-p[1], p[0])
             )
-        return out
+        return FacetCounts(out, exact=True)  # Meilisearch counts every match
 
 
 __all__ = ["MeiliSearch", "MeiliTaskError", "MeilisearchError"]

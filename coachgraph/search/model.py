@@ -60,6 +60,14 @@ class Hit:
     highlight: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class FacetCounts:
+    """Facet counts, and whether they counted every match (a backend may stop at a limit)."""
+
+    values: Facets
+    exact: bool
+
+
 class Prepared:
     """A query a backend has made ready (its corrections, its filter); opaque to callers."""
 
@@ -107,4 +115,4 @@ class SearchIndex(Protocol):
 
     async def count(self, prepared: Prepared) -> int: ...
 
-    async def facets(self, prepared: Prepared) -> Facets: ...
+    async def facets(self, prepared: Prepared) -> FacetCounts: ...

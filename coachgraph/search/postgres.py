@@ -9,17 +9,22 @@ corrected), the page, and the count or facets. What keeps it fast at 100k docume
   itself stays one GIN lookup; no `similarity()` over matching rows;
 - ranking (`ts_rank`) runs over at most `candidates` matches, not over all of them: a short
   prefix can match half the table;
-- facets count exactly up to `facet_limit` matches.
+- facets count exactly up to `facet_limit` matches (past it: the first `facet_limit`, and
+  the result says so);
+- a word of one letter is not a prefix ("r" would match half the table).
 """
 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 from coachgraph.search.model import (
+    FACET_FIELDS,
     Dirty,
+    FacetCounts,
     Facets,
     Filters,
     Hit,
@@ -43,8 +48,13 @@ SELECT q.ord, q.word, k.known,
                SELECT s.word, levenshtein_less_equal(s.word, q.word, 2) AS edits
                FROM search_words s
                WHERE length(s.word) BETWEEN length(q.word) - 2 AND length(q.word) + 2) c
-           WHERE c.edits <= 2 ORDER BY c.edits, c.word LIMIT 8) END AS near
-FROM (SELECT cg_fold(w) AS word, ord FROM unnest($1::text[]) WITH ORDINALITY u(w, ord)) q
+           WHERE c.edits <= 2
+           -- among equally close words: same first letter, then same length ("lnia": "lina")
+           ORDER BY c.edits, left(c.word, 1) <> left(q.word, 1),
+                    abs(length(c.word) - length(q.word)), c.word
+           LIMIT 8) END AS near
+-- OFFSET 0: fold each query word once, not once per indexed word it is compared with
+FROM (SELECT cg_fold(w) AS word, ord FROM unnest($1::text[]) WITH ORDINALITY u(w, ord) OFFSET 0) q
 CROSS JOIN LATERAL (SELECT EXISTS (
     SELECT 1 FROM search_words s
     WHERE s.word ~>=~ q.word AND s.word ~<~ (q.word || chr(1114111))) AS known) k
@@ -55,7 +65,7 @@ def _lexeme(word: str) -> str:
     return "'" + word.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
-def tsquery(rows: list[Any], *, max_corrections: int = 3) -> str | None:
+def tsquery(rows: list[Any], *, min_prefix: int = 2, max_corrections: int = 3) -> str | None:
     """ANDed words; each also matches as a prefix ("swi" finds "swimming"); an unknown word is
     replaced by its closest corrections only ("runing" is "running", not also "rowing")."""
     terms = []
@@ -63,7 +73,7 @@ def tsquery(rows: list[Any], *, max_corrections: int = 3) -> str | None:
         word = row["word"]
         if not WORD.fullmatch(word or ""):
             continue  # folding left nothing searchable
-        options = [_lexeme(word) + ":*"]
+        options = [_lexeme(word) + (":*" if len(word) >= min_prefix else "")]
         near = [tuple(n.rsplit(":", 1)) for n in row["near"]]
         if near:
             best = min(int(edits) for _, edits in near)
@@ -111,10 +121,18 @@ class PostgresSearch:
     name = "postgres"
     persistent = True
 
-    def __init__(self, db: Database, *, candidates: int = 1_000, facet_limit: int = 10_000):
+    def __init__(
+        self,
+        db: Database,
+        *,
+        candidates: int = 1_000,
+        facet_limit: int = 10_000,
+        min_prefix: int = 2,
+    ):
         self.db = db
         self.candidates = candidates
         self.facet_limit = facet_limit
+        self.min_prefix = min_prefix
 
     async def start(self) -> None:
         return None
@@ -142,7 +160,7 @@ class PostgresSearch:
         if not words:
             return None
         rows = await self.db.pool.fetch(_WORDS, words)
-        text = tsquery(rows)
+        text = tsquery(rows, min_prefix=self.min_prefix)
         if text is None:
             return None
         where, args = _where(query.scope, query.filters, 2)
@@ -174,6 +192,8 @@ class PostgresSearch:
         return [Hit(r["kind"], r["id"], float(r["score"]), r["highlight"]) for r in rows]
 
     async def count(self, prepared: Prepared) -> int:
+        """Exact. (Capping it and estimating the rest saved little: the bitmap of every
+        match is built before any LIMIT applies.)"""
         assert isinstance(prepared, PgPrepared)
         total: int = await self.db.pool.fetchval(
             f"""SELECT count(*) FROM search_documents d, to_tsquery('simple', $1) q
@@ -183,28 +203,31 @@ class PostgresSearch:
         )
         return total
 
-    async def facets(self, prepared: Prepared) -> Facets:
+    async def facets(self, prepared: Prepared) -> FacetCounts:
         """Counts by sport, city and level, most frequent first: exact up to `facet_limit`
         matches, counted over the first `facet_limit` beyond that."""
         assert isinstance(prepared, PgPrepared)
         n = 2 + len(prepared.args)
         rows = await self.db.pool.fetch(
-            f"""WITH m AS MATERIALIZED (
-                    SELECT d.sports, d.city, d.level FROM search_documents d,
-                           to_tsquery('simple', $1) q WHERE d.tsv @@ q AND {prepared.where}
-                    LIMIT ${n})
-                SELECT 'sport' AS field, s AS value, count(*)::int AS n
-                    FROM m, unnest(m.sports) s GROUP BY s
-                UNION ALL SELECT 'city', city, count(*)::int FROM m WHERE city IS NOT NULL
-                    GROUP BY city
-                UNION ALL SELECT 'level', level::text, count(*)::int FROM m
-                    WHERE level IS NOT NULL GROUP BY level
-                ORDER BY field, n DESC, value""",
+            f"""SELECT d.sports, d.city, d.level, count(*)::int AS n
+                FROM (SELECT d.sports, d.city, d.level
+                      FROM search_documents d, to_tsquery('simple', $1) q
+                      WHERE d.tsv @@ q AND {prepared.where} LIMIT ${n}) d
+                GROUP BY d.sports, d.city, d.level""",
             prepared.tsquery,
             *prepared.args,
             self.facet_limit,
         )
-        found: Facets = {"sport": [], "city": [], "level": []}
+        # one pass over the (few) combinations of sports, city and level
+        counts: dict[str, Counter[str]] = {f: Counter() for f in FACET_FIELDS}
         for r in rows:
-            found[r["field"]].append((r["value"], r["n"]))
-        return found
+            for sport in r["sports"]:
+                counts["sport"][sport] += r["n"]
+            if r["city"] is not None:
+                counts["city"][r["city"]] += r["n"]
+            if r["level"] is not None:
+                counts["level"][str(r["level"])] += r["n"]
+        found: Facets = {
+            f: sorted(c.items(), key=lambda item: (-item[1], item[0])) for f, c in counts.items()
+        }
+        return FacetCounts(found, exact=sum(r["n"] for r in rows) < self.facet_limit)

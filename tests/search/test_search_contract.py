@@ -15,7 +15,7 @@ from tests.search.conftest import Backend
 
 SEARCH = """query($q: String!, $kinds: [SearchKind!], $filter: SearchFilter, $first: Int, $after: String) {
   search(query: $q, kinds: $kinds, filter: $filter, first: $first, after: $after) {
-    totalCount pageInfo { hasNextPage endCursor }
+    totalCount facetsExact pageInfo { hasNextPage endCursor }
     facets { field values { value count } }
     edges { cursor score highlight node { __typename
       ... on Coach { id name } ... on Athlete { id name } ... on Program { id title } ... on Skill { id name } } } } }"""
@@ -50,6 +50,7 @@ async def test_typos_prefixes_and_accents(
     assert (await names(sgql, "jose")) == ["José Álvarez"]
     assert (await names(sgql, "ALVAREZ sevilla")) == ["José Álvarez"]
     assert await names(sgql, "zzzzqqq") == []
+    assert await names(sgql, "jo") != [] and await names(sgql, "j") == []  # one letter: no prefix
 
 
 async def test_filters_and_facets_match_sql(
@@ -78,6 +79,7 @@ async def test_filters_and_facets_match_sql(
         " + (SELECT count(*) FROM athletes WHERE city = 'Paris' AND sport = 'running')"
     )
     assert result["totalCount"] == expected == len(result["edges"])
+    assert result["facetsExact"] is True
     facets = {f["field"]: {v["value"]: v["count"] for v in f["values"]} for f in result["facets"]}
     assert facets["city"] == {"Paris": expected}
     assert facets["sport"] == {"running": expected}
@@ -265,3 +267,24 @@ async def test_personal_ranking_pages_have_no_duplicates_or_gaps(
     numbers = [int(n[-2:]) for n in seen]
     assert numbers[:13] == list(range(0, 50, 4))
     assert numbers[50:] == list(range(50, 60))
+
+
+async def test_postgres_facets_say_when_they_stopped_counting(
+    factory: Factory, search_backend: Backend, project: Any
+) -> None:
+    from coachgraph.search.model import Filters, Query, Scope
+    from coachgraph.search.postgres import PostgresSearch
+
+    if search_backend.name != "postgres":
+        pytest.skip("the facet limit is the Postgres backend's (Meilisearch counts every match)")
+    for i in range(5):
+        await factory.coach(name=f"Facet Coach {i}", city="Oslo")
+    await project()
+    query = Query("facet", Scope(["COACH"]), Filters(), 8)
+    for limit, exact, counted in ((10, True, 5), (3, False, 3)):
+        search = PostgresSearch(factory.db, facet_limit=limit)
+        prepared = await search.prepare(query)
+        assert prepared is not None
+        facets = await search.facets(prepared)
+        assert facets.exact is exact and facets.values["city"] == [("Oslo", counted)]
+        assert await search.count(prepared) == 5  # the count is always exact
