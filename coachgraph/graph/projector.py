@@ -30,7 +30,16 @@ Listener = Callable[[Dirty], Awaitable[None]]
 
 
 class Sink(Protocol):
-    """Another projection fed by the same batches (search): applied before the position moves."""
+    """Another projection fed by the same batches (search): applied before the position moves.
+
+    A persistent sink keeps its own offset, so a start that rebuilds the in-memory graph does
+    not rebuild it too: it catches up from where it was."""
+
+    @property
+    def offset_name(self) -> str: ...
+
+    @property
+    def persistent(self) -> bool: ...
 
     async def apply(self, dirty: Dirty) -> None: ...
 
@@ -86,14 +95,23 @@ class Projector:
         self._listen_conn: asyncpg.Connection | None = None
 
     async def prepare(self) -> None:
-        """Resume from the stored position, or rebuild when there is none (or memory)."""
-        stored = None
-        if self.persistent:
-            stored = await graph_source.load_offset(self.db.pool, name=self.name)
-        if stored is None:
-            await self.rebuild()
-        else:
-            self.position = stored
+        """Resume each projection from its stored position, rebuilding those without one (or
+        in memory); then read on from the earliest. Applying an event to a projection that
+        already has it changes nothing, so the others simply converge."""
+        async with self._lock:
+            stored = None
+            if self.persistent:
+                stored = await graph_source.load_offset(self.db.pool, name=self.name)
+            positions = [stored] if stored is not None else [await self._rebuild_graph()]
+            for sink in self.sinks:
+                offset = None
+                if sink.persistent:
+                    offset = await graph_source.load_offset(self.db.pool, name=sink.offset_name)
+                if offset is None:
+                    offset = await graph_source.horizon(self.db.pool)
+                    await sink.rebuild()
+                positions.append(offset)
+            await self._advance(min(positions))
 
     async def rebuild(self) -> None:
         """Replace the projection with one built from every record."""
@@ -101,18 +119,23 @@ class Projector:
             await self._rebuild()
 
     async def _rebuild(self) -> None:
+        position = await self._rebuild_graph()
+        for sink in self.sinks:
+            await sink.rebuild()
+        await self._advance(position)
+
+    async def _rebuild_graph(self) -> Position:
+        """The graph from every record; returns the position it reflects."""
         async with self.db.pool.acquire() as conn:
             position = await graph_source.horizon(conn)
             await self.graph.clear()
             for kind in ("skill", "program", "coach", "athlete"):
                 async for chunk in graph_source.stream_all(conn, kind):
                     await self.graph.apply(_states(kind, chunk))
-        for sink in self.sinks:
-            await sink.rebuild()
-        await self._advance(position)
         freeze = getattr(self.graph, "freeze", None)
         if freeze is not None:
             freeze()
+        return position
 
     async def run_once(self) -> int:
         """Apply the next batch of settled events; return how many there were."""
@@ -142,6 +165,11 @@ class Projector:
     async def _advance(self, position: Position) -> None:
         if self.persistent:
             await graph_source.save_offset(self.db.pool, name=self.name, position=position)
+        for sink in self.sinks:
+            if sink.persistent:
+                await graph_source.save_offset(
+                    self.db.pool, name=sink.offset_name, position=position
+                )
         self.position = position
 
     async def catch_up(self) -> None:

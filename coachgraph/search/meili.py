@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from meilisearch_python_sdk import AsyncClient
-from meilisearch_python_sdk.errors import MeilisearchError
+from meilisearch_python_sdk.errors import MeilisearchApiError, MeilisearchError
 from meilisearch_python_sdk.models.settings import (
     Faceting,
     MeilisearchSettings,
@@ -147,7 +147,6 @@ class MeiliSearch:
     """The search projection in Meilisearch; documents are read from Postgres."""
 
     name = "meilisearch"
-    persistent = True
 
     def __init__(
         self,
@@ -168,6 +167,8 @@ class MeiliSearch:
         self.task_timeout_ms = task_timeout_ms
         self.max_total_hits = max_total_hits
         self._client: AsyncClient | None = None
+        self.offset_name = f"search:meilisearch:{index}"
+        self.persistent = True  # until start() finds no index
 
     @property
     def client(self) -> AsyncClient:
@@ -177,6 +178,10 @@ class MeiliSearch:
     async def start(self) -> None:
         self._client = AsyncClient(self.url, self.api_key, timeout=30)
         await self.client.health()
+        try:
+            await self.client.get_index(self.index_name)
+        except MeilisearchApiError:  # a new (or lost) index: the projector rebuilds it
+            self.persistent = False
         await self._ensure(self.index_name)
 
     async def close(self) -> None:

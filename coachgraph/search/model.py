@@ -92,7 +92,10 @@ class SearchIndex(Protocol):
     """A search projection: kept by the projector, queried by the `search` field."""
 
     name: str
-    persistent: bool  # kept outside the API process (survives restarts)
+    # holds, at start, what was projected before (then it catches up from its own offset,
+    # stored under offset_name, rather than being rebuilt)
+    persistent: bool
+    offset_name: str
 
     async def start(self) -> None: ...
 

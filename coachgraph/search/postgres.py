@@ -35,6 +35,8 @@ from coachgraph.search.model import (
 from coachgraph.stores import search_docs
 from coachgraph.stores.db import Database
 
+FacetValues = tuple[list[str], str | None, int | None]  # sports, city, level
+FACET_CACHE_SIZE = 100_000  # distinct (sports, city, level) combinations remembered
 WORD = re.compile(r"[^\W_]+")  # letters and digits, as the 'simple' text parser splits them
 
 # Each query word, folded like the documents: is it the start of an indexed word, and if not,
@@ -119,7 +121,8 @@ class PostgresSearch:
     """The search projection in the records' own database."""
 
     name = "postgres"
-    persistent = True
+    persistent = True  # in the records' database, beside its offset
+    offset_name = "search:postgres"
 
     def __init__(
         self,
@@ -133,6 +136,7 @@ class PostgresSearch:
         self.candidates = candidates
         self.facet_limit = facet_limit
         self.min_prefix = min_prefix
+        self._facet_cache: dict[int, FacetValues] = {}
 
     async def start(self) -> None:
         return None
@@ -205,29 +209,47 @@ class PostgresSearch:
 
     async def facets(self, prepared: Prepared) -> FacetCounts:
         """Counts by sport, city and level, most frequent first: exact up to `facet_limit`
-        matches, counted over the first `facet_limit` beyond that."""
+        matches, counted over the first `facet_limit` beyond that.
+
+        Grouped by each document's `facet_key` (a hash of its sports, city and level); the
+        keys map back to values through a cache that never goes stale (a key is its values)."""
         assert isinstance(prepared, PgPrepared)
         n = 2 + len(prepared.args)
         rows = await self.db.pool.fetch(
-            f"""SELECT d.sports, d.city, d.level, count(*)::int AS n
-                FROM (SELECT d.sports, d.city, d.level
-                      FROM search_documents d, to_tsquery('simple', $1) q
+            f"""SELECT d.facet_key, count(*)::int AS n
+                FROM (SELECT d.facet_key FROM search_documents d, to_tsquery('simple', $1) q
                       WHERE d.tsv @@ q AND {prepared.where} LIMIT ${n}) d
-                GROUP BY d.sports, d.city, d.level""",
+                GROUP BY d.facet_key""",
             prepared.tsquery,
             *prepared.args,
             self.facet_limit,
         )
-        # one pass over the (few) combinations of sports, city and level
+        values = await self._facet_values([r["facet_key"] for r in rows])
         counts: dict[str, Counter[str]] = {f: Counter() for f in FACET_FIELDS}
         for r in rows:
-            for sport in r["sports"]:
+            sports, city, level = values[r["facet_key"]]
+            for sport in sports:
                 counts["sport"][sport] += r["n"]
-            if r["city"] is not None:
-                counts["city"][r["city"]] += r["n"]
-            if r["level"] is not None:
-                counts["level"][str(r["level"])] += r["n"]
+            if city is not None:
+                counts["city"][city] += r["n"]
+            if level is not None:
+                counts["level"][str(level)] += r["n"]
         found: Facets = {
             f: sorted(c.items(), key=lambda item: (-item[1], item[0])) for f, c in counts.items()
         }
         return FacetCounts(found, exact=sum(r["n"] for r in rows) < self.facet_limit)
+
+    async def _facet_values(self, keys: list[int]) -> dict[int, FacetValues]:
+        known = self._facet_cache
+        missing = [k for k in keys if k not in known]
+        if missing:
+            if len(known) + len(missing) > FACET_CACHE_SIZE:
+                known.clear()
+            rows = await self.db.pool.fetch(
+                """SELECT DISTINCT ON (facet_key) facet_key, sports, city, level
+                   FROM search_documents WHERE facet_key = ANY($1::bigint[])""",
+                missing,
+            )
+            for r in rows:
+                known[r["facet_key"]] = (list(r["sports"]), r["city"], r["level"])
+        return {k: known.get(k, ([], None, None)) for k in keys}

@@ -165,9 +165,9 @@ async def stream_all(conn: Executor, kind: str, *, chunk: int = 20_000) -> Async
         after = rows[-1]["id"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, order=True)
 class Position:
-    """A place in the outbox: (transaction id, event id)."""
+    """A place in the outbox: (transaction id, event id), ordered as the outbox is read."""
 
     txid: int
     id: int
