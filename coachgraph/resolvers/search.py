@@ -24,6 +24,17 @@ def scope_for(viewer: Viewer, kinds: list[str] | None) -> Scope:
 
 
 @dataclass
+class Plan:
+    """A validated search: the page it asks for and the backend's prepared query (None: no
+    results, for want of words or of kinds the viewer may see)."""
+
+    prepared: Prepared | None
+    size: int
+    offset: int
+    personal: bool = False  # an athlete searching coaches or programs
+
+
+@dataclass
 class Results:
     hits: list[Hit]
     has_next: bool
@@ -31,7 +42,7 @@ class Results:
     prepared: Prepared | None
 
 
-async def search(
+async def plan(
     ctx: Context,
     *,
     text: str,
@@ -39,7 +50,7 @@ async def search(
     filters: Filters,
     first: int | None,
     after: str | None,
-) -> Results:
+) -> Plan:
     limits = ctx.settings.limits
     size, cursor = validate.page_args(first, after, limits, default=10)
     if len(text) > limits.max_search_length:
@@ -55,15 +66,22 @@ async def search(
         if values is not None and len(values) > limits.max_list_input:
             raise InvalidInput(f"filter.{name} lists too many values", field=f"filter.{name}")
     scope = scope_for(ctx.viewer, kinds)
-    offset = cursor or 0
-    if not scope.kinds:
-        return Results([], False, offset, None)
-    prepared = await ctx.search.prepare(Query(text, scope, filters, limits.max_search_words))
+    prepared = None
+    if scope.kinds:
+        query = Query(text, scope, filters, limits.max_search_words)
+        prepared = await ctx.search.prepare(query)
+    personal = ctx.viewer.role is Role.ATHLETE and bool({"COACH", "PROGRAM"} & set(scope.kinds))
+    return Plan(prepared, size, cursor or 0, personal)
+
+
+async def page(ctx: Context, planned: Plan) -> Results:
+    """The hits of the planned page; for an athlete, personally ranked (coaches, programs)."""
+    prepared, size, offset = planned.prepared, planned.size, planned.offset
     if prepared is None:
         return Results([], False, offset, None)
-    window = limits.personal_rank_window
-    athlete = ctx.viewer.athlete_id if ctx.viewer.role is Role.ATHLETE else None
-    if athlete is not None and offset < window and {"COACH", "PROGRAM"} & set(scope.kinds):
+    window = ctx.settings.limits.personal_rank_window
+    athlete = ctx.viewer.athlete_id
+    if planned.personal and athlete is not None and offset < window:
         # the same window is re-ranked for every page, so pages neither repeat nor skip
         pool = await ctx.search.hits(prepared, offset=0, limit=max(window, offset + size + 1))
         ranked = await personal_rank(ctx, athlete, pool[:window]) + pool[window:]
@@ -71,6 +89,20 @@ async def search(
     else:
         found = await ctx.search.hits(prepared, offset=offset, limit=size + 1)
     return Results(found[:size], len(found) > size, offset, prepared)
+
+
+async def search(
+    ctx: Context,
+    *,
+    text: str,
+    kinds: list[str] | None,
+    filters: Filters,
+    first: int | None,
+    after: str | None,
+) -> Results:
+    """Plan and page in one call."""
+    planned = await plan(ctx, text=text, kinds=kinds, filters=filters, first=first, after=after)
+    return await page(ctx, planned)
 
 
 async def personal_rank(ctx: Context, athlete_id: int, hits: list[Hit]) -> list[Hit]:

@@ -7,6 +7,7 @@ import enum
 from typing import Annotated, Any
 
 import strawberry
+from strawberry.types.nodes import SelectedField, Selection
 
 from coachgraph.ids import encode_cursor
 from coachgraph.resolvers import search as search_resolvers
@@ -63,14 +64,17 @@ class SearchConnection:
     edges: list[SearchEdge]
     page_info: PageInfo
     prepared: strawberry.Private[Prepared | None]
-    # facets and facetsExact share one backend call
-    facet_counts: strawberry.Private[asyncio.Task[FacetCounts] | None] = None
+    # started beside the page when selected; facets and facetsExact share one call
+    count: strawberry.Private[asyncio.Future[int] | None] = None
+    facet_counts: strawberry.Private[asyncio.Future[FacetCounts] | None] = None
 
     @strawberry.field(description="Every match the viewer may see (counted only when asked).")
     async def total_count(self, info: Info) -> int:
         if self.prepared is None:
             return 0
-        return await info.context.search.count(self.prepared)
+        if self.count is None:
+            self.count = asyncio.ensure_future(info.context.search.count(self.prepared))
+        return await self.count
 
     async def _facets(self, info: Info) -> FacetCounts:
         if self.prepared is None:
@@ -151,14 +155,34 @@ async def search_field(
             else None
         ),
     )
-    found = await search_resolvers.search(
-        info.context,
+    ctx = info.context
+    planned = await search_resolvers.plan(
+        ctx,
         text=query,
         kinds=[k.value for k in kinds] if kinds else None,
         filters=filters,
         first=first,
         after=after,
     )
+    # the count and facets, when selected, run beside the page (each on its own connection)
+    wanted = _selected(info.selected_fields[0].selections) if planned.prepared else set()
+    count = (
+        asyncio.ensure_future(ctx.search.count(planned.prepared))
+        if planned.prepared is not None and "totalCount" in wanted
+        else None
+    )
+    facet_counts = (
+        asyncio.ensure_future(ctx.search.facets(planned.prepared))
+        if planned.prepared is not None and wanted & {"facets", "facetsExact"}
+        else None
+    )
+    try:
+        found = await search_resolvers.page(ctx, planned)
+    except BaseException:
+        for task in (count, facet_counts):
+            if task is not None:
+                task.cancel()
+        raise
     nodes = await _nodes(info, found.hits)
     edges = [
         SearchEdge(
@@ -174,4 +198,17 @@ async def search_field(
         edges=edges,
         page_info=page_info([e.cursor for e in edges], found.has_next, after),
         prepared=found.prepared,
+        count=count,
+        facet_counts=facet_counts,
     )
+
+
+def _selected(selections: list[Selection]) -> set[str]:
+    """The field names selected at this level, through fragments."""
+    names: set[str] = set()
+    for s in selections:
+        if isinstance(s, SelectedField):
+            names.add(s.name)
+        else:
+            names |= _selected(s.selections)
+    return names

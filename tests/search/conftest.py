@@ -65,7 +65,7 @@ async def sgql(search_backend: Backend, db: Database) -> AsyncIterator[GraphQLCl
         await search_backend.resources.search.rebuild()
     transport = httpx.ASGITransport(app=search_backend.app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-        yield GraphQLClient(client, db)
+        yield GraphQLClient(client, search_backend.resources.db)  # counts that app's SQL
 
 
 @pytest.fixture

@@ -288,3 +288,24 @@ async def test_postgres_facets_say_when_they_stopped_counting(
         facets = await search.facets(prepared)
         assert facets.exact is exact and facets.values["city"] == [("Oslo", counted)]
         assert await search.count(prepared) == 5  # the count is always exact
+
+
+async def test_round_trips_stay_flat_as_results_grow(
+    sgql: GraphQLClient, factory: Factory, project: Any, search_backend: Backend
+) -> None:
+    async def statements(n: int) -> int:
+        for i in range(n):
+            coach = await factory.coach(name=f"Flat{n} Coach {i}")
+            await factory.program(coach.id, [], title=f"Flat{n} Program {i}")
+            await factory.athlete(name=f"Flat{n} Athlete {i}", looking_for_coach=True)
+        await project()
+        body, count = await sgql.statements(
+            SEARCH, {"q": f"flat{n}", "first": 3 * n}, token_for("admin")
+        )
+        assert len(body["data"]["search"]["edges"]) == 3 * n, body
+        return count
+
+    small, large = await statements(2), await statements(12)
+    # Postgres: words, page, count, facets, one load per kind of node (three kinds), and
+    # once, the values of facet keys not seen before; Meilisearch: the three loads
+    assert large <= small <= (8 if search_backend.name == "postgres" else 3), (small, large)
