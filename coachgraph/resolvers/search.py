@@ -91,20 +91,6 @@ async def page(ctx: Context, planned: Plan) -> Results:
     return Results(found[:size], len(found) > size, offset, prepared)
 
 
-async def search(
-    ctx: Context,
-    *,
-    text: str,
-    kinds: list[str] | None,
-    filters: Filters,
-    first: int | None,
-    after: str | None,
-) -> Results:
-    """Plan and page in one call."""
-    planned = await plan(ctx, text=text, kinds=kinds, filters=filters, first=first, after=after)
-    return await page(ctx, planned)
-
-
 async def personal_rank(ctx: Context, athlete_id: int, hits: list[Hit]) -> list[Hit]:
     """Text relevance blended with graph fit, for an athlete's best text matches.
 

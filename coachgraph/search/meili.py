@@ -12,12 +12,12 @@ keys (a hash of the folded value), so no input ever reaches the filter syntax.
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from meilisearch_python_sdk import AsyncClient
-from meilisearch_python_sdk.errors import MeilisearchApiError, MeilisearchError
+from meilisearch_python_sdk.errors import MeilisearchApiError
+from meilisearch_python_sdk.models.search import SearchResults
 from meilisearch_python_sdk.models.settings import (
     Faceting,
     MeilisearchSettings,
@@ -37,11 +37,11 @@ from coachgraph.search.model import (
     Query,
     Scope,
     fold,
+    words,
 )
 from coachgraph.stores import search_docs
 from coachgraph.stores.db import Database
 
-WORD = re.compile(r"[^\W_]+")
 FACETS = {"sports": "sport", "city": "city", "level": "level"}  # attribute → facet field
 
 
@@ -245,19 +245,25 @@ class MeiliSearch:
 
     # ------------------------------------------------------------------ queries
     async def prepare(self, query: Query) -> MeiliPrepared | None:
-        words = WORD.findall(query.text)[: query.max_words]
-        if not words:
+        found = words(query.text, query.max_words)
+        if not found:
             return None
-        return MeiliPrepared(" ".join(words), filter_expression(query.scope, query.filters))
+        return MeiliPrepared(" ".join(found), filter_expression(query.scope, query.filters))
 
-    async def hits(self, prepared: Prepared, *, offset: int, limit: int) -> list[Hit]:
+    async def _search(self, prepared: Prepared, **options: Any) -> SearchResults[Any]:
         assert isinstance(prepared, MeiliPrepared)
-        found = await self.client.index(self.index_name).search(
+        return await self.client.index(self.index_name).search(
             prepared.text,
-            offset=offset,
-            limit=limit,
             filter=prepared.filter,
             matching_strategy="all",  # every word must match, as in the Postgres backend
+            **options,
+        )
+
+    async def hits(self, prepared: Prepared, *, offset: int, limit: int) -> list[Hit]:
+        found = await self._search(
+            prepared,
+            offset=offset,
+            limit=limit,
             attributes_to_highlight=["title", "body"],
             attributes_to_crop=["body"],
             crop_length=14,
@@ -274,22 +280,16 @@ class MeiliSearch:
         return hits
 
     async def count(self, prepared: Prepared) -> int:
-        assert isinstance(prepared, MeiliPrepared)
-        found = await self.client.index(self.index_name).search(
-            prepared.text,
-            filter=prepared.filter,
-            matching_strategy="all",
+        found = await self._search(
+            prepared,
             page=1,
             hits_per_page=0,  # an exhaustive count, no documents
         )
         return int(found.total_hits or 0)
 
     async def facets(self, prepared: Prepared) -> FacetCounts:
-        assert isinstance(prepared, MeiliPrepared)
-        found = await self.client.index(self.index_name).search(
-            prepared.text,
-            filter=prepared.filter,
-            matching_strategy="all",
+        found = await self._search(
+            prepared,
             limit=0,
             facets=list(FACETS),
         )
@@ -301,6 +301,3 @@ class MeiliSearch:
                 ((str(v), int(n)) for v, n in counts.items()), key=lambda p: (-p[1], p[0])
             )
         return FacetCounts(out, exact=True)  # Meilisearch counts every match
-
-
-__all__ = ["MeiliSearch", "MeiliTaskError", "MeilisearchError"]

@@ -7,6 +7,7 @@ only when the client asks for it: the hits of a page, the total count, the facet
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from dataclasses import dataclass
 from typing import Protocol
@@ -16,6 +17,15 @@ FACET_FIELDS = ("sport", "city", "level")
 
 Dirty = dict[str, set[int]]
 Facets = dict[str, list[tuple[str, int]]]  # field → (value, count), most frequent first
+
+
+WORD = re.compile(r"[^\W_]+")  # letters and digits: all a query word may hold
+
+
+def words(text: str, limit: int) -> list[str]:
+    """The query's distinct words (ignoring case), in order, at most `limit`; no punctuation
+    or query syntax survives."""
+    return list(dict.fromkeys(w.lower() for w in WORD.findall(text)))[:limit]
 
 
 def fold(text: str) -> str:

@@ -16,13 +16,13 @@ corrected), the page, and the count or facets. What keeps it fast at 100k docume
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 from coachgraph.search.model import (
     FACET_FIELDS,
+    WORD,
     Dirty,
     FacetCounts,
     Facets,
@@ -31,13 +31,13 @@ from coachgraph.search.model import (
     Prepared,
     Query,
     Scope,
+    words,
 )
 from coachgraph.stores import search_docs
 from coachgraph.stores.db import Database
 
 FacetValues = tuple[list[str], str | None, int | None]  # sports, city, level
 FACET_CACHE_SIZE = 100_000  # distinct (sports, city, level) combinations remembered
-WORD = re.compile(r"[^\W_]+")  # letters and digits, as the 'simple' text parser splits them
 
 # Each query word, folded like the documents: is it the start of an indexed word, and if not,
 # the indexed words closest to it. The prefix test walks the text_pattern_ops index (U+10FFFF
@@ -159,11 +159,10 @@ class PostgresSearch:
 
     # ------------------------------------------------------------------ queries
     async def prepare(self, query: Query) -> PgPrepared | None:
-        words = list(dict.fromkeys(w.lower() for w in WORD.findall(query.text)))
-        words = words[: query.max_words]
-        if not words:
+        found = words(query.text, query.max_words)
+        if not found:
             return None
-        rows = await self.db.pool.fetch(_WORDS, words)
+        rows = await self.db.pool.fetch(_WORDS, found)
         text = tsquery(rows, min_prefix=self.min_prefix)
         if text is None:
             return None
