@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import percentile, seeded
+from coachgraph.ids import to_global_id
 from coachgraph.search.model import Filters, Query, Scope
 from coachgraph.search.postgres import PostgresSearch
 from coachgraph.stores import search_docs
@@ -166,9 +167,12 @@ class Connection:
         return cls(*await asyncio.open_connection("127.0.0.1", port))
 
     async def post(self, path: str, body: bytes, token: str) -> bytes:
+        auth = f"Authorization: Bearer {token}\r\n" if token else ""  # "" anonymous
         self.writer.write(
-            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            f"Authorization: Bearer {token}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            (
+                f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                f"{auth}Content-Length: {len(body)}\r\n\r\n"
+            ).encode()
             + body
         )
         head = await self.reader.readuntil(b"\r\n\r\n")
@@ -349,6 +353,26 @@ async def main() -> None:
                     f"| GraphQL over HTTP | {g50:.1f} | {g95:.1f} | "
                     f"{g50 / percentile(backend, 0.5):.2f}x / {g95 / percentile(backend, 0.95):.2f}x |"
                 )
+                # personal ranking: the same queries as an athlete with goals (no athletes
+                # found; coaches and programs re-ranked by graph fit), against anonymous
+                athlete = await db.pool.fetchval("SELECT min(athlete_id) FROM athlete_goals")
+                as_athlete = issue_token(
+                    SECRET,
+                    role=Role.ATHLETE,
+                    subject=to_global_id("Athlete", athlete),
+                    ttl_seconds=3600,
+                )
+                anonymous, personal = [], []
+                for body, _ in bodies:
+                    started = time.perf_counter()
+                    await conn.post("/graphql", body, "")
+                    anonymous.append((time.perf_counter() - started) * 1000)
+                    started = time.perf_counter()
+                    answer = await conn.post("/graphql", body, as_athlete)
+                    personal.append((time.perf_counter() - started) * 1000)
+                    assert b'"errors"' not in answer, answer[:300]
+                print(row("GraphQL, anonymous (the same text order)", anonymous))
+                print(row("GraphQL, athlete with goals (personal ranking)", personal))
                 conns = [await Connection.open(args.port) for _ in range(8)]
                 done = 0
                 deadline = time.perf_counter() + args.seconds
