@@ -152,6 +152,10 @@ class Settings:
             raise SettingsError("COACHGRAPH_PUBLIC_URL must be an http(s):// URL")
         if self.limits.media_download_ttl_seconds > 900:
             raise SettingsError("media download URLs must expire within 15 minutes (900 s)")
+        if self.limits.personal_rank_weight_percent > 100:
+            raise SettingsError("COACHGRAPH_LIMIT_PERSONAL_RANK_WEIGHT_PERCENT is a percentage")
+        if self.meili_url and not self.meili_url.startswith(("http://", "https://")):
+            raise SettingsError("MEILI_URL must be an http(s):// URL")
 
     def with_(self, **changes: object) -> Settings:
         """A copy with some values changed (tests and the CLI use this)."""

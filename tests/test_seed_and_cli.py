@@ -72,11 +72,15 @@ def test_settings_from_env() -> None:
         {"COACHGRAPH_DATA_DIR": "/tmp/x", "COACHGRAPH_LIMIT_MAX_PAGE_SIZE": "50"}
     )
     assert settings.limits.max_page_size == 50 and settings.database_url is None
+    meili = Settings.from_env({"MEILI_URL": "http://127.0.0.1:7700", "MEILI_INDEX": "cg"})
+    assert (meili.meili_url, meili.meili_index) == ("http://127.0.0.1:7700", "cg")
     for bad in (
         {"COACHGRAPH_LIMIT_MAX_DEPTH": "deep"},
         {"DATABASE_URL": "mysql://x"},
         {"COACHGRAPH_JWT_SECRET": "short"},
         {"COACHGRAPH_DB_POOL_MIN": "5", "COACHGRAPH_DB_POOL_MAX": "2"},
+        {"COACHGRAPH_LIMIT_PERSONAL_RANK_WEIGHT_PERCENT": "150"},
+        {"MEILI_URL": "localhost:7700"},
     ):
         with pytest.raises(SettingsError):
             Settings.from_env(bad)
