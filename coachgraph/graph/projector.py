@@ -163,13 +163,9 @@ class Projector:
         return len(events)
 
     async def _advance(self, position: Position) -> None:
-        if self.persistent:
-            await graph_source.save_offset(self.db.pool, name=self.name, position=position)
-        for sink in self.sinks:
-            if sink.persistent:
-                await graph_source.save_offset(
-                    self.db.pool, name=sink.offset_name, position=position
-                )
+        names = [self.name] if self.persistent else []
+        names += [sink.offset_name for sink in self.sinks if sink.persistent]
+        await graph_source.save_offsets(self.db.pool, names=names, position=position)
         self.position = position
 
     async def catch_up(self) -> None:

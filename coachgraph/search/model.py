@@ -82,22 +82,6 @@ class Prepared:
     """A query a backend has made ready (its corrections, its filter); opaque to callers."""
 
 
-@dataclass(frozen=True, slots=True)
-class Document:
-    """One searchable record, as every backend indexes it."""
-
-    kind: str
-    id: int
-    title: str
-    body: str
-    sports: list[str]
-    city: str | None
-    level: int | None
-    skill_ids: list[int]
-    looking_for_coach: bool
-    coach_ids: list[int]
-
-
 class SearchIndex(Protocol):
     """A search projection: kept by the projector, queried by the `search` field."""
 

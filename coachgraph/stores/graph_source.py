@@ -234,12 +234,16 @@ async def load_offset(conn: Executor, *, name: str) -> Position | None:
     return None if row is None else Position(int(row["txid"]), row["last_id"])
 
 
-async def save_offset(conn: Executor, *, name: str, position: Position) -> None:
+async def save_offsets(conn: Executor, *, names: list[str], position: Position) -> None:
+    """Record that these projections have applied everything up to `position` (one statement)."""
+    if not names:
+        return
     await conn.execute(
-        "INSERT INTO projection_offsets (name, last_txid, last_id) VALUES ($1, $2::text::xid8, $3) "
+        "INSERT INTO projection_offsets (name, last_txid, last_id) "
+        "SELECT n, $2::text::xid8, $3 FROM unnest($1::text[]) AS n "
         "ON CONFLICT (name) DO UPDATE SET last_txid = EXCLUDED.last_txid, "
         "last_id = EXCLUDED.last_id, updated_at = now()",
-        name,
+        names,
         str(position.txid),
         position.id,
     )
