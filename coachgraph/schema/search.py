@@ -13,7 +13,14 @@ from coachgraph.ids import encode_cursor
 from coachgraph.resolvers import search as search_resolvers
 from coachgraph.resolvers import validate
 from coachgraph.resolvers.loaders import ByKeyLoader, Loaders
-from coachgraph.search.model import FACET_FIELDS, FacetCounts, Filters, Hit, Prepared
+from coachgraph.search.model import (
+    FACET_FIELDS,
+    FacetCounts,
+    Filters,
+    Hit,
+    Prepared,
+    SearchIndex,
+)
 
 from .relay import PageInfo, page_info
 from .types import Athlete, Coach, Info, Program, Skill
@@ -59,33 +66,54 @@ class Facet:
     values: list[FacetValue]
 
 
+class _Totals:
+    """The count and the facets of one search, each asked of the backend at most once: early
+    (beside the page) when selected, else on first use."""
+
+    def __init__(self, search: SearchIndex, prepared: Prepared | None) -> None:
+        self.search, self.prepared = search, prepared
+        self._count: asyncio.Future[int] | None = None
+        self._facets: asyncio.Future[FacetCounts] | None = None
+
+    async def _none(self) -> int:
+        return 0
+
+    def count(self) -> asyncio.Future[int]:
+        if self._count is None:
+            self._count = asyncio.ensure_future(
+                self._none() if self.prepared is None else self.search.count(self.prepared)
+            )
+        return self._count
+
+    def facets(self) -> asyncio.Future[FacetCounts]:
+        if self._facets is None:
+            self._facets = asyncio.ensure_future(self._facet_counts())
+        return self._facets
+
+    async def _facet_counts(self) -> FacetCounts:
+        if self.prepared is None:
+            return FacetCounts({field: [] for field in FACET_FIELDS}, exact=True)
+        return await self.search.facets(self.prepared)
+
+    def cancel(self) -> None:
+        for future in (self._count, self._facets):
+            if future is not None:
+                future.cancel()
+
+
 @strawberry.type
 class SearchConnection:
     edges: list[SearchEdge]
     page_info: PageInfo
-    prepared: strawberry.Private[Prepared | None]
-    # started beside the page when selected; facets and facetsExact share one call
-    count: strawberry.Private[asyncio.Future[int] | None] = None
-    facet_counts: strawberry.Private[asyncio.Future[FacetCounts] | None] = None
+    totals: strawberry.Private[_Totals]
 
     @strawberry.field(description="Every match the viewer may see (counted only when asked).")
-    async def total_count(self, info: Info) -> int:
-        if self.prepared is None:
-            return 0
-        if self.count is None:
-            self.count = asyncio.ensure_future(info.context.search.count(self.prepared))
-        return await self.count
-
-    async def _facets(self, info: Info) -> FacetCounts:
-        if self.prepared is None:
-            return FacetCounts({field: [] for field in FACET_FIELDS}, exact=True)
-        if self.facet_counts is None:
-            self.facet_counts = asyncio.ensure_future(info.context.search.facets(self.prepared))
-        return await self.facet_counts
+    async def total_count(self) -> int:
+        return await self.totals.count()
 
     @strawberry.field(description="Counts of the matches by sport, city and level.")
-    async def facets(self, info: Info) -> list[Facet]:
-        counts = await self._facets(info)
+    async def facets(self) -> list[Facet]:
+        counts = await self.totals.facets()
         return [
             Facet(field=f, values=[FacetValue(value=v, count=n) for v, n in values])
             for f, values in counts.values.items()
@@ -96,8 +124,8 @@ class SearchConnection:
         "`search_facet_limit` matches, Postgres backend) has them counted over the first "
         "ones the index returns."
     )
-    async def facets_exact(self, info: Info) -> bool:
-        return (await self._facets(info)).exact
+    async def facets_exact(self) -> bool:
+        return (await self.totals.facets()).exact
 
 
 def _loader(loaders: Loaders, kind: str) -> ByKeyLoader[int, Any]:
@@ -165,25 +193,19 @@ async def search_field(
         after=after,
     )
     # the count and facets, when selected, run beside the page (each on its own connection)
-    wanted = _selected(info.selected_fields[0].selections) if planned.prepared else set()
-    count = (
-        asyncio.ensure_future(ctx.search.count(planned.prepared))
-        if planned.prepared is not None and "totalCount" in wanted
-        else None
-    )
-    facet_counts = (
-        asyncio.ensure_future(ctx.search.facets(planned.prepared))
-        if planned.prepared is not None and wanted & {"facets", "facetsExact"}
-        else None
-    )
+    totals = _Totals(ctx.search, planned.prepared)
+    if planned.prepared is not None:
+        wanted = _selected(info.selected_fields[0].selections)
+        if "totalCount" in wanted:
+            totals.count()
+        if wanted & {"facets", "facetsExact"}:
+            totals.facets()
     try:
         found = await search_resolvers.page(ctx, planned)
+        nodes = await _nodes(info, found.hits)
     except BaseException:
-        for task in (count, facet_counts):
-            if task is not None:
-                task.cancel()
+        totals.cancel()
         raise
-    nodes = await _nodes(info, found.hits)
     edges = [
         SearchEdge(
             cursor=encode_cursor(found.offset + i + 1),
@@ -197,9 +219,7 @@ async def search_field(
     return SearchConnection(
         edges=edges,
         page_info=page_info([e.cursor for e in edges], found.has_next, after),
-        prepared=found.prepared,
-        count=count,
-        facet_counts=facet_counts,
+        totals=totals,
     )
 
 
