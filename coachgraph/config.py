@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -146,6 +147,12 @@ class Settings:
         if self.jwt_secret is not None and len(self.jwt_secret.encode()) < 32:
             # RFC 7518 3.2: an HS256 key at least as long as the hash
             raise SettingsError("COACHGRAPH_JWT_SECRET must be at least 32 bytes")
+        if self.jwt_secret is not None and is_known_secret(self.jwt_secret):
+            # anyone who read the docs or the compose file could sign an admin token with it
+            raise SettingsError(
+                "COACHGRAPH_JWT_SECRET is a published placeholder; generate one, e.g. "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+            )
         if self.s3_endpoint_url and not self.s3_bucket:
             raise SettingsError("S3_ENDPOINT_URL is set but S3_BUCKET is not")
         if self.public_url and not self.public_url.startswith(("http://", "https://")):
@@ -160,6 +167,14 @@ class Settings:
     def with_(self, **changes: object) -> Settings:
         """A copy with some values changed (tests and the CLI use this)."""
         return replace(self, **changes)  # type: ignore[arg-type]
+
+
+_PLACEHOLDER = re.compile(r"change[-_ ]?me|replace[-_ ]?me|your[-_ ]?secret|^(.)\1*$", re.I)
+
+
+def is_known_secret(secret: str) -> bool:
+    """A placeholder from documentation or examples ("change-me-…"), or one repeated character."""
+    return bool(_PLACEHOLDER.search(secret.strip()))
 
 
 def default_data_dir() -> Path:

@@ -86,6 +86,15 @@ def test_settings_from_env() -> None:
             Settings.from_env(bad)
 
 
+def test_published_placeholder_secrets_are_refused() -> None:
+    """The compose file once fell back to this secret; anyone could sign an admin token."""
+    for known in ("change-me-to-a-long-random-secret", "CHANGEME" * 5, "x" * 40):
+        with pytest.raises(SettingsError, match="placeholder"):
+            Settings.from_env({"COACHGRAPH_JWT_SECRET": known})
+    compose = (Path(__file__).parent.parent / "docker-compose.yml").read_text()
+    assert "COACHGRAPH_JWT_SECRET:?" in compose  # compose refuses to start without one
+
+
 def test_global_ids() -> None:
     gid = to_global_id("Coach", 42)
     assert from_global_id(gid) == ("Coach", 42) and decode_id(gid, "Coach") == 42
