@@ -32,6 +32,7 @@ from coachgraph.search.model import Filters, Query, Scope
 from coachgraph.search.postgres import PostgresSearch
 from coachgraph.stores import search_docs
 from coachgraph.stores.db import Database
+from coachgraph.stores.records import AthleteScope
 
 SECRET = "benchmark-secret-benchmark-secret"
 GRAPHQL = """query($q: String!, $filter: SearchFilter) {
@@ -39,7 +40,7 @@ GRAPHQL = """query($q: String!, $filter: SearchFilter) {
     totalCount edges { score highlight node { __typename
       ... on Coach { id name } ... on Athlete { id name } ... on Program { id title }
       ... on Skill { id name } } } } }"""
-ALL = Scope(["COACH", "ATHLETE", "PROGRAM", "SKILL"], all_athletes=True)
+ALL = Scope(["COACH", "ATHLETE", "PROGRAM", "SKILL"], AthleteScope(everyone=True))
 
 
 # --------------------------------------------------------------------------- the query mix

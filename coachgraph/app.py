@@ -7,11 +7,12 @@ from contextlib import asynccontextmanager
 from typing import TypedDict
 
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.middleware import Middleware
 from starlette.routing import Route, WebSocketRoute
 
 from coachgraph.api import ingest, media_routes
+from coachgraph.api.health import healthz
+from coachgraph.api.ratelimit import RateLimits
 from coachgraph.api.resources import Resources, open_resources
 from coachgraph.api.view import Gate, GraphQLView
 from coachgraph.config import Settings
@@ -20,27 +21,6 @@ from coachgraph.schema.schema import build_schema
 
 class State(TypedDict):
     resources: Resources
-
-
-async def healthz(request: Request) -> JSONResponse:
-    """200 once every configured backend answers."""
-    resources: Resources = request.state.resources
-    report: dict[str, object] = {}
-    healthy = True
-    try:
-        await resources.db.pool.fetchval("SELECT 1", timeout=2)
-        report["postgres"] = "ok"
-        lag = await resources.projector.lag()
-        report["graph"] = resources.graph.name
-        report["projection_lag"] = {"pending": lag.pending, "oldest_seconds": lag.oldest_seconds}
-        await resources.graph.coach_neighbourhood(0, limit=1)
-        report["search"] = resources.search.name
-        await resources.search.ping()
-    except Exception as err:  # any failure to answer means not healthy
-        healthy = False
-        report["error"] = type(err).__name__
-    report["status"] = "ok" if healthy else "unavailable"
-    return JSONResponse(report, 200 if healthy else 503)
 
 
 def create_app(
@@ -78,5 +58,7 @@ def create_app(
             *media_routes.routes,
             *ingest.routes,
         ],
+        # every door is counted before anything else runs, refusals included
+        middleware=[Middleware(RateLimits)],
         lifespan=lifespan,
     )

@@ -73,14 +73,21 @@ def _out(text: str) -> None:
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
-    import uvicorn
-
     from coachgraph.app import create_app
+    from coachgraph.services import run_server
 
     app = create_app(settings, create_secret=args.demo, on_ready=_demo if args.demo else None)
     _out(f"coachgraph: serving http://{args.host}:{args.port}/graphql")
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info", ws="websockets-sansio")
-    return 0
+    # X-Forwarded-For is judged by the rate limits against COACHGRAPH_TRUSTED_PROXIES; uvicorn
+    # would otherwise rewrite the client from it for any loopback peer
+    return run_server(  # uvicorn.run, plus SIGHUP as a graceful stop
+        app,
+        host=args.host,
+        port=args.port,
+        log_level="info",
+        ws="websockets-sansio",
+        proxy_headers=False,
+    )
 
 
 async def _demo(resources: Resources) -> None:

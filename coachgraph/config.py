@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class SettingsError(ValueError):
@@ -31,6 +34,14 @@ class Limits:
     max_capacity: int = 500
     max_duration_weeks: int = 104
     max_body_bytes: int = 1_000_000
+    # doors: what an HTTP request or WebSocket message may carry, and how slowly a body may come
+    # (a piece at least every body_read_timeout_ms; after that grace, on average at least
+    # body_min_bytes_per_second); JSON nesting counts every level, the body's own included
+    max_header_bytes: int = 32_768  # all request headers together
+    max_header_bytes_each: int = 8_192  # one header, name and value
+    max_json_depth: int = 64
+    body_read_timeout_ms: int = 10_000
+    body_min_bytes_per_second: int = 4_096
     rate_limit_per_minute: int = 6_000
     rate_limit_burst: int = 600
     max_matches: int = 50
@@ -49,6 +60,9 @@ class Limits:
     # search
     max_search_length: int = 200
     max_search_words: int = 8
+    # search cursors are offsets into the ranked matches; a deep one makes the backend rank every
+    # match before it (Elasticsearch's max_result_window is the same idea and number)
+    max_search_offset: int = 10_000
     search_candidates: int = 1_000  # matches ranked per query (Postgres); a prefix can match most
     search_facet_limit: int = 10_000  # facets are exact up to this many matches (Postgres)
     search_min_prefix: int = 2  # shorter words match whole words only (Postgres)
@@ -68,6 +82,25 @@ class Limits:
     stream_max_length: int = (
         100_000  # entries the shared Redis stream keeps (history is in Postgres)
     )
+    # store outages: a store that does not answer within store_timeout_ms is unavailable
+    # (healthz checks, Redis and graph calls); background work (projector, Redis reader, the
+    # projector's LISTEN connection) retries with exponential backoff from store_retry_initial_ms
+    # doubling up to store_retry_max_ms
+    store_timeout_ms: int = 2_000
+    graph_query_timeout_ms: int = 30_000
+    store_retry_initial_ms: int = 100
+    store_retry_max_ms: int = 5_000
+    # rate limits per client (token subject, else peer address) and door, shared through Redis
+    # when REDIS_URL is set; rate_limit_per_minute/_burst above are GraphQL over HTTP. A burst
+    # is the most in any one second; every request counts, refusals (401, 413...) too.
+    ws_operation_rate_per_minute: int = 6_000  # subscribe/start messages over WebSocket
+    ws_operation_rate_burst: int = 600
+    ws_connect_rate_per_minute: int = 600  # WebSocket handshakes per peer address
+    ws_connections_per_client: int = 256  # open at once, per process
+    ingest_rate_per_minute: int = 1_200
+    ingest_rate_burst: int = 120
+    media_rate_per_minute: int = 6_000  # signed upload and download routes
+    media_rate_burst: int = 600
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +127,8 @@ class Settings:
     aws_secret_access_key: str | None = None
     public_url: str | None = None
     redis_url: str | None = None
+    # peers whose X-Forwarded-For is believed (COACHGRAPH_TRUSTED_PROXIES); none by default
+    trusted_proxies: tuple[IPNetwork, ...] = ()
     graphiql: bool = True
     projector_poll_seconds: float = 1.0
     neo4j_write_batch: int = 1000
@@ -130,6 +165,7 @@ class Settings:
             aws_secret_access_key=opt("AWS_SECRET_ACCESS_KEY"),
             public_url=opt("COACHGRAPH_PUBLIC_URL"),
             redis_url=opt("REDIS_URL"),
+            trusted_proxies=_networks(env, "COACHGRAPH_TRUSTED_PROXIES"),
             graphiql=_bool(env, "COACHGRAPH_GRAPHIQL", True),
             projector_poll_seconds=_int(env, "COACHGRAPH_PROJECTOR_POLL_MS", 1000, minimum=10)
             / 1000,
@@ -193,6 +229,21 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -
     if value < minimum:
         raise SettingsError(f"{name} must be at least {minimum}, got {value}")
     return value
+
+
+def _networks(env: Mapping[str, str], name: str) -> tuple[IPNetwork, ...]:
+    """Comma-separated addresses or CIDR blocks ("10.0.0.0/8, 127.0.0.1, ::1")."""
+    found: list[IPNetwork] = []
+    for part in env.get(name, "").split(","):
+        if not part.strip():
+            continue
+        try:
+            found.append(ipaddress.ip_network(part.strip()))
+        except ValueError as err:
+            raise SettingsError(
+                f"{name} must be comma-separated IP addresses or CIDR blocks; {err}"
+            ) from None
+    return tuple(found)
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:

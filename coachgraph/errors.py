@@ -61,3 +61,17 @@ class SlowConsumer(DomainError):
             f"{last_cursor!r} to receive every sample from there."
         )
         self.extensions = {"lastCursor": last_cursor}
+
+
+class Unavailable(DomainError):
+    """A backing store is down or not answering: the request may succeed if retried later.
+
+    Raised at the store boundary in place of the driver's connection errors, so resolvers and
+    the schema present it as `UNAVAILABLE` (never INTERNAL); `store` names which one failed."""
+
+    code = "UNAVAILABLE"
+
+    def __init__(self, store: str, message: str | None = None) -> None:
+        super().__init__(message or f"The {store} store is unavailable; retry later")
+        self.store = store
+        self.extensions = {"store": store}

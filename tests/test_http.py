@@ -5,7 +5,6 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from coachgraph.api.ratelimit import RateLimiter
 from coachgraph.ids import to_global_id
 from tests.conftest import GraphQLClient, token_for
 from tests.factories import Factory
@@ -82,28 +81,7 @@ async def test_oversize_body_is_refused(client: httpx.AsyncClient) -> None:
     assert response.status_code == 413
 
 
-def test_rate_limiter_refills() -> None:
-    limiter = RateLimiter(per_minute=60, burst=2)
-    assert limiter.allow("k", now=0.0) and limiter.allow("k", now=0.0)
-    assert not limiter.allow("k", now=0.0)
-    assert limiter.allow("other", now=0.0)
-    assert limiter.allow("k", now=1.01)  # one token a second
-
-
-async def test_rate_limit_answers_429(
-    client: httpx.AsyncClient, app_resources: tuple[object, object]
-) -> None:
-    resources = app_resources[1]
-    original = resources.limiter  # type: ignore[attr-defined]
-    resources.limiter = RateLimiter(per_minute=1, burst=2)  # type: ignore[attr-defined]
-    try:
-        codes = [
-            (await client.post("/graphql", json={"query": "{ __typename }"})).status_code
-            for _ in range(3)
-        ]
-    finally:
-        resources.limiter = original  # type: ignore[attr-defined]
-    assert codes == [200, 200, 429]
+# rate limits: tests/test_rate_limits.py
 
 
 async def test_health(client: httpx.AsyncClient) -> None:

@@ -181,7 +181,8 @@ async def test_session_lifecycle(gql: GraphQLClient, factory: Factory) -> None:
         }
     }
     body = await gql(schedule, variables, token=mine)
-    assert body["data"]["scheduleSession"]["__typename"] == "ConflictError"  # not its athlete
+    # not its athlete (API.md: sessions only with athletes it coaches)
+    assert body["data"]["scheduleSession"]["__typename"] == "PermissionDeniedError"
     await factory.assign(coach.id, athlete.id)
     body = await gql(schedule, variables, token=mine)
     session = body["data"]["scheduleSession"]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import secrets
 import time
 from pathlib import Path
+from typing import Any
 
 import jwt
 
@@ -56,6 +58,7 @@ def viewer_from_token(secret: str, token: str) -> Viewer:
         claims = jwt.decode(
             token, secret, algorithms=[ALGORITHM], options={"require": ["exp", "role"]}
         )
+        _check_claim_types(claims)
         role = Role(claims["role"])
         subject = claims.get("sub")
         coach_id = athlete_id = None
@@ -65,7 +68,7 @@ def viewer_from_token(secret: str, token: str) -> Viewer:
             athlete_id = decode_id(str(subject), "Athlete", field="sub")
     except jwt.ExpiredSignatureError:
         raise Unauthenticated("The token has expired") from None
-    except (jwt.InvalidTokenError, ValueError, KeyError, InvalidInput):
+    except (jwt.InvalidTokenError, ValueError, KeyError, TypeError, OverflowError, InvalidInput):
         raise Unauthenticated("The token is invalid") from None
     return Viewer(
         role=role,
@@ -74,6 +77,18 @@ def viewer_from_token(secret: str, token: str) -> Viewer:
         subject=subject,
         expires_at=float(claims["exp"]),
     )
+
+
+def _check_claim_types(claims: dict[str, Any]) -> None:
+    """RFC 7519 times are JSON numbers (PyJWT also takes numeric strings); names are strings."""
+    for name in ("exp", "iat", "nbf"):
+        if name not in claims:
+            continue
+        value = claims[name]
+        if type(value) not in (int, float) or not math.isfinite(value):
+            raise ValueError(f"{name} must be a number")
+    if type(claims["role"]) is not str or ("sub" in claims and type(claims["sub"]) is not str):
+        raise ValueError("role and sub must be strings")
 
 
 def viewer_from_header(secret: str, header: str | None) -> Viewer:

@@ -7,11 +7,13 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from coachgraph.api import doors
 from coachgraph.api.auth import viewer_from_header
+from coachgraph.api.doors import Refusal
 from coachgraph.api.resources import Resources
 from coachgraph.config import Limits
 from coachgraph.errors import DomainError, InvalidInput
@@ -19,7 +21,13 @@ from coachgraph.ids import decode_id, encode_cursor
 from coachgraph.resolvers import live
 from coachgraph.resolvers.live import BadSample, RawSample
 
-STATUS = {"UNAUTHENTICATED": 401, "FORBIDDEN": 403, "NOT_FOUND": 404, "CONFLICT": 409}
+STATUS = {
+    "UNAUTHENTICATED": 401,
+    "FORBIDDEN": 403,
+    "NOT_FOUND": 404,
+    "CONFLICT": 409,
+    "UNAVAILABLE": 503,  # a store is down: retry later, unlike a 4xx
+}
 
 
 def _error(err: DomainError) -> JSONResponse:
@@ -29,6 +37,10 @@ def _error(err: DomainError) -> JSONResponse:
     elif isinstance(err, InvalidInput):
         body["field"] = err.field
     return JSONResponse({"error": body}, status_code=STATUS.get(err.code, 400))
+
+
+def _refused(err: Refusal) -> JSONResponse:
+    return JSONResponse({"error": {"message": err.message, "code": err.code}}, err.status)
 
 
 async def lines(chunks: AsyncIterator[bytes], limits: Limits) -> AsyncIterator[bytes]:
@@ -41,6 +53,8 @@ async def lines(chunks: AsyncIterator[bytes], limits: Limits) -> AsyncIterator[b
         if len(buffered) > limits.max_ndjson_line_bytes:
             raise BadSample(count + len(complete), "line too long")
         for line in complete:
+            if len(line) > limits.max_ndjson_line_bytes:  # whole lines too, not only the tail
+                raise BadSample(count, "line too long")
             if line.strip():
                 count += 1
                 if count > limits.max_ndjson_lines:
@@ -69,7 +83,7 @@ def parse(index: int, line: bytes) -> RawSample:
     """One line, or BadSample naming it."""
     try:
         return _sample(json.loads(line))
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         raise BadSample(
             index, 'expected {"kind": ..., "at": ISO 8601 time, "value": number}', where="line"
         ) from None
@@ -79,20 +93,61 @@ async def ingest(request: Request) -> JSONResponse:
     resources: Resources = request.state.resources
     limits = resources.settings.limits
     try:
+        doors.check_headers(request.scope["headers"], limits)
         viewer = viewer_from_header(resources.jwt_secret, request.headers.get("authorization"))
         session_id = decode_id(request.path_params["id"], "TrainingSession")
-        # record_chunks checks the session before it pulls the first chunk: a session that
-        # cannot take samples is refused before the body is read
+        # every piece of the body under the read timeout and minimum rate; a stall refuses the
+        # request and rolls its transaction back
+        body = doors.body_chunks(request.receive, limits, max_bytes=_max_body(limits))
+        chunks = parsed_chunks(lines(body, limits), limits.ndjson_copy_chunk)
+        # no connection is taken before the first chunk is read and parsed: a client that
+        # dawdles before it holds nothing of the pool
         done = await live.record_chunks(
-            resources.db,
-            resources.broker,
-            viewer,
-            session_id,
-            parsed_chunks(lines(request.stream(), limits), limits.ndjson_copy_chunk),
+            resources.db, resources.broker, viewer, session_id, await _first_read(chunks)
         )
+    except Refusal as err:
+        return _refused(err)
     except DomainError as err:
         return _error(err)
+    except ClientDisconnect:  # nobody is left to read the answer; nothing was stored
+        return _refused(Refusal(400, "The client left before the body was complete"))
     return JSONResponse({"accepted": done.count, "lastCursor": encode_cursor(done.last_seq)})
+
+
+def _max_body(limits: Limits) -> int:
+    """The most bytes a body can hold: every line at its longest, with CRLF (blank lines too)."""
+    return limits.max_ndjson_lines * (limits.max_ndjson_line_bytes + 2)
+
+
+async def _first_read(
+    chunks: AsyncIterator[list[RawSample]],
+) -> AsyncIterator[list[RawSample]]:
+    """`chunks` with its first one already read and parsed. A stall or an oversize body is
+    refused now; a bad sample is raised where record_chunks pulls the first chunk, after its
+    permission check, so a refusal of the session still comes first."""
+    try:
+        first = await anext(chunks)
+    except StopAsyncIteration:
+        return _chained([], chunks)
+    except Refusal:
+        raise
+    except DomainError as err:
+        return _failing(err)
+    return _chained([first], chunks)
+
+
+async def _chained(
+    head: list[list[RawSample]], rest: AsyncIterator[list[RawSample]]
+) -> AsyncIterator[list[RawSample]]:
+    for chunk in head:
+        yield chunk
+    async for chunk in rest:
+        yield chunk
+
+
+async def _failing(err: DomainError) -> AsyncIterator[list[RawSample]]:
+    raise err
+    yield []  # an async generator, which raises when first pulled
 
 
 async def parsed_chunks(items: AsyncIterator[bytes], size: int) -> AsyncIterator[list[RawSample]]:
@@ -116,7 +171,7 @@ def parse_chunk(first: int, chunk: list[bytes]) -> list[RawSample]:
         items = json.loads(b"[" + b",".join(chunk) + b"]")
         if len(items) == len(chunk):  # a line holding "1, 2" would shift every index
             return [_sample(item) for item in items]
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         pass
     return [parse(first + i, line) for i, line in enumerate(chunk)]
 

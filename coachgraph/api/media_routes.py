@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from coachgraph.api import doors
+from coachgraph.api.doors import Refusal
 from coachgraph.api.resources import Resources
 from coachgraph.media.local import LocalMediaStore, SignatureError, UploadRefused
 
@@ -18,8 +20,13 @@ class MediaFileResponse(FileResponse):
     chunk_size = 1 << 20
 
 
+_CODES = {401: "UNAUTHENTICATED", 403: "FORBIDDEN", 404: "NOT_FOUND", 409: "CONFLICT"}
+
+
 def _refusal(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+    """Every refusal is JSON with a code (BAD_USER_INPUT unless the status says otherwise)."""
+    body = {"message": message, "code": _CODES.get(status, "BAD_USER_INPUT")}
+    return JSONResponse({"error": body}, status_code=status)
 
 
 def _local(request: Request) -> LocalMediaStore | None:
@@ -48,6 +55,11 @@ def _verified(
 
 async def upload(request: Request) -> Response:
     """PUT the bytes of a ticket: exactly the signed size and type, cut off past the size."""
+    limits = request.state.resources.settings.limits
+    try:
+        doors.check_headers(request.scope["headers"], limits)
+    except Refusal as err:
+        return _refusal(err.status, err.message)
     ctype, size = request.query_params.get("ct", ""), request.query_params.get("size", "")
     verified = _verified(request, "PUT", ctype, size)
     if isinstance(verified, Response):
@@ -63,12 +75,18 @@ async def upload(request: Request) -> Response:
             413 if length.isdigit() and int(length) > declared else 400,
             f"The ticket is for exactly {declared} bytes",
         )
+    # the store cuts off past the declared size; the door bounds how slowly the bytes may come
+    chunks = doors.body_chunks(request.receive, limits)
     try:
         stored = await store.receive(
-            key=key, content_type=ctype, size_bytes=declared, chunks=request.stream()
+            key=key, content_type=ctype, size_bytes=declared, chunks=chunks
         )
     except UploadRefused as err:
         return _refusal(err.status, err.message)
+    except Refusal as err:
+        return _refusal(err.status, err.message)
+    except ClientDisconnect:  # nobody is left to read the answer; the partial file is gone
+        return _refusal(400, "The client left before the upload was complete")
     return JSONResponse({"size": stored.size_bytes, "checksum": stored.checksum}, 201)
 
 

@@ -1,27 +1,432 @@
-"""A per-client token bucket: a burst, then a steady rate per minute."""
+"""Rate limits on every door, per client, shared by the replicas through Redis when it is set.
+
+Doors: HTTP (GraphQL, and any path not named below), ingest, media routes, WebSocket handshakes
+and WebSocket operations (`subscribe`, legacy `start`); each has its own budget (Limits). A
+client is its bearer token's subject (a token without one: a digest of the token), else its
+address: the peer's, or with a peer in COACHGRAPH_TRUSTED_PROXIES the rightmost untrusted
+address of X-Forwarded-For. `RateLimits` wraps the whole app and counts a request before
+anything else runs, so refusals (401, 403, 413...) spend the budget too. Counters are the
+`limits` library's sliding windows, in Redis with REDIS_URL (in this process while Redis does
+not answer: the API stays up), in memory otherwise. Open WebSocket connections per client are
+counted in each process.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import enum
+import hashlib
+import ipaddress
+import json
+import logging
+import math
 import time
-from collections import OrderedDict
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import redis.asyncio as aioredis
+from limits import RateLimitItem, RateLimitItemPerMinute, RateLimitItemPerSecond
+from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
+from limits.errors import StorageError
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from coachgraph.api.auth import viewer_from_header
+from coachgraph.config import IPNetwork, Limits, Settings
+from coachgraph.errors import Unauthenticated
+
+if TYPE_CHECKING:
+    from coachgraph.api.resources import Resources
+
+log = logging.getLogger(__name__)
+
+EXEMPT = frozenset({"/healthz", "/metrics"})  # probes and scrapers poll these
+REDIS_TIMEOUT_SECONDS = 1.0
+REDIS_RETRY_SECONDS = 5.0  # after Redis fails, count in this process for this long
+MAX_TOKEN_CHARS = 8_192  # a longer Authorization header is not decoded: the address counts
+MAX_FORWARDED_HOPS = 32
+CODE = "RATE_LIMITED"
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-class RateLimiter:
-    """In-process buckets keyed by viewer or address; the least recently seen are evicted."""
+class Door(enum.Enum):
+    HTTP = "http"
+    INGEST = "ingest"
+    MEDIA = "media"
+    WS_CONNECT = "ws-connect"
+    WS_OPERATION = "ws-operation"
 
-    def __init__(self, *, per_minute: int, burst: int, max_keys: int = 100_000) -> None:
-        self.rate = per_minute / 60.0
-        self.burst = float(burst)
-        self.max_keys = max_keys
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
 
-    def allow(self, key: str, now: float | None = None) -> bool:
-        """Take one token from `key`'s bucket; False when it is empty."""
-        now = time.monotonic() if now is None else now
-        tokens, last = self._buckets.pop(key, (self.burst, now))
-        tokens = min(self.burst, tokens + (now - last) * self.rate)
-        allowed = tokens >= 1.0
-        self._buckets[key] = (tokens - 1.0 if allowed else tokens, now)
-        if len(self._buckets) > self.max_keys:
-            self._buckets.popitem(last=False)
-        return allowed
+def door_rates(limits: Limits) -> dict[Door, tuple[RateLimitItem, ...]]:
+    """Each door's windows: a burst (the most in any one second) and a rate per minute."""
+
+    def rates(door: Door, per_minute: int, burst: int | None) -> tuple[RateLimitItem, ...]:
+        namespace = f"coachgraph:{door.value}"
+        minute = RateLimitItemPerMinute(per_minute, namespace=namespace)
+        if burst is None or burst >= per_minute:  # the minute's window bounds it already
+            return (minute,)
+        return (RateLimitItemPerSecond(burst, namespace=namespace), minute)
+
+    return {
+        Door.HTTP: rates(Door.HTTP, limits.rate_limit_per_minute, limits.rate_limit_burst),
+        Door.INGEST: rates(Door.INGEST, limits.ingest_rate_per_minute, limits.ingest_rate_burst),
+        Door.MEDIA: rates(Door.MEDIA, limits.media_rate_per_minute, limits.media_rate_burst),
+        Door.WS_CONNECT: rates(Door.WS_CONNECT, limits.ws_connect_rate_per_minute, None),
+        Door.WS_OPERATION: rates(
+            Door.WS_OPERATION, limits.ws_operation_rate_per_minute, limits.ws_operation_rate_burst
+        ),
+    }
+
+
+class Connections:
+    """Open WebSocket connections per client in this process, up to `cap` each."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self._open: dict[str, int] = {}
+
+    def acquire(self, client: str) -> bool:
+        count = self._open.get(client, 0)
+        if count >= self.cap:
+            return False
+        self._open[client] = count + 1
+        return True
+
+    def release(self, client: str) -> None:
+        count = self._open.get(client, 0) - 1
+        if count > 0:
+            self._open[client] = count
+        else:
+            self._open.pop(client, None)
+
+
+class Limiter:
+    """Every door's budget per client; `hit` spends one and tells when to come back."""
+
+    def __init__(
+        self,
+        limits: Limits,
+        storage: Storage,
+        *,
+        pool: aioredis.ConnectionPool | None = None,
+    ) -> None:
+        self.rates = door_rates(limits)
+        self.connections = Connections(limits.ws_connections_per_client)
+        self.storage = storage
+        self._pool = pool
+        self._strategy = SlidingWindowCounterRateLimiter(storage)
+        # while a shared storage does not answer, each process counts on its own
+        self._local = MemoryStorage() if pool is not None else None
+        self._local_strategy = (
+            SlidingWindowCounterRateLimiter(self._local) if self._local is not None else None
+        )
+        self._storage_down_until = 0.0
+
+    @classmethod
+    def open(cls, settings: Settings) -> Limiter:
+        """In Redis when REDIS_URL is set (shared by every replica), else in this process."""
+        if not settings.redis_url:
+            return cls(settings.limits, MemoryStorage())
+        pool = aioredis.ConnectionPool.from_url(
+            settings.redis_url,
+            socket_timeout=REDIS_TIMEOUT_SECONDS,
+            socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+        )
+        storage = RedisStorage(
+            _storage_uri(settings.redis_url),
+            implementation="redispy",  # redis.asyncio, which the broker uses too
+            wrap_exceptions=True,
+            key_prefix="coachgraph:limits",
+            connection_pool=pool,  # type: ignore[arg-type]  # documented; typed as options
+        )
+        return cls(settings.limits, storage, pool=pool)
+
+    async def close(self) -> None:
+        for storage in (self.storage, self._local):
+            timer = getattr(storage, "timer", None)  # MemoryStorage's expiry sweep
+            if timer is not None and not timer.done():
+                timer.cancel()
+        if self._pool is not None:
+            await self._pool.aclose()
+
+    async def hit(self, door: Door, client: str) -> int | None:
+        """Spend one of `client`'s budget at `door`: None when it may pass, else the whole
+        seconds until it may (Retry-After)."""
+        if self._local_strategy is not None and time.monotonic() < self._storage_down_until:
+            return await self._hit(self._local_strategy, door, client)
+        try:
+            return await self._hit(self._strategy, door, client)
+        except StorageError as err:
+            if self._local_strategy is None:
+                raise
+            log.warning(
+                "rate-limit storage unavailable (%s); counting in this process for %.0f s",
+                err.storage_error,
+                REDIS_RETRY_SECONDS,
+            )
+            self._storage_down_until = time.monotonic() + REDIS_RETRY_SECONDS
+            return await self._hit(self._local_strategy, door, client)
+
+    async def _hit(
+        self, strategy: SlidingWindowCounterRateLimiter, door: Door, client: str
+    ) -> int | None:
+        for item in self.rates[door]:
+            if not await strategy.hit(item, client):
+                stats = await strategy.get_window_stats(item, client)
+                return max(1, math.ceil(stats.reset_time - time.time()))
+        return None
+
+
+def _storage_uri(redis_url: str) -> str:
+    scheme, sep, rest = redis_url.partition("://")
+    return f"async+{'redis+unix' if scheme == 'unix' else scheme}{sep}{rest}"
+
+
+# --- who the client is ------------------------------------------------------------------------
+
+
+def client_address(scope: Scope, trusted: tuple[IPNetwork, ...]) -> str:
+    """The peer address; behind trusted proxies, the rightmost untrusted X-Forwarded-For hop."""
+    client = scope.get("client")
+    peer = str(client[0]) if client else "unknown"
+    if not trusted:
+        return peer
+    current = _ip(peer)
+    if current is None or not _within(current, trusted):
+        return peer
+    hops = [
+        hop
+        for name, value in scope["headers"]
+        if name == b"x-forwarded-for"
+        for hop in value.decode("latin-1").split(",")
+    ]
+    for hop in reversed(hops[-MAX_FORWARDED_HOPS:]):
+        address = _ip(hop)
+        if address is None:  # garbage a trusted proxy passed on: the one who passed it counts
+            break
+        current = address
+        if not _within(address, trusted):
+            break
+    return str(current)
+
+
+def client_key(secret: str, authorization: str | None, address: str) -> str:
+    """The token's subject, a digest of a valid token without one, else the address; an invalid
+    token counts against the address it came from."""
+    if authorization and len(authorization) <= MAX_TOKEN_CHARS:
+        try:
+            viewer = viewer_from_header(secret, authorization)
+        except Unauthenticated:
+            return f"ip:{address}"
+        if viewer.subject:
+            return f"sub:{viewer.subject}"
+        if viewer.role is not None:  # e.g. an admin token naming nobody: one bucket per token
+            token = authorization.partition(" ")[2].strip()
+            return "token:" + hashlib.sha256(token.encode()).hexdigest()[:32]
+    return f"ip:{address}"
+
+
+def _ip(text: str) -> IPAddress | None:
+    text = text.strip()
+    if text.startswith("["):  # [v6]:port
+        text = text[1:].partition("]")[0]
+    elif text.count(":") == 1:  # v4:port
+        text = text.partition(":")[0]
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def _within(address: IPAddress, networks: Iterable[IPNetwork]) -> bool:
+    return any(address in network for network in networks)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+# --- refusals ---------------------------------------------------------------------------------
+
+
+def door_of(path: str) -> Door | None:
+    if path in EXEMPT:
+        return None
+    if path.startswith("/ingest/"):
+        return Door.INGEST
+    if path.startswith("/media/"):
+        return Door.MEDIA
+    return Door.HTTP
+
+
+def too_many(path: str, retry_after: int, message: str) -> JSONResponse:
+    """429 in the shape the path answers errors in, with Retry-After in whole seconds."""
+    body: dict[str, Any]
+    if path == "/graphql" or path.startswith("/graphql/"):
+        body = {"data": None, "errors": [{"message": message, "extensions": {"code": CODE}}]}
+    else:
+        body = {"error": {"message": message, "code": CODE}}
+    return JSONResponse(body, status_code=429, headers={"Retry-After": str(retry_after)})
+
+
+# --- the middleware ---------------------------------------------------------------------------
+
+
+class RateLimits:
+    """Counts every HTTP request, WebSocket handshake and WebSocket operation against its
+    client's budget before the app sees it, and answers 429 (or an operation error) past it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        resources: Resources | None = (scope.get("state") or {}).get("resources")
+        if resources is None or scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)  # lifespan, or no backends to limit yet
+            return
+        door = door_of(scope["path"])
+        if door is None:
+            await self.app(scope, receive, send)
+            return
+        address = client_address(scope, resources.settings.trusted_proxies)
+        if scope["type"] == "http":
+            key = client_key(resources.jwt_secret, _header(scope, b"authorization"), address)
+            retry = await resources.limiter.hit(door, key)
+            if retry is None:
+                await self.app(scope, receive, send)
+            else:
+                refusal = too_many(scope["path"], retry, "Too many requests; slow down")
+                await refusal(scope, receive, send)
+            return
+        await self._websocket(scope, receive, send, resources, f"ip:{address}")
+
+    async def _websocket(
+        self, scope: Scope, receive: Receive, send: Send, resources: Resources, peer: str
+    ) -> None:
+        limiter = resources.limiter
+        retry = await limiter.hit(Door.WS_CONNECT, peer)
+        message = "Too many WebSocket connection attempts; slow down"
+        if retry is None and not limiter.connections.acquire(peer):
+            retry, message = 1, "Too many open WebSocket connections"
+        if retry is not None:
+            await _deny(scope, receive, send, too_many(scope["path"], retry, message))
+            return
+        socket = _Socket(limiter, resources.jwt_secret, peer, send)
+        try:
+            await self.app(scope, socket.wrap(receive), socket.send)
+        finally:
+            limiter.connections.release(socket.client)
+
+
+async def _deny(scope: Scope, receive: Receive, send: Send, response: JSONResponse) -> None:
+    """Refuse a WebSocket handshake: with the 429 itself where the server can send one."""
+    if (await receive())["type"] != "websocket.connect":
+        return
+    if "websocket.http.response" in (scope.get("extensions") or {}):
+        await send(
+            {
+                "type": "websocket.http.response.start",
+                "status": response.status_code,
+                "headers": response.raw_headers,
+            }
+        )
+        await send({"type": "websocket.http.response.body", "body": response.body})
+    else:
+        await send({"type": "websocket.close", "code": 1013})  # before accept: a 403
+
+
+class _Socket:
+    """One WebSocket connection: who its client is, and its operations counted as they come."""
+
+    def __init__(self, limiter: Limiter, secret: str, client: str, send: Send) -> None:
+        self.limiter = limiter
+        self.secret = secret
+        self.peer = client
+        self.client = client  # the peer until connection_init names a token
+        self._send = send
+        self.closed = False
+
+    async def send(self, message: Message) -> None:
+        if not self.closed:  # once we closed it, the app's last words go nowhere
+            await self._send(message)
+
+    def wrap(self, receive: Receive) -> Receive:
+        async def receive_counted() -> Message:
+            while True:
+                message = await receive()
+                operation = _operation(message)
+                if operation is None:
+                    return message
+                kind, op_id, payload = operation
+                if kind == "connection_init":
+                    if not self._identify(payload):
+                        await self._close(4429, "RATE_LIMITED: too many open connections")
+                        return {"type": "websocket.disconnect", "code": 4429}
+                    return message
+                retry = await self.limiter.hit(Door.WS_OPERATION, self.client)
+                if retry is None:
+                    return message
+                await self._refuse(kind, op_id, retry)
+
+        return receive_counted
+
+    def _identify(self, payload: Any) -> bool:
+        """Count the connection against its token's client from now on; False past the cap."""
+        header = None
+        if isinstance(payload, dict):
+            found = payload.get("authorization") or payload.get("Authorization")
+            header = found if isinstance(found, str) else None
+        client = client_key(self.secret, header, self.peer.removeprefix("ip:"))
+        if client == self.client:
+            return True
+        if not self.limiter.connections.acquire(client):
+            return False
+        self.limiter.connections.release(self.client)
+        self.client = client
+        return True
+
+    async def _refuse(self, kind: str, op_id: Any, retry: int) -> None:
+        error = {
+            "message": "Too many operations; slow down",
+            "extensions": {"code": CODE, "retryAfter": retry},
+        }
+        # graphql-transport-ws sends a list of errors; legacy graphql-ws one error
+        payload = [error] if kind == "subscribe" else error
+        text = json.dumps({"type": "error", "id": op_id, "payload": payload})
+        with contextlib.suppress(OSError, RuntimeError):  # the client has gone
+            await self._send({"type": "websocket.send", "text": text})
+
+    async def _close(self, code: int, reason: str) -> None:
+        self.closed = True
+        with contextlib.suppress(OSError, RuntimeError):
+            await self._send({"type": "websocket.close", "code": code, "reason": reason})
+
+
+_COUNTED = frozenset({"connection_init", "subscribe", "start"})
+
+
+def _operation(message: Message) -> tuple[str, Any, Any] | None:
+    """(type, id, payload) of a client message that opens a connection or an operation."""
+    if message["type"] != "websocket.receive":
+        return None
+    text = message.get("text")
+    if not isinstance(text, str):
+        return None
+    try:
+        parsed = json.loads(text)
+    except (ValueError, RecursionError):  # the app answers malformed messages itself
+        return None
+    if not isinstance(parsed, dict):
+        return None
+    kind = parsed.get("type")
+    if kind not in _COUNTED:
+        return None
+    return str(kind), parsed.get("id"), parsed.get("payload")

@@ -12,7 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from coachgraph.api.auth import resolve_secret
-from coachgraph.api.ratelimit import RateLimiter
+from coachgraph.api.ratelimit import Limiter
 from coachgraph.config import Settings
 from coachgraph.graph.memory import MemoryGraph
 from coachgraph.graph.model import GraphStore
@@ -23,6 +23,7 @@ from coachgraph.media.model import MediaStore
 from coachgraph.media.s3 import S3MediaStore
 from coachgraph.resolvers.live import GRAPH_TOPIC
 from coachgraph.resolvers.media import purge_stale
+from coachgraph.retry import Backoff
 from coachgraph.search.meili import MeiliSearch
 from coachgraph.search.model import SearchIndex
 from coachgraph.search.postgres import PostgresSearch
@@ -41,7 +42,7 @@ class Resources:
     settings: Settings
     db: Database
     jwt_secret: str
-    limiter: RateLimiter
+    limiter: Limiter  # every door's rate limits (api/ratelimit.py)
     graph: GraphStore
     projector: Projector
     media: MediaStore
@@ -62,6 +63,7 @@ def graph_store(settings: Settings) -> GraphStore:
             password=settings.neo4j_password,
             database=settings.neo4j_database,
             write_batch=settings.neo4j_write_batch,
+            query_timeout=settings.limits.graph_query_timeout_ms / 1000,
         )
     return MemoryGraph()
 
@@ -69,7 +71,13 @@ def graph_store(settings: Settings) -> GraphStore:
 def broker_for(settings: Settings) -> Broker:
     """Redis Streams when REDIS_URL is set (any replica serves any subscriber), else in-process."""
     if settings.redis_url:
-        return RedisBroker(settings.redis_url, max_length=settings.limits.stream_max_length)
+        limits = settings.limits
+        return RedisBroker(
+            settings.redis_url,
+            max_length=limits.stream_max_length,
+            timeout=limits.store_timeout_ms / 1000,
+            retry=Backoff.from_limits(limits),
+        )
     return MemoryBroker()
 
 
@@ -126,6 +134,7 @@ def projector_for(settings: Settings, db: Database, graph: GraphStore) -> Projec
         name=name,
         batch_size=settings.limits.projector_batch,
         poll_seconds=settings.projector_poll_seconds,
+        retry=Backoff.from_limits(settings.limits),
     )
 
 
@@ -185,6 +194,8 @@ async def open_resources(
     secret = resolve_secret(settings, create=create_secret)
     stack = AsyncExitStack()  # Resources.close unwinds it: last opened, first closed
     try:
+        limiter = Limiter.open(settings)
+        stack.push_async_callback(limiter.close)
         db = await stack.enter_async_context(
             open_database(settings, count_statements=count_statements)
         )
@@ -218,6 +229,4 @@ async def open_resources(
     except BaseException:
         await stack.aclose()
         raise
-    limits = settings.limits
-    limiter = RateLimiter(per_minute=limits.rate_limit_per_minute, burst=limits.rate_limit_burst)
     return Resources(settings, db, secret, limiter, graph, projector, media, broker, search, stack)

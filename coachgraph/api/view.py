@@ -2,21 +2,50 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from starlette.requests import Request
+from cross_web import AsyncHTTPRequestAdapter, HTTPException
+from graphql import GraphQLError
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
-from strawberry.exceptions import ConnectionRejectionError
-from strawberry.http import GraphQLHTTPResponse
+from strawberry.exceptions import ConnectionRejectionError, MissingQueryError
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.schema.schema import StreamResult
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+    Operation,
+)
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
+    ConnectionInitMessage,
+    Message,
+    SubscribeMessage,
+)
+from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
+from strawberry.subscriptions.protocols.graphql_ws.types import (
+    ConnectionInitMessage as LegacyConnectionInitMessage,
+)
+from strawberry.subscriptions.protocols.graphql_ws.types import (
+    OperationMessage,
+    StartMessage,
+)
 from strawberry.types import ExecutionResult
+from strawberry.types.execution import PreExecutionError
+from strawberry.types.graphql import OperationType
 
+from coachgraph.api import doors
 from coachgraph.api.auth import viewer_from_header
+from coachgraph.api.doors import Refusal
 from coachgraph.api.resources import Resources
+from coachgraph.config import Limits
 from coachgraph.errors import Unauthenticated
 from coachgraph.resolvers.context import Context
 from coachgraph.resolvers.loaders import Loaders
@@ -26,8 +55,243 @@ from coachgraph.schema.extensions import present_error
 VIEWER_KEY = "coachgraph.viewer"
 
 
+TOKEN_EXPIRED = 4401
+_EXPIRED_REASON = "Token expired; reconnect with a fresh token"
+
+
+def _expired(context: Context) -> bool:
+    expires_at = context.viewer.expires_at
+    return expires_at is not None and time.time() >= expires_at
+
+
+def _limit_error(cap: int) -> dict[str, Any]:
+    return {
+        "message": f"Subscription limit reached: at most {cap} operations at once",
+        "extensions": {"code": "RATE_LIMITED"},
+    }
+
+
+class _TokenClock:
+    """Runs `expire` when the viewer's token expires: the connection lives no longer than it."""
+
+    def __init__(self) -> None:
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self, context: Context, expire: Callable[[], Awaitable[None]]) -> None:
+        expires_at = context.viewer.expires_at
+        if expires_at is None or self.task is not None:
+            return
+
+        async def ring() -> None:
+            await asyncio.sleep(max(0.0, expires_at - time.time()))
+            await expire()
+
+        self.task = asyncio.create_task(ring())
+
+    def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+
+
+class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
+    """graphql-transport-ws: closes with 4401 at token expiry, whatever runs; every error is
+    an `error` message carrying extensions.code."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.clock = _TokenClock()
+
+    async def handle(self) -> None:
+        try:
+            await super().handle()
+        finally:
+            self.clock.stop()
+
+    async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
+        await super().handle_connection_init(message)
+        if self.connection_acknowledged:
+            self.clock.start(self.context, self.expire)
+
+    async def handle_message(self, message: Message) -> None:
+        if self.connection_acknowledged and _expired(self.context):
+            await self.expire()  # an operation after expiry is refused, not run
+            return
+        await super().handle_message(message)
+
+    async def handle_subscribe(self, message: SubscribeMessage) -> None:
+        cap = self.max_subscriptions_per_connection
+        if (
+            self.connection_acknowledged
+            and cap is not None
+            and len(self.operations) >= cap
+            and message["id"] not in self.operations
+        ):
+            error: Any = {"id": message["id"], "type": "error", "payload": [_limit_error(cap)]}
+            await self.send_message(error)
+            return
+        await super().handle_subscribe(message)
+
+    async def _handle_pre_execution_error(
+        self, operation: Operation[Context, None], result: PreExecutionError
+    ) -> None:
+        # Strawberry closes the socket (4400) on a syntax error or an unknown operation name,
+        # and the error carries no code: answer an `error` message with coded errors instead
+        await operation.send_initial_errors([present_error(e) for e in result.errors or ()])
+
+    async def _send_result_stream(
+        self, operation: Operation[Context, None], result_source: StreamResult
+    ) -> None:
+        try:
+            await super()._send_result_stream(operation, result_source)
+        except GraphQLError as err:  # a syntax error raised, not returned, by the parser cache
+            await operation.send_initial_errors([present_error(err)])
+
+    async def expire(self) -> None:
+        for operation_id in list(self.operations):
+            await self.cleanup_operation(operation_id)
+        with contextlib.suppress(RuntimeError):  # already closed
+            await self.websocket.close(TOKEN_EXPIRED, _EXPIRED_REASON)
+
+
+class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
+    """Legacy graphql-ws, likewise: 4401 at token expiry, coded errors."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.clock = _TokenClock()
+
+    async def handle(self) -> None:
+        try:
+            await super().handle()
+        finally:
+            self.clock.stop()
+
+    async def handle_connection_init(self, message: LegacyConnectionInitMessage) -> None:
+        await super().handle_connection_init(message)
+        if self.connection_acknowledged:
+            self.clock.start(self.context, self.expire)
+
+    async def handle_message(self, message: OperationMessage) -> None:
+        if self.connection_acknowledged and _expired(self.context):
+            await self.expire()
+            return
+        await super().handle_message(message)
+
+    async def handle_start(self, message: StartMessage) -> None:
+        cap = self.max_subscriptions_per_connection
+        if (
+            self.connection_acknowledged
+            and cap is not None
+            and len(self.tasks) >= cap
+            and message["id"] not in self.tasks
+        ):
+            error: Any = {"type": "error", "id": message["id"], "payload": _limit_error(cap)}
+            await self.send_message(error)
+            return
+        await super().handle_start(message)
+
+    async def handle_async_results(
+        self,
+        operation_id: str,
+        query: str,
+        operation_name: str | None,
+        variables: dict[str, object] | None,
+    ) -> None:
+        try:
+            await super().handle_async_results(operation_id, query, operation_name, variables)
+        except GraphQLError as err:  # a syntax error raised, not returned, by the parser cache
+            error: Any = {
+                "type": "error",
+                "id": operation_id,
+                "payload": present_error(err).formatted,
+            }
+            await self.send_message(error)
+
+    async def expire(self) -> None:
+        await self.cleanup()
+        with contextlib.suppress(RuntimeError):
+            await self.websocket.close(TOKEN_EXPIRED, _EXPIRED_REASON)
+
+
 class GraphQLView(GraphQL[Context, None]):
-    """Strawberry's ASGI view with our typed Context built per request."""
+    """Strawberry's ASGI view with our typed Context built per request, refusing in coded
+    JSON (never text/plain) and closing WebSockets when their token expires."""
+
+    limits = Limits()  # the app's, from its first request on (one view serves one app)
+    graphql_transport_ws_handler_class = TransportWSHandler
+    graphql_ws_handler_class = LegacyWSHandler
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        resources: Resources = scope["state"]["resources"]
+        self.limits = resources.settings.limits
+        if scope["type"] == "websocket":
+            try:
+                doors.check_headers(scope["headers"], self.limits)
+            except Refusal as err:
+                await _deny(WebSocket(scope, receive, send), err)
+                return
+            await super().__call__(scope, receive, send)
+            return
+        try:
+            response = await self.run(Request(scope, receive))
+        except Refusal as err:
+            response = err.graphql_response()
+        except HTTPException as err:
+            response = _coded(err).graphql_response()
+        await response(scope, receive, send)
+
+    def parse_json(self, data: str | bytes) -> Any:
+        """Bodies and GET parameters: UTF-8, nested no deeper than the limit, then JSON."""
+        return doors.parse_json(data, self.limits)
+
+    def decode_json(self, data: str | bytes) -> object:
+        """WebSocket messages: bounded like bodies; a refusal reads as a non-JSON message."""
+        try:
+            if len(data) > self.limits.max_body_bytes:
+                raise Refusal(413, "The message is too large")
+            return doors.parse_json(data, self.limits, what="The message")
+        except Refusal as err:
+            raise json.JSONDecodeError(err.message, "", 0) from None
+
+    async def execute_single(
+        self,
+        request: Request,
+        request_adapter: AsyncHTTPRequestAdapter,
+        sub_response: Response,
+        context: Context,
+        root_value: None,
+        request_data: GraphQLRequestData,
+    ) -> ExecutionResult:
+        """Strawberry's, refusing a subscription: it allows them over GET and POST for its
+        streaming transports (SSE, multipart), which do not come here, and would otherwise run
+        one as a query."""
+        allowed = OperationType.from_http(request_adapter.method) - {OperationType.SUBSCRIPTION}
+        try:
+            return await self.schema.execute(
+                request_data.query,
+                root_value=root_value,
+                variable_values=request_data.variables,
+                context_value=context,
+                operation_name=request_data.operation_name,
+                allowed_operation_types=allowed,
+                operation_extensions=request_data.extensions,
+            )
+        except InvalidOperationTypeError as err:
+            if err.operation_type is OperationType.SUBSCRIPTION:
+                raise Refusal(400, "Subscriptions need a WebSocket (or SSE, later)") from None
+            raise Refusal(400, err.as_http_error_reason(request_adapter.method)) from None
+        except CannotGetOperationTypeError as err:
+            raise Refusal(400, err.as_http_error_reason()) from None
+        except MissingQueryError:
+            raise Refusal(400, "No GraphQL query found in the request") from None
+
+    async def parse_http_body(
+        self, request: AsyncHTTPRequestAdapter
+    ) -> GraphQLRequestData | list[GraphQLRequestData]:
+        try:
+            return await super().parse_http_body(request)
+        except AttributeError:  # it parsed, but to a string, number, null or a list of such
+            raise Refusal(400, "The body must be a JSON object (or a list of them)") from None
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
@@ -70,6 +334,22 @@ class GraphQLView(GraphQL[Context, None]):
         return await super().process_result(request, result)
 
 
+def _coded(err: HTTPException) -> Refusal:
+    """Strawberry's own refusals (method, content type, batching...) with a code."""
+    return Refusal(
+        err.status_code, err.reason, "NOT_FOUND" if err.status_code == 404 else "BAD_USER_INPUT"
+    )
+
+
+async def _deny(websocket: WebSocket, err: Refusal) -> None:
+    """Refuse a WebSocket handshake: the JSON refusal as the HTTP answer where the server
+    can send one, else a close before accepting (HTTP 403)."""
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        await websocket.send_denial_response(err.graphql_response())
+    else:
+        await websocket.close(code=1008, reason=err.message)
+
+
 def _closer(websocket: WebSocket) -> Callable[[int, str], Awaitable[None]]:
     async def close(code: int, reason: str) -> None:
         with contextlib.suppress(RuntimeError):  # already closed
@@ -86,7 +366,7 @@ def error_response(status: int, code: str, message: str) -> JSONResponse:
 
 
 class Gate:
-    """Authenticates HTTP requests once, refuses oversize bodies, and applies the rate limit."""
+    """Authenticates HTTP requests once and refuses oversize bodies (rate limits: ratelimit.py)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -99,10 +379,24 @@ class Gate:
         if refusal is not None:
             await refusal(scope, receive, send)
             return
-        await self.app(scope, receive, send)
+        # the whole body (at most max_body_bytes, chunked or not) is read here, against the
+        # read timeout and minimum rate, before the view parses it or touches the database
+        limits: Limits = scope["state"]["resources"].settings.limits
+        try:
+            body = await doors.read_body(receive, limits, max_bytes=limits.max_body_bytes)
+        except Refusal as err:
+            await err.graphql_response()(scope, receive, send)
+            return
+        except ClientDisconnect:
+            return
+        await self.app(scope, doors.replay(body, receive), send)
 
     def check(self, scope: Scope) -> Response | None:
         resources: Resources = scope["state"]["resources"]
+        try:
+            doors.check_headers(scope["headers"], resources.settings.limits)
+        except Refusal as err:
+            return err.graphql_response()
         headers = {k: v for k, v in scope["headers"] if k in _WANTED}
         length = headers.get(b"content-length", b"0")
         if not length.isdigit() or int(length) > resources.settings.limits.max_body_bytes:
@@ -115,10 +409,6 @@ class Gate:
         except Unauthenticated as err:
             return error_response(401, err.code, err.message)
         scope[VIEWER_KEY] = viewer
-        client: Any = scope.get("client") or ("unknown", 0)
-        key = viewer.subject or (viewer.role.value if viewer.role else f"ip:{client[0]}")
-        if not resources.limiter.allow(key):
-            return error_response(429, "RATE_LIMITED", "Too many requests; slow down")
         return None
 
 

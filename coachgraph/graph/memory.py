@@ -76,12 +76,22 @@ class MemoryGraph:
     def _reset(self) -> None:
         self.rel = {name: nx.DiGraph() for name in RELATIONS}
         self.coaches, self.athletes, self.skills, self.programs = {}, {}, {}, {}
+        self.marks: set[str] = set()
 
     async def start(self) -> None:
         return None
 
     async def close(self) -> None:
         self._reset()
+
+    async def ping(self) -> None:
+        return None  # in this process: up whenever the API is
+
+    async def mark(self, projection: str) -> None:
+        self.marks.add(projection)
+
+    async def marked(self, projection: str) -> bool:
+        return projection in self.marks
 
     async def clear(self) -> None:
         gc.unfreeze()

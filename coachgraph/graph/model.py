@@ -147,6 +147,19 @@ class GraphStore(Protocol):
 
     async def close(self) -> None: ...
 
+    async def ping(self) -> None:
+        """Raise `Unavailable` when the backend does not answer (healthz)."""
+        ...
+
+    async def mark(self, projection: str) -> None:
+        """Record in the graph itself that it holds a complete build of `projection`."""
+        ...
+
+    async def marked(self, projection: str) -> bool:
+        """Whether the mark is still there: False once the server lost its data (restarted
+        empty, restored, wiped), when the stored offset no longer describes the graph."""
+        ...
+
     async def clear(self) -> None: ...
 
     async def apply(self, states: States) -> None:

@@ -7,12 +7,14 @@ made in explicit transactions). Each read is one Cypher query returning one neig
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 from neo4j import AsyncDriver, AsyncGraphDatabase
-from neo4j.exceptions import Neo4jError
+from neo4j.exceptions import Neo4jError, ServiceUnavailable, SessionExpired, TransientError
 
+from coachgraph.errors import Unavailable
 from coachgraph.graph.model import (
     AthleteCandidate,
     AthleteInfo,
@@ -32,6 +34,16 @@ from coachgraph.stores.graph_source import States
 
 log = logging.getLogger(__name__)
 LABELS = ("Coach", "Athlete", "Skill", "Program")
+STORE = "graph"
+
+# the server is down, restarting, or not answering: the same statement may succeed later
+_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    ServiceUnavailable,  # no server to route to, connection refused or lost
+    SessionExpired,
+    TransientError,  # e.g. Neo.TransientError.General.DatabaseUnavailable
+    OSError,
+    TimeoutError,
+)
 
 _PROFILE = """
 MATCH (a:Athlete {id: $id})
@@ -158,6 +170,7 @@ class Neo4jGraph:
         timeout: float = 30.0,
         driver: AsyncDriver | None = None,
         write_batch: int = 1000,
+        query_timeout: float | None = 30.0,
     ) -> None:
         self.uri = uri
         self.database = database
@@ -167,6 +180,7 @@ class Neo4jGraph:
         self._driver = driver
         self._owns_driver = driver is None
         self.write_batch = write_batch
+        self.query_timeout = query_timeout  # client side: a wedged server is an unavailable one
 
     async def start(self) -> None:
         if self._driver is None:
@@ -198,11 +212,36 @@ class Neo4jGraph:
         self._driver = None
 
     async def _run(self, query: str, **params: Any) -> list[dict[str, Any]]:
-        """One auto-commit statement, its result consumed."""
+        """One auto-commit statement, its result consumed; a server that is down, lost, or
+        does not answer within the query timeout raises `Unavailable` (the store boundary)."""
+        assert self._driver is not None, "start() first"
+        try:
+            return await asyncio.wait_for(self._statement(query, params), self.query_timeout)
+        except _CONNECTION_ERRORS as err:
+            log.warning("graph server unavailable: %s: %s", type(err).__name__, err)
+            raise Unavailable(STORE) from err
+
+    async def _statement(self, query: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         assert self._driver is not None, "start() first"
         async with self._driver.session(database=self.database) as session:
             result = await session.run(query, params)
             return await result.data()
+
+    async def ping(self) -> None:
+        """One trivial round trip: raises `Unavailable` when the server does not answer."""
+        await self._run("RETURN 1 AS ok")
+
+    async def mark(self, projection: str) -> None:
+        await self._run("MERGE (m:Projection {name: $name})", name=projection)
+
+    async def marked(self, projection: str) -> bool:
+        try:
+            rows = await self._run(
+                "MATCH (m:Projection {name: $name}) RETURN count(m) AS n", name=projection
+            )
+        except Neo4jError:  # FalkorDB: no graph under this name (any more)
+            return False
+        return bool(rows and rows[0]["n"])
 
     async def _write(self, query: str, rows: list[dict[str, Any]]) -> None:
         """UNWIND writes in chunks: bounded messages (FalkorDB's Bolt overflows on large ones)."""

@@ -17,7 +17,9 @@ from typing import Protocol
 
 import asyncpg
 
+from coachgraph.errors import Unavailable
 from coachgraph.graph.model import GraphStore
+from coachgraph.retry import Backoff
 from coachgraph.stores import graph_source
 from coachgraph.stores.db import Database
 from coachgraph.stores.graph_source import START, Event, Position, States
@@ -79,6 +81,8 @@ class Projector:
         name: str,
         batch_size: int = 500,
         poll_seconds: float = 1.0,
+        retry: Backoff | None = None,
+        connect_timeout: float = 10.0,
     ) -> None:
         self.db = db
         self.graph = graph
@@ -93,6 +97,12 @@ class Projector:
         self._lock = asyncio.Lock()  # one batch at a time, whoever asks (task, tests, reindex)
         self._task: asyncio.Task[None] | None = None
         self._listen_conn: asyncpg.Connection | None = None
+        # a failed batch (a store down) and a lost LISTEN connection are retried after
+        # capped exponential delays, each on its own schedule
+        self.retry = retry or Backoff(0.1, 5.0)
+        self._listen_retry = Backoff(self.retry.initial, self.retry.maximum)
+        self.connect_timeout = connect_timeout
+        self.failures = 0  # batches failed in a row (tests and health read it)
 
     async def prepare(self) -> None:
         """Resume each projection from its stored position, rebuilding those without one (or
@@ -100,7 +110,7 @@ class Projector:
         already has it changes nothing, so the others simply converge."""
         async with self._lock:
             stored = None
-            if self.persistent:
+            if self.persistent and await self.graph.marked(self.name):
                 stored = await graph_source.load_offset(self.db.pool, name=self.name)
             positions = [stored] if stored is not None else [await self._rebuild_graph()]
             for sink in self.sinks:
@@ -135,7 +145,18 @@ class Projector:
         freeze = getattr(self.graph, "freeze", None)
         if freeze is not None:
             freeze()
+        await self.graph.mark(self.name)
         return position
+
+    async def _verify(self) -> None:
+        """After an outage of a persistent graph: if the server came back without our build
+        (a restart that lost its data), rebuild it; the events from our position on are then
+        applied again, which changes nothing they already did."""
+        async with self._lock:
+            if await self.graph.marked(self.name):
+                return
+            log.warning("projector %s: the graph lost its data; rebuilding it", self.name)
+            await self._rebuild_graph()
 
     async def run_once(self) -> int:
         """Apply the next batch of settled events; return how many there were."""
@@ -188,26 +209,91 @@ class Projector:
                 await self._task
             self._task = None
         if self._listen_conn is not None:
-            await self._listen_conn.close()
-            self._listen_conn = None
+            conn, self._listen_conn = self._listen_conn, None
+            if conn.is_closed():
+                return
+            try:
+                await asyncio.wait_for(conn.close(), self.connect_timeout)
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                conn.terminate()
 
     async def _run(self) -> None:
-        try:
-            self._listen_conn = await asyncpg.connect(self.db.dsn)
-            await self._listen_conn.add_listener(CHANNEL, lambda *_: self._wake.set())
-        except (OSError, asyncpg.PostgresError) as err:
-            log.warning("projector %s: no LISTEN connection (%s); polling only", self.name, err)
+        """Apply batches as NOTIFY (or the poll) announces them, for as long as the app runs.
+
+        A batch that fails (graph, search or Postgres down) is retried from the same position
+        after a capped exponential delay; applying is idempotent, so the projection converges
+        once the store is back. The LISTEN connection is re-opened whenever it is lost (a
+        PostgreSQL restart); until then the poll keeps the projection moving."""
         while True:
+            if self.db.dsn and (self._listen_conn is None or self._listen_conn.is_closed()):
+                await self._listen()
+            self._wake.clear()  # before reading: a NOTIFY from now on wakes the next wait
             try:
+                if self.failures and self.persistent:
+                    await self._verify()
                 if await self.run_once():
+                    self._recovered()
                     continue
+                self._recovered()
+                wait = self.poll_seconds
             except asyncio.CancelledError:
                 raise
+            except Unavailable as err:
+                wait = self.retry.next()
+                self.failures += 1
+                log.warning(
+                    "projector %s: %s; retrying in %.1f s (attempt %d)",
+                    self.name,
+                    err.message,
+                    wait,
+                    self.failures,
+                )
             except Exception:  # keep projecting: log, back off, retry the same batch
-                log.exception("projector %s: batch failed; retrying", self.name)
-            self._wake.clear()
+                wait = self.retry.next()
+                self.failures += 1
+                log.exception("projector %s: batch failed; retrying in %.1f s", self.name, wait)
+            if self.db.dsn and self._listen_conn is None:
+                wait = min(wait, self._listen_retry.next())
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+                await asyncio.wait_for(self._wake.wait(), wait)
+
+    def _recovered(self) -> None:
+        if self.failures:
+            log.info("projector %s: caught up again after %d failures", self.name, self.failures)
+        self.failures = 0
+        self.retry.reset()
+
+    async def _listen(self) -> None:
+        """(Re)open the connection that LISTENs for outbox notifications; on failure leave it
+        to the next turn of the loop (the poll covers the meanwhile)."""
+        lost = self._listen_conn is not None
+        if self._listen_conn is not None:
+            self._listen_conn.terminate()
+            self._listen_conn = None
+        try:
+            conn = await asyncio.wait_for(asyncpg.connect(self.db.dsn), self.connect_timeout)
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as err:
+            if not self._listen_retry.failing:
+                log.warning("projector %s: no LISTEN connection (%s); polling", self.name, err)
+            return
+        try:
+            await conn.add_listener(CHANNEL, self._notified)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as err:
+            conn.terminate()
+            log.warning("projector %s: LISTEN failed (%s); polling", self.name, err)
+            return
+        conn.add_termination_listener(self._connection_lost)
+        self._listen_conn = conn
+        if lost or self._listen_retry.failing:
+            log.info("projector %s: listening again", self.name)
+        self._listen_retry.reset()
+        self._wake.set()  # what was committed while nobody listened is read at once
+
+    def _notified(self, *_: object) -> None:
+        self._wake.set()
+
+    def _connection_lost(self, *_: object) -> None:
+        self._wake.set()  # the loop sees the closed connection and re-listens
 
 
 def _states(kind: str, chunk: list[object]) -> States:

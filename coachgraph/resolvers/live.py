@@ -11,11 +11,17 @@ from datetime import UTC, datetime, timedelta
 from coachgraph.config import Limits
 from coachgraph.errors import Conflict, InvalidInput, NotFound, SlowConsumer
 from coachgraph.ids import encode_cursor
-from coachgraph.resolvers.policy import Viewer, can_write_samples, require
+from coachgraph.resolvers.policy import (
+    SessionFacts,
+    Viewer,
+    can_write_session_data,
+    missing,
+    require,
+)
 from coachgraph.stores import metrics
 from coachgraph.stores.db import Database
 from coachgraph.stores.metrics import Sample
-from coachgraph.subscriptions.broker import Broker, Message, Overflow
+from coachgraph.subscriptions.broker import Broker, Message, Overflow, is_resync
 
 # bpm, W, rpm, m/s, ms
 RANGES: dict[str, tuple[float, float]] = {
@@ -83,12 +89,13 @@ async def writable_live_session(
     db: Database, viewer: Viewer, session_id: int
 ) -> metrics.LiveSession:
     """The session, if the viewer may write its samples and it is LIVE."""
+    message = "You may not write samples of this session"
     try:
         found = await metrics.live_session(db.pool, session_id=session_id)
     except NotFound:
-        require(viewer.is_admin, "You may not write samples of this session")
-        raise
-    require(can_write_samples(viewer, found), "You may not write samples of this session")
+        raise missing(viewer, "TrainingSession", session_id, message) from None
+    facts = SessionFacts(found.coach_id, found.athlete_id, found.coached)
+    require(can_write_session_data(viewer, facts), message)
     if found.status != "LIVE" or found.started_at is None:
         raise Conflict(f"A {found.status} session takes no samples")
     return found
@@ -201,13 +208,18 @@ async def sample_stream(
     """Stored samples after `after`, then the live tail: each sample once, in cursor order.
 
     The live subscription opens first, so nothing published meanwhile is missed; whatever the
-    broker skipped (a gap in the cursors) is read back from Postgres, the source of truth.
+    broker skipped (a gap in the cursors) is read back from Postgres, the source of truth, and
+    so is everything after the last cursor when the broker says it may have lost events
+    (Redis was unreachable: publishes failed, or the reader reconnected). Without `after`,
+    the stream starts after the last sample committed when it opened.
     """
     sub = await broker.subscribe(metrics_topic(session_id), queue_size=limits.subscriber_queue)
     wanted = set(kinds) if kinds else None
-    last = after
     try:
-        if last is not None:
+        last = (
+            after if after is not None else await metrics.last_seq(db.pool, session_id=session_id)
+        )
+        if after is not None:
             async for sample in _stored(db, session_id, kinds, last, None, limits):
                 last = sample.seq
                 yield sample
@@ -215,10 +227,13 @@ async def sample_stream(
             try:
                 message = await sub.get()
             except Overflow:
-                raise SlowConsumer(encode_cursor(last) if last is not None else None) from None
+                raise SlowConsumer(encode_cursor(last)) from None
+            if is_resync(message):  # events may be lost: everything after the cursor
+                async for sample in _stored(db, session_id, kinds, last, None, limits):
+                    last = sample.seq
+                    yield sample
+                continue
             batch = [_from_message(r) for r in message["samples"]]
-            if last is None:
-                last = batch[0].seq - 1  # live only: start at the first batch seen
             if batch[0].seq > last + 1:  # the broker skipped something: read it back
                 async for sample in _stored(db, session_id, kinds, last, batch[0].seq, limits):
                     last = sample.seq

@@ -8,7 +8,7 @@ from typing import Any, Generic, TypeVar
 
 from strawberry.dataloader import DataLoader
 
-from coachgraph.resolvers.policy import Viewer, session_scope
+from coachgraph.resolvers.policy import Viewer, sessions_visible_to
 from coachgraph.stores import athletes, coaches, media, metrics, programs, sessions, skills
 from coachgraph.stores.db import Database
 from coachgraph.stores.records import (
@@ -157,7 +157,7 @@ class Loaders:
                     first=first,
                     after=after,
                     status=status,
-                    scope=session_scope(viewer),
+                    scope=sessions_visible_to(viewer),
                 )
 
             return fetch

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from coachgraph.errors import NotFound, PermissionDenied
+from coachgraph.errors import NotFound
 from coachgraph.graph import recommend
 from coachgraph.graph.recommend import Match
 from coachgraph.resolvers import queries, validate
 from coachgraph.resolvers.context import Context
-from coachgraph.resolvers.policy import AthleteAccess, require
+from coachgraph.resolvers.policy import can_match_athletes, can_match_coaches, require
 
 
 def _first(ctx: Context, first: int | None, default: int = 10) -> int:
@@ -17,9 +17,7 @@ def _first(ctx: Context, first: int | None, default: int = 10) -> int:
 
 async def _full_access(ctx: Context, athlete_id: int) -> None:
     """The athlete itself, its coaches and admins may plan for it."""
-    athlete = await queries.athlete(ctx, athlete_id)
-    if await queries.access_to(ctx, athlete) is not AthleteAccess.FULL:
-        raise PermissionDenied("Only the athlete, its coaches and admins may see this")
+    await queries.require_full_access(ctx, await queries.athlete(ctx, athlete_id))
 
 
 async def _exists(ctx: Context, type_name: str, raw_id: int) -> None:
@@ -30,8 +28,7 @@ async def _exists(ctx: Context, type_name: str, raw_id: int) -> None:
 
 
 async def match_coaches(ctx: Context, athlete_id: int, first: int | None) -> list[Match]:
-    v = ctx.viewer
-    require(v.is_admin or v.is_athlete(athlete_id), "Only the athlete or an admin may match it")
+    require(can_match_coaches(ctx.viewer, athlete_id), "Only the athlete or an admin may match it")
     size = _first(ctx, first)
     found = await ctx.graph.coach_neighbourhood(
         athlete_id, limit=ctx.settings.limits.match_candidates
@@ -43,8 +40,7 @@ async def match_coaches(ctx: Context, athlete_id: int, first: int | None) -> lis
 
 
 async def match_athletes(ctx: Context, coach_id: int, first: int | None) -> list[Match]:
-    v = ctx.viewer
-    require(v.is_admin or v.is_coach(coach_id), "Only the coach or an admin may match it")
+    require(can_match_athletes(ctx.viewer, coach_id), "Only the coach or an admin may match it")
     size = _first(ctx, first)
     found = await ctx.graph.roster_neighbourhood(
         coach_id, limit=ctx.settings.limits.match_candidates

@@ -18,13 +18,15 @@ from coachgraph.resolvers import queries
 from coachgraph.resolvers.context import Context
 from coachgraph.resolvers.policy import (
     AthleteAccess,
+    SessionFacts,
     can_edit_athlete,
     can_edit_coach,
     can_read_session,
-    can_write_session_media,
+    can_write_session_data,
+    missing,
     require,
 )
-from coachgraph.stores import media
+from coachgraph.stores import coaches, media
 from coachgraph.stores.db import Database
 from coachgraph.stores.records import MediaRecord
 
@@ -56,7 +58,11 @@ async def _require_owner_writable(ctx: Context, owner_type: str, owner_id: int) 
         session = await loaders.session_by_id.load(owner_id)
         if session is None:
             raise NotFound("TrainingSession", owner_id)
-        require(can_write_session_media(viewer, session), "You may not add media to it")
+        coached = await coaches.coaches_now(
+            ctx.db.pool, coach_id=session.coach_id, athlete_id=session.athlete_id
+        )
+        facts = SessionFacts(session.coach_id, session.athlete_id, coached)
+        require(can_write_session_data(viewer, facts), "You may not add media to it")
 
 
 async def require_readable(ctx: Context, found: MediaRecord) -> None:
@@ -124,8 +130,7 @@ async def create_upload(
 async def _writable(ctx: Context, media_id: int) -> MediaRecord:
     found = await ctx.loaders.media_by_id.load(media_id)
     if found is None:
-        require(ctx.viewer.is_admin, "You may not change this media")
-        raise NotFound("Media", media_id)
+        raise missing(ctx.viewer, "Media", media_id, "You may not change this media")
     await _require_owner_writable(ctx, found.owner_type, found.owner_id)
     return found
 

@@ -11,10 +11,14 @@ from coachgraph.resolvers import validate
 from coachgraph.resolvers.context import Context
 from coachgraph.resolvers.live import status_topic
 from coachgraph.resolvers.policy import (
+    AthleteFacts,
+    SessionFacts,
+    can_assign_coach,
     can_edit_athlete,
     can_edit_coach,
     can_manage_catalogue,
     can_manage_session,
+    missing,
     require,
 )
 from coachgraph.stores import athletes, coaches, programs, sessions, skills
@@ -26,6 +30,7 @@ from coachgraph.stores.records import (
     SessionRecord,
     SkillRecord,
 )
+from coachgraph.stores.sql import Executor
 
 _UNSET: Any = object()
 
@@ -223,6 +228,14 @@ async def enroll(ctx: Context, athlete_id: int, program_id: int) -> EnrollmentRe
 async def assign_coach(ctx: Context, coach_id: int, athlete_id: int) -> AthleteRecord:
     require(can_edit_coach(ctx.viewer, coach_id), "Coaches may only assign themselves")
     async with ctx.db.transaction() as conn:
+        # the athlete's row stays as read (FOR SHARE) until commit: it cannot stop looking
+        # for a coach between the check and the assignment
+        found = await athletes.get_for_share(conn, athlete_id=athlete_id)
+        facts = AthleteFacts(found.id, found.looking_for_coach)
+        require(
+            can_assign_coach(ctx.viewer, coach_id, facts),
+            "Coaches may only take athletes looking for a coach",
+        )
         await coaches.assign(conn, coach_id=coach_id, athlete_id=athlete_id)
         return (await athletes.get_many(conn, ids=[athlete_id]))[athlete_id]
 
@@ -243,7 +256,7 @@ async def schedule_session(
     scheduled_at: datetime,
     notes: str | None,
 ) -> SessionRecord:
-    require(can_manage_session(ctx.viewer, coach_id), "Coaches schedule their own sessions")
+    require(can_edit_coach(ctx.viewer, coach_id), "Coaches schedule their own sessions")
     if scheduled_at.tzinfo is None:
         raise InvalidInput(
             "scheduledAt needs a time zone offset", field="scheduledAt", code="INVALID"
@@ -252,6 +265,8 @@ async def schedule_session(
         notes, field="notes", max_length=ctx.settings.limits.max_text_length
     )
     async with ctx.db.transaction() as conn:
+        message = "Coaches schedule sessions only with athletes they coach"
+        await _require_manages(ctx, conn, coach_id, athlete_id, message)
         return await sessions.schedule(
             conn,
             coach_id=coach_id,
@@ -262,14 +277,27 @@ async def schedule_session(
         )
 
 
+async def _require_manages(
+    ctx: Context, conn: Executor, coach_id: int, athlete_id: int, message: str
+) -> None:
+    """The viewer may write sessions between this coach and athlete (API.md: a coach only
+    while it coaches the athlete). The relationship is held until commit, so an unassignment
+    waits for the write."""
+    coached = await coaches.coaches_now(conn, coach_id=coach_id, athlete_id=athlete_id, lock=True)
+    facts = SessionFacts(coach_id, athlete_id, coached)
+    require(can_manage_session(ctx.viewer, facts), message)
+
+
 async def move_session(ctx: Context, session_id: int, to: str) -> SessionRecord:
     """Start (to LIVE) or end (to COMPLETED) a session; only its coach or an admin may."""
     async with ctx.db.transaction() as conn:
         found = (await sessions.get_many(conn, ids=[session_id])).get(session_id)
         if found is None:
-            require(ctx.viewer.is_admin, "You may not change this session")
-            raise NotFound("TrainingSession", session_id)
-        require(can_manage_session(ctx.viewer, found.coach_id), "Only its coach may do this")
+            raise missing(
+                ctx.viewer, "TrainingSession", session_id, "You may not change this session"
+            )
+        message = "Only its coach, while it coaches the athlete, may change this session"
+        await _require_manages(ctx, conn, found.coach_id, found.athlete_id, message)
         moved = await sessions.transition(conn, session_id=session_id, to=to)
     await ctx.broker.publish(status_topic(session_id), {"status": moved.status})  # after commit
     return moved

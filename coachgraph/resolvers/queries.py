@@ -9,9 +9,12 @@ from coachgraph.resolvers import validate
 from coachgraph.resolvers.context import Context
 from coachgraph.resolvers.policy import (
     AthleteAccess,
+    AthleteFacts,
     athlete_access,
     athlete_scope,
+    athletes_visible_to,
     can_read_session,
+    sessions_visible_to,
 )
 from coachgraph.stores import athletes, coaches, metrics, programs, skills
 from coachgraph.stores.records import (
@@ -47,22 +50,20 @@ async def program(ctx: Context, program_id: int) -> ProgramRecord:
     return found
 
 
-async def coached_by_viewer(ctx: Context, athlete_id: int) -> bool:
-    """Whether the viewer is a coach of this athlete (one cached query per request)."""
-    coach_id = ctx.viewer.coach_id
-    if coach_id is None:
-        return False
-    coached = await ctx.loaders.coached_athlete_ids_by_coach_id.load(coach_id)
-    return coached is not None and athlete_id in coached
+async def athlete_facts(ctx: Context, found: AthleteRecord) -> AthleteFacts:
+    """What the athlete rule reads, for this viewer: whether the coach its scope names
+    coaches the athlete now (one cached query per request)."""
+    coach_id = athletes_visible_to(ctx.viewer).coach_id
+    coaches: frozenset[int] = frozenset()
+    if coach_id is not None:
+        coached = await ctx.loaders.coached_athlete_ids_by_coach_id.load(coach_id)
+        if coached is not None and found.id in coached:
+            coaches = frozenset({coach_id})
+    return AthleteFacts(found.id, found.looking_for_coach, coaches)
 
 
 async def access_to(ctx: Context, found: AthleteRecord) -> AthleteAccess:
-    return athlete_access(
-        ctx.viewer,
-        athlete_id=found.id,
-        looking_for_coach=found.looking_for_coach,
-        coached_by_viewer=await coached_by_viewer(ctx, found.id),
-    )
+    return athlete_access(ctx.viewer, await athlete_facts(ctx, found))
 
 
 async def athlete(ctx: Context, athlete_id: int) -> AthleteRecord:
@@ -177,10 +178,10 @@ async def athletes_of_coach(
 ) -> Page[AthleteRecord]:
     """The athletes a coach coaches, as far as the viewer may see them (anonymous: none)."""
     size, cursor = validate.page_args(first, after, ctx.settings.limits)
-    if ctx.viewer.role is None:
+    scope = athletes_visible_to(ctx.viewer)
+    if scope.nobody:
         return Page([], False, 0)
-    key = (coach_id, size, cursor, athlete_scope(ctx.viewer))
-    return await ctx.loaders.athlete_page_by_coach_id.load(key)
+    return await ctx.loaders.athlete_page_by_coach_id.load((coach_id, size, cursor, scope))
 
 
 async def sessions_of(
@@ -193,7 +194,7 @@ async def sessions_of(
 ) -> Page[SessionRecord]:
     """A coach's or athlete's sessions that the viewer may see (anonymous: none)."""
     size, cursor = validate.page_args(first, after, ctx.settings.limits)
-    if ctx.viewer.role is None:
+    if sessions_visible_to(ctx.viewer).nobody:
         return Page([], False, 0)
     loader = (
         ctx.loaders.session_page_by_coach_id

@@ -6,21 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from coachgraph.errors import InvalidInput
-from coachgraph.resolvers import validate
+from coachgraph.resolvers import queries, validate
 from coachgraph.resolvers.context import Context
-from coachgraph.resolvers.policy import Role, Viewer
-from coachgraph.search.model import KINDS, Filters, Hit, Prepared, Query, Scope
-
-
-def scope_for(viewer: Viewer, kinds: list[str] | None) -> Scope:
-    """Anonymous viewers and athletes never find athletes; coaches find those looking for a
-    coach and their own; admins find everything."""
-    wanted = list(dict.fromkeys(kinds)) if kinds else list(KINDS)
-    if viewer.is_admin:
-        return Scope(wanted, all_athletes=True)
-    if viewer.role is Role.COACH:
-        return Scope(wanted, coach_id=viewer.coach_id)
-    return Scope([k for k in wanted if k != "ATHLETE"])
+from coachgraph.resolvers.policy import AthleteAccess, search_scope
+from coachgraph.search.model import Filters, Hit, Prepared, Query
 
 
 @dataclass
@@ -52,7 +41,9 @@ async def plan(
     after: str | None,
 ) -> Plan:
     limits = ctx.settings.limits
-    size, cursor = validate.page_args(first, after, limits, default=10)
+    size, cursor = validate.page_args(
+        first, after, limits, default=10, max_cursor=limits.max_search_offset
+    )
     if len(text) > limits.max_search_length:
         raise InvalidInput(
             f"query must be at most {limits.max_search_length} characters",
@@ -65,12 +56,13 @@ async def plan(
     for name, values in (("sports", filters.sports), ("cities", filters.cities)):
         if values is not None and len(values) > limits.max_list_input:
             raise InvalidInput(f"filter.{name} lists too many values", field=f"filter.{name}")
-    scope = scope_for(ctx.viewer, kinds)
+    scope = search_scope(ctx.viewer, kinds)
     prepared = None
     if scope.kinds:
         query = Query(text, scope, filters, limits.max_search_words)
         prepared = await ctx.search.prepare(query)
-    personal = ctx.viewer.role is Role.ATHLETE and bool({"COACH", "PROGRAM"} & set(scope.kinds))
+    athlete = ctx.viewer.athlete_id is not None
+    personal = athlete and bool({"COACH", "PROGRAM"} & set(scope.kinds))
     return Plan(prepared, size, cursor or 0, personal)
 
 
@@ -89,6 +81,18 @@ async def page(ctx: Context, planned: Plan) -> Results:
     else:
         found = await ctx.search.hits(prepared, offset=offset, limit=size + 1)
     return Results(found[:size], len(found) > size, offset, prepared)
+
+
+async def readable(ctx: Context, hits: list[Hit]) -> list[bool]:
+    """Whether each hit passes the read rule of node(id:) now. The projection lags the
+    records by milliseconds: an athlete may have stopped looking for a coach, or left the
+    viewer, since its document was written. Coaches, programs and skills are public."""
+    ids = [h.id for h in hits if h.kind == "ATHLETE"]
+    visible: set[int] = set()
+    for found in await ctx.loaders.athlete_by_id.load_many(ids):
+        if found is not None and await queries.access_to(ctx, found) is not AthleteAccess.NONE:
+            visible.add(found.id)
+    return [h.kind != "ATHLETE" or h.id in visible for h in hits]
 
 
 async def personal_rank(ctx: Context, athlete_id: int, hits: list[Hit]) -> list[Hit]:

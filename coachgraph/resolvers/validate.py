@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from coachgraph.config import Limits
 from coachgraph.errors import InvalidInput
-from coachgraph.ids import decode_cursor, decode_id
+from coachgraph.ids import MAX_POSITION, decode_cursor, decode_id
 
 
 def text(value: str, *, field: str, max_length: int) -> str:
@@ -72,12 +72,18 @@ def timezone(value: str, *, field: str = "timezone") -> str:
 
 
 def page_args(
-    first: int | None, after: str | None, limits: Limits, *, default: int = 20
+    first: int | None,
+    after: str | None,
+    limits: Limits,
+    *,
+    default: int = 20,
+    max_cursor: int = MAX_POSITION,
 ) -> tuple[int, int | None]:
-    """Validated `first` (0..max page size; null means the default) and the decoded cursor."""
+    """Validated `first` (0..max page size; null means the default) and the decoded cursor
+    (a position up to `max_cursor`)."""
     size = default if first is None else first
     in_range(size, field="first", low=0, high=limits.max_page_size)
-    return size, decode_cursor(after) if after is not None else None
+    return size, decode_cursor(after, maximum=max_cursor) if after is not None else None
 
 
 def ids(values: Sequence[str], expected: str, *, field: str, limit: int) -> list[int]:

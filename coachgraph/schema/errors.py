@@ -7,7 +7,7 @@ from typing import TypeVar
 
 import strawberry
 
-from coachgraph.errors import Conflict, DomainError, InvalidInput, NotFound
+from coachgraph.errors import Conflict, DomainError, InvalidInput, NotFound, Unavailable
 from coachgraph.ids import to_global_id
 
 R = TypeVar("R")
@@ -60,5 +60,7 @@ async def as_result(run: Callable[[], Awaitable[R]], present: Callable[[R], T]) 
     """Run a mutation; expected failures become typed results, anything else propagates."""
     try:
         return present(await run())
+    except Unavailable:
+        raise  # a store is down, not the input wrong: a top-level UNAVAILABLE error
     except DomainError as err:
         return user_error(err)

@@ -1,33 +1,21 @@
-"""Error presentation (extensions.code, masking) and the query cost budget."""
+"""Error presentation: extensions.code on every error, and masking of the unexpected."""
 
 from __future__ import annotations
 
 import logging
 import re
 from collections.abc import Iterator
-from typing import Any
 
-from graphql import (
-    FieldNode,
-    FragmentDefinitionNode,
-    FragmentSpreadNode,
-    GraphQLError,
-    InlineFragmentNode,
-    IntValueNode,
-    OperationDefinitionNode,
-    SelectionSetNode,
-    ValidationContext,
-    ValidationRule,
-)
+from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 
 from coachgraph.errors import DomainError
 
 log = logging.getLogger(__name__)
 
-_TOO_COMPLEX = re.compile(
-    r"exceeds maximum operation depth|aliases found|more than \d+ tokens|query cost"
-)
+# The parser's own refusals: they come as syntax errors without a code. The depth, alias and
+# cost rules (limits.py) carry their code themselves.
+_TOO_COMPLEX = re.compile(r"more than \d+ tokens|nested too deeply")
 
 
 def present_error(error: GraphQLError) -> GraphQLError:
@@ -69,52 +57,3 @@ class ErrorCodes(SchemaExtension):
         result = self.execution_context.result
         if result is not None and result.errors:
             result.errors = [present_error(e) for e in result.errors]
-
-
-def cost_rule(max_cost: int, default_page: int) -> type[ValidationRule]:
-    """A validation rule refusing operations whose estimated node count exceeds `max_cost`.
-
-    Each field costs 1; a field taking `first` multiplies the cost of its selection by it
-    (a literal, else the largest page a variable may ask for).
-    """
-
-    class QueryCost(ValidationRule):
-        def __init__(self, context: ValidationContext) -> None:
-            super().__init__(context)
-            self.fragments = {
-                f.name.value: f
-                for f in context.document.definitions
-                if isinstance(f, FragmentDefinitionNode)
-            }
-
-        def enter_operation_definition(self, node: OperationDefinitionNode, *_: Any) -> None:
-            cost = self.cost(node.selection_set, depth=0)
-            if cost > max_cost:
-                self.report_error(
-                    GraphQLError(f"Estimated query cost {cost} exceeds the budget of {max_cost}")
-                )
-
-        def cost(self, selection_set: SelectionSetNode | None, depth: int) -> int:
-            if selection_set is None or depth > 50:
-                return 0
-            total = 0
-            for sel in selection_set.selections:
-                if isinstance(sel, FieldNode):
-                    total += 1 + self.multiplier(sel) * self.cost(sel.selection_set, depth + 1)
-                elif isinstance(sel, InlineFragmentNode):
-                    total += self.cost(sel.selection_set, depth + 1)
-                elif isinstance(sel, FragmentSpreadNode):
-                    frag = self.fragments.get(sel.name.value)
-                    total += self.cost(frag.selection_set, depth + 1) if frag else 0
-            return total
-
-        @staticmethod
-        def multiplier(field: FieldNode) -> int:
-            for arg in field.arguments or ():
-                if arg.name.value == "first":
-                    if isinstance(arg.value, IntValueNode):
-                        return max(1, int(arg.value.value))
-                    return default_page
-            return 1
-
-    return QueryCost

@@ -6,13 +6,11 @@ import logging
 from datetime import datetime
 
 import strawberry
-from graphql import GraphQLError
+from graphql import ASTValidationRule, GraphQLError
 from strawberry.extensions import (
     AddValidationRules,
-    MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
-    QueryDepthLimiter,
     ValidationCache,
 )
 from strawberry.schema.config import StrawberryConfig
@@ -20,10 +18,11 @@ from strawberry.types import ExecutionContext
 
 from coachgraph.config import Limits
 
-from .extensions import ErrorCodes, cost_rule, is_unexpected, present_error
+from .extensions import ErrorCodes, is_unexpected, present_error
+from .limits import budget_rule
 from .mutation import Mutation
 from .query import Query
-from .scalars import DATETIME
+from .scalars import DATETIME, TextCheckedExecution
 from .subscription import Subscription
 
 log = logging.getLogger(__name__)
@@ -46,18 +45,16 @@ class Schema(strawberry.Schema):
 def build_schema(limits: Limits | None = None) -> strawberry.Schema:
     """The GraphQL schema with depth, alias, token and cost budgets from `limits`."""
     limits = limits or Limits()
-    # The rule classes are made once: ValidationCache keys on them, and limiter extensions
-    # built per request would make new classes every time, so nothing would ever be cached.
-    rules = (
-        QueryDepthLimiter(max_depth=limits.max_depth).validation_rules
-        + MaxAliasesLimiter(max_alias_count=limits.max_aliases).validation_rules
-        + [cost_rule(limits.max_query_cost, limits.max_page_size)]
-    )
+    # The rule class is made once: ValidationCache keys on the rules, and a rule class made per
+    # request would never hit the cache. One rule measures depth, aliases and cost together,
+    # each fragment once (Strawberry's limiters re-expand fragments: exponential, issue 11).
+    rules: list[type[ASTValidationRule]] = [budget_rule(limits)]
     return Schema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
         scalar_overrides={datetime: DATETIME},
+        execution_context_class=TextCheckedExecution,  # no NUL or lone surrogate in input text
         config=StrawberryConfig(auto_camel_case=True),
         extensions=[
             ErrorCodes,

@@ -72,6 +72,7 @@ class _Totals:
 
     def __init__(self, search: SearchIndex, prepared: Prepared | None) -> None:
         self.search, self.prepared = search, prepared
+        self.dropped = 0  # matches of the page the viewer may no longer see
         self._count: asyncio.Future[int] | None = None
         self._facets: asyncio.Future[FacetCounts] | None = None
 
@@ -107,9 +108,13 @@ class SearchConnection:
     page_info: PageInfo
     totals: strawberry.Private[_Totals]
 
-    @strawberry.field(description="Every match the viewer may see (counted only when asked).")
+    @strawberry.field(
+        description="Every match the viewer may see (counted only when asked). The index "
+        "lags the records by milliseconds: matches this page dropped (no longer visible, or "
+        "deleted) are not counted; such matches on other pages are until the index catches up."
+    )
     async def total_count(self) -> int:
-        return await self.totals.count()
+        return max(0, await self.totals.count() - self.totals.dropped)
 
     @strawberry.field(description="Counts of the matches by sport, city and level.")
     async def facets(self) -> list[Facet]:
@@ -203,9 +208,12 @@ async def search_field(
     try:
         found = await search_resolvers.page(ctx, planned)
         nodes = await _nodes(info, found.hits)
+        readable = await search_resolvers.readable(ctx, found.hits)
     except BaseException:
         totals.cancel()
         raise
+    # a record deleted, or no longer visible, since the projection last ran is dropped; the
+    # cursors stay positions in the index's results, so the next page neither repeats nor skips
     edges = [
         SearchEdge(
             cursor=encode_cursor(found.offset + i + 1),
@@ -213,9 +221,10 @@ async def search_field(
             score=hit.score,
             highlight=hit.highlight,
         )
-        for i, (hit, node) in enumerate(zip(found.hits, nodes, strict=True))
-        if node is not None  # a record deleted since the projection last ran
+        for i, (hit, node, ok) in enumerate(zip(found.hits, nodes, readable, strict=True))
+        if node is not None and ok
     ]
+    totals.dropped = len(found.hits) - len(edges)
     return SearchConnection(
         edges=edges,
         page_info=page_info([e.cursor for e in edges], found.has_next, after),

@@ -15,8 +15,13 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 from meilisearch_python_sdk import AsyncClient
-from meilisearch_python_sdk.errors import MeilisearchApiError
+from meilisearch_python_sdk.errors import (
+    MeilisearchApiError,
+    MeilisearchCommunicationError,
+    MeilisearchTimeoutError,
+)
 from meilisearch_python_sdk.models.search import SearchResults
 from meilisearch_python_sdk.models.settings import (
     Faceting,
@@ -27,6 +32,7 @@ from meilisearch_python_sdk.models.settings import (
 )
 from meilisearch_python_sdk.models.task import TaskInfo
 
+from coachgraph.errors import Unavailable
 from coachgraph.search.model import (
     Dirty,
     FacetCounts,
@@ -41,6 +47,15 @@ from coachgraph.search.model import (
 )
 from coachgraph.stores import search_docs
 from coachgraph.stores.db import Database
+from coachgraph.stores.records import AthleteScope
+
+# Meilisearch down or not answering (the SDK speaks httpx): the search store is unavailable
+_NETWORK_ERRORS: tuple[type[BaseException], ...] = (
+    httpx.TransportError,  # connect, read, write, timeouts, protocol
+    MeilisearchCommunicationError,
+    MeilisearchTimeoutError,
+    OSError,
+)
 
 FACETS = {"sports": "sport", "city": "city", "level": "level"}  # attribute → facet field
 
@@ -83,6 +98,7 @@ def index_settings(max_total_hits: int) -> MeilisearchSettings:
         displayed_attributes=["kind", "id", "title", "body"],
         filterable_attributes=[
             "kind",
+            "id",
             "sport_keys",
             "city_key",
             "level",
@@ -106,17 +122,10 @@ def index_settings(max_total_hits: int) -> MeilisearchSettings:
 def filter_expression(scope: Scope, filters: Filters) -> list[str | list[str]]:
     """The scope and filters as Meilisearch filter clauses (ANDed), from typed values only."""
     clauses: list[str | list[str]] = ["kind IN [" + ", ".join(scope.kinds) + "]"]
-    if "ATHLETE" in scope.kinds and not scope.all_athletes:
-        if scope.coach_id is None:
-            clauses.append("kind != ATHLETE")
-        else:
-            clauses.append(
-                [
-                    "kind != ATHLETE",
-                    "looking_for_coach = true",
-                    f"coach_ids = {int(scope.coach_id)}",
-                ]
-            )
+    if "ATHLETE" in scope.kinds:
+        athletes = athlete_filter(scope.athletes)
+        if athletes is not None:
+            clauses.append(athletes)
     if filters.sports is not None:
         clauses.append(_any("sport_keys", [key(s) for s in filters.sports]))
     if filters.cities is not None:
@@ -128,6 +137,21 @@ def filter_expression(scope: Scope, filters: Filters) -> list[str | list[str]]:
     if filters.skill_ids is not None:
         clauses.append(_any("skill_ids", [str(int(s)) for s in filters.skill_ids], quote=False))
     return clauses
+
+
+def athlete_filter(scope: AthleteScope) -> str | list[str] | None:
+    """An AthleteScope as one clause (a list is ORed): documents that are not athletes, or
+    athletes one of the scope's grants admits; None when it admits every athlete."""
+    if scope.everyone:
+        return None
+    grants = ["kind != ATHLETE"]
+    if scope.looking_for_coach:
+        grants.append("looking_for_coach = true")
+    if scope.athlete_id is not None:
+        grants.append(f"id = {int(scope.athlete_id)}")
+    if scope.coach_id is not None:
+        grants.append(f"coach_ids = {int(scope.coach_id)}")
+    return grants[0] if len(grants) == 1 else grants
 
 
 def _any(attribute: str, values: list[str], *, quote: bool = True) -> str:
@@ -190,7 +214,10 @@ class MeiliSearch:
             self._client = None
 
     async def ping(self) -> None:
-        await self.client.health()
+        try:
+            await self.client.health()
+        except _NETWORK_ERRORS as err:
+            raise Unavailable("search") from err
 
     async def _ensure(self, name: str) -> None:
         """The index exists, with our settings applied."""
@@ -252,12 +279,15 @@ class MeiliSearch:
 
     async def _search(self, prepared: Prepared, **options: Any) -> SearchResults[Any]:
         assert isinstance(prepared, MeiliPrepared)
-        return await self.client.index(self.index_name).search(
-            prepared.text,
-            filter=prepared.filter,
-            matching_strategy="all",  # every word must match, as in the Postgres backend
-            **options,
-        )
+        try:
+            return await self.client.index(self.index_name).search(
+                prepared.text,
+                filter=prepared.filter,
+                matching_strategy="all",  # every word must match, as in the Postgres backend
+                **options,
+            )
+        except _NETWORK_ERRORS as err:
+            raise Unavailable("search") from err
 
     async def hits(self, prepared: Prepared, *, offset: int, limit: int) -> list[Hit]:
         found = await self._search(

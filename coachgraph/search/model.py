@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
+
+from coachgraph.stores.records import AthleteScope
 
 KINDS = ("COACH", "ATHLETE", "PROGRAM", "SKILL")
 FACET_FIELDS = ("sport", "city", "level")
@@ -36,11 +38,11 @@ def fold(text: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Scope:
-    """Which documents a viewer may find: kinds, and for athletes, which ones."""
+    """Which documents a viewer may find: kinds, and of athletes, those `athletes` holds
+    (decided by resolvers/policy.py; each backend renders it)."""
 
     kinds: list[str]
-    all_athletes: bool = False
-    coach_id: int | None = None  # a coach finds athletes looking for one, and its own
+    athletes: AthleteScope = field(default_factory=AthleteScope)
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,7 @@ from coachgraph.search.model import (
 )
 from coachgraph.stores import search_docs
 from coachgraph.stores.db import Database
+from coachgraph.stores.sql import AthleteColumns, athlete_scope_args, athlete_scope_sql
 
 FacetValues = tuple[list[str], str | None, int | None]  # sports, city, level
 FACET_CACHE_SIZE = 100_000  # distinct (sports, city, level) combinations remembered
@@ -84,21 +85,23 @@ def tsquery(rows: list[Any], *, min_prefix: int = 2, max_corrections: int = 3) -
     return " & ".join(terms) if terms else None
 
 
+DOCUMENT_ATHLETES = AthleteColumns("d.id", "d.looking_for_coach", "{coach} = ANY(d.coach_ids)")
+
+
 def _where(scope: Scope, filters: Filters, first_param: int) -> tuple[str, list[Any]]:
     n = first_param
+    athletes = athlete_scope_sql(n + 1, DOCUMENT_ATHLETES)
     sql = f"""d.kind = ANY(${n}::text[])
-        AND (d.kind <> 'ATHLETE' OR ${n + 1}::bool OR d.looking_for_coach
-             AND ${n + 2}::bigint IS NOT NULL OR ${n + 2}::bigint = ANY(d.coach_ids))
-        AND (${n + 3}::text[] IS NULL OR d.sports && ${n + 3}::text[])
-        AND (${n + 4}::text[] IS NULL
-             OR cg_fold(d.city) = ANY(ARRAY(SELECT cg_fold(c) FROM unnest(${n + 4}::text[]) c)))
-        AND (${n + 5}::int IS NULL OR d.level >= ${n + 5}::int)
-        AND (${n + 6}::int IS NULL OR d.level <= ${n + 6}::int)
-        AND (${n + 7}::bigint[] IS NULL OR d.skill_ids && ${n + 7}::bigint[])"""
+        AND (d.kind <> 'ATHLETE' OR {athletes})
+        AND (${n + 5}::text[] IS NULL OR d.sports && ${n + 5}::text[])
+        AND (${n + 6}::text[] IS NULL
+             OR cg_fold(d.city) = ANY(ARRAY(SELECT cg_fold(c) FROM unnest(${n + 6}::text[]) c)))
+        AND (${n + 7}::int IS NULL OR d.level >= ${n + 7}::int)
+        AND (${n + 8}::int IS NULL OR d.level <= ${n + 8}::int)
+        AND (${n + 9}::bigint[] IS NULL OR d.skill_ids && ${n + 9}::bigint[])"""
     args = [
         scope.kinds,
-        scope.all_athletes,
-        scope.coach_id,
+        *athlete_scope_args(scope.athletes),
         filters.sports,
         filters.cities,
         filters.min_level,

@@ -36,6 +36,16 @@ async def get_many(conn: Executor, *, ids: list[int]) -> dict[int, AthleteRecord
     return {row["id"]: make_athlete(row) for row in rows}
 
 
+async def get_for_share(conn: Executor, *, athlete_id: int) -> AthleteRecord:
+    """One athlete, its row held as read until the transaction ends (FOR SHARE)."""
+    row = await conn.fetchrow(
+        f"SELECT {COLUMNS} FROM athletes a WHERE a.id = $1 FOR SHARE", athlete_id
+    )
+    if row is None:
+        raise NotFound("Athlete", athlete_id)
+    return make_athlete(row)
+
+
 async def list_page(
     conn: Executor,
     *,

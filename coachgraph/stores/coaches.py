@@ -207,6 +207,21 @@ async def coached_athlete_ids(conn: Executor, *, coach_id: int) -> set[int]:
     return {row["athlete_id"] for row in rows}
 
 
+async def coaches_now(
+    conn: Executor, *, coach_id: int, athlete_id: int, lock: bool = False
+) -> bool:
+    """Whether the coach coaches the athlete now. With `lock` (inside a transaction) the
+    relationship is held until the transaction ends: an unassignment waits for the write that
+    relied on it."""
+    found = await conn.fetchval(
+        "SELECT 1 FROM coach_athletes WHERE coach_id = $1 AND athlete_id = $2"
+        + (" FOR SHARE" if lock else ""),
+        coach_id,
+        athlete_id,
+    )
+    return found is not None
+
+
 async def assign(conn: Executor, *, coach_id: int, athlete_id: int) -> None:
     """Make the coach coach the athlete, within capacity (call inside a transaction).
 

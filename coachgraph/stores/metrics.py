@@ -26,6 +26,7 @@ class LiveSession:
     athlete_id: int
     status: str
     started_at: datetime | None
+    coached: bool  # its coach still coaches its athlete
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,13 +48,24 @@ class Summary:
 
 async def live_session(conn: Executor, *, session_id: int) -> LiveSession:
     row = await conn.fetchrow(
-        "SELECT id, coach_id, athlete_id, status::text AS status, started_at "
-        "FROM training_sessions WHERE id = $1",
+        "SELECT s.id, s.coach_id, s.athlete_id, s.status::text AS status, s.started_at, "
+        "EXISTS (SELECT 1 FROM coach_athletes ca WHERE ca.coach_id = s.coach_id "
+        "AND ca.athlete_id = s.athlete_id) AS coached "
+        "FROM training_sessions s WHERE s.id = $1",
         session_id,
     )
     if row is None:
         raise NotFound("TrainingSession", session_id)
     return LiveSession(**row)
+
+
+async def last_seq(conn: Executor, *, session_id: int) -> int:
+    """The cursor of the session's last committed sample (0 before the first): a live-only
+    subscriber starts after it, and reads back from it what the broker did not bring."""
+    value = await conn.fetchval(
+        "SELECT sample_seq FROM training_sessions WHERE id = $1", session_id
+    )
+    return int(value or 0)
 
 
 async def append(

@@ -95,21 +95,38 @@ class Page(Generic[T]):
 
 @dataclass(frozen=True, slots=True)
 class AthleteScope:
-    """Which athletes a viewer may list: everyone, those looking for a coach, its own."""
+    """Which athletes a viewer may see, as data: an athlete is in scope when any grant that is
+    set admits it. resolvers/policy.py decides a viewer's scope; each backend renders it (SQL
+    in stores/sql.py, a filter in search/meili.py, a predicate in resolvers/policy.py).
+
+    `everyone`, `athlete_id` (itself) and `coach_id` (the athletes it coaches now) grant the
+    whole athlete; `looking_for_coach` grants the profile of athletes looking for a coach.
+    No grant set: nobody."""
 
     everyone: bool = False
     looking_for_coach: bool = False
     athlete_id: int | None = None
     coach_id: int | None = None
 
+    @property
+    def nobody(self) -> bool:
+        return self == AthleteScope()
+
 
 @dataclass(frozen=True, slots=True)
 class SessionScope:
-    """Which training sessions a viewer may list."""
+    """Which training sessions a viewer may see or change, as data (rendered like
+    AthleteScope): those of `coach_id` or of `athlete_id`, or all. With `current_coach`,
+    a session of `coach_id` counts only while that coach still coaches its athlete."""
 
     everyone: bool = False
     coach_id: int | None = None
     athlete_id: int | None = None
+    current_coach: bool = False
+
+    @property
+    def nobody(self) -> bool:
+        return not self.everyone and self.coach_id is None and self.athlete_id is None
 
 
 @dataclass(frozen=True, slots=True)

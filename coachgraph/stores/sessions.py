@@ -49,6 +49,7 @@ async def pages_for(
 ) -> dict[int, Page[SessionRecord]]:
     """Per coach or athlete (`parent`), one page of its sessions `scope` may see, by id."""
     column = PARENTS[parent]
+    scope_args = session_scope_args(scope)
     visible = (
         f"s.{column} = p.parent AND ($3::session_status IS NULL OR s.status = $3) "
         f"AND {session_scope_sql(4)}"
@@ -60,11 +61,11 @@ async def pages_for(
                 SELECT count(*) AS total FROM training_sessions s WHERE {visible}) t
             LEFT JOIN LATERAL (
                 SELECT {COLUMNS} FROM training_sessions s WHERE {visible} AND s.id > $2
-                ORDER BY s.id LIMIT $7) x ON true""",
+                ORDER BY s.id LIMIT ${4 + len(scope_args)}) x ON true""",
         parent_ids,
         after or 0,
         status,
-        *session_scope_args(scope),
+        *scope_args,
         first + 1,
     )
     return lateral_pages(rows, first, make_session)

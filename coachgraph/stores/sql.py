@@ -5,7 +5,7 @@ from __future__ import annotations
 import operator
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 
 import asyncpg
@@ -18,20 +18,35 @@ K = TypeVar("K")
 
 Executor = Any  # asyncpg.Pool or asyncpg.Connection: both have fetch/fetchrow/execute
 
-ATHLETE_SCOPE_SQL = """(
-    {p}::bool
-    OR ({p1}::bool AND a.looking_for_coach)
-    OR a.id = {p2}::bigint
-    OR EXISTS (SELECT 1 FROM coach_athletes sc WHERE sc.coach_id = {p3}::bigint
-               AND sc.athlete_id = a.id))"""
 
-SESSION_SCOPE_SQL = "({p}::bool OR s.coach_id = {p1}::bigint OR s.athlete_id = {p2}::bigint)"
+@dataclass(frozen=True, slots=True)
+class AthleteColumns:
+    """Where a row's athlete facts are: its id, its flag, and SQL true when the coach
+    `{coach}` coaches it now."""
+
+    id: str
+    looking_for_coach: str
+    coached_by: str
 
 
-def athlete_scope_sql(first_param: int) -> str:
-    """The visibility predicate over alias `a`, using four parameters from `first_param`."""
+ATHLETE_ROWS = AthleteColumns(
+    "a.id",
+    "a.looking_for_coach",
+    "EXISTS (SELECT 1 FROM coach_athletes sc WHERE sc.coach_id = {coach} AND sc.athlete_id = a.id)",
+)
+
+
+def athlete_scope_sql(first_param: int, columns: AthleteColumns = ATHLETE_ROWS) -> str:
+    """An AthleteScope as SQL over `columns`, reading `athlete_scope_args` from `first_param`.
+
+    One grant per parameter, in the order of the scope's fields; the statement text is the
+    same for every viewer, so it is prepared once."""
     n = first_param
-    return ATHLETE_SCOPE_SQL.format(p=f"${n}", p1=f"${n + 1}", p2=f"${n + 2}", p3=f"${n + 3}")
+    return (
+        f"(${n}::bool OR (${n + 1}::bool AND {columns.looking_for_coach}) "
+        f"OR {columns.id} = ${n + 2}::bigint "
+        f"OR {columns.coached_by.format(coach=f'${n + 3}::bigint')})"
+    )
 
 
 def athlete_scope_args(scope: AthleteScope) -> list[Any]:
@@ -39,12 +54,17 @@ def athlete_scope_args(scope: AthleteScope) -> list[Any]:
 
 
 def session_scope_sql(first_param: int) -> str:
+    """A SessionScope as SQL over alias `s`, reading `session_scope_args` from `first_param`."""
     n = first_param
-    return SESSION_SCOPE_SQL.format(p=f"${n}", p1=f"${n + 1}", p2=f"${n + 2}")
+    return (
+        f"(${n}::bool OR s.athlete_id = ${n + 2}::bigint OR (s.coach_id = ${n + 1}::bigint "
+        f"AND (NOT ${n + 3}::bool OR EXISTS (SELECT 1 FROM coach_athletes sc "
+        "WHERE sc.coach_id = s.coach_id AND sc.athlete_id = s.athlete_id))))"
+    )
 
 
 def session_scope_args(scope: SessionScope) -> list[Any]:
-    return [scope.everyone, scope.coach_id, scope.athlete_id]
+    return [scope.everyone, scope.coach_id, scope.athlete_id, scope.current_coach]
 
 
 def maker(cls: type[T]) -> Callable[[asyncpg.Record], T]:

@@ -8,6 +8,15 @@ from typing import Any, Protocol
 
 Message = dict[str, Any]
 
+# A control message, not an event: "events of this topic may have been lost (the broker was
+# unreachable); read what you need from Postgres". Consumers that re-read state on any message
+# (session status, matches) need nothing more; sessionMetrics reads back after its last cursor.
+RESYNC: Message = {"resync": True}
+
+
+def is_resync(message: Message) -> bool:
+    return message.get("resync") is True
+
 
 class Overflow(Exception):
     """The subscriber's queue filled up: it fell behind and must resume from storage."""
@@ -71,6 +80,12 @@ class Fanout:
         for sub in self.topics.get(topic, ()):
             sub.offer(message)
 
+    def resync(self) -> None:
+        """Tell every local subscriber that events may have been lost."""
+        for subs in list(self.topics.values()):
+            for sub in list(subs):
+                sub.offer(RESYNC)
+
 
 class Broker(Protocol):
     """Publish after commit; subscribe with a bounded queue. Delivery is at most once per
@@ -82,7 +97,14 @@ class Broker(Protocol):
 
     async def close(self) -> None: ...
 
-    async def publish(self, topic: str, message: Message) -> None: ...
+    async def ping(self) -> None:
+        """Raise `Unavailable` when the broker does not answer (healthz)."""
+        ...
+
+    async def publish(self, topic: str, message: Message) -> None:
+        """Best effort, after the commit it announces: never raises for an unreachable broker
+        (the write stands; subscribers are told to resync and read it from Postgres)."""
+        ...
 
     async def subscribe(self, topic: str, *, queue_size: int) -> Subscription:
         """Messages published to `topic` from now on, until the subscription is closed."""
@@ -101,6 +123,9 @@ class MemoryBroker:
         return None
 
     async def close(self) -> None:
+        return None
+
+    async def ping(self) -> None:
         return None
 
     async def publish(self, topic: str, message: Message) -> None:

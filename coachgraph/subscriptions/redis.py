@@ -4,6 +4,12 @@ All topics share one stream. Each replica's reader task takes it in bulk (up to 
 per XREAD) and hands each entry to the local subscribers of its topic, if any. One XREAD of one
 key serves every subscriber of the process, where a stream per topic would make each read
 name every topic with a subscriber (measured: 1,000 topics held a core at 23 % delivery).
+
+Redis is not the source of truth, so its outages cost liveness, never data: a publish that
+fails is logged and dropped (the write it announces is committed in Postgres) and the local
+subscribers of that topic are told to resync; the reader retries with capped exponential
+backoff and, once Redis answers again, tells every local subscriber to resync, so each reads
+what it missed from Postgres (sessionMetrics: after its last cursor).
 """
 
 from __future__ import annotations
@@ -15,12 +21,25 @@ import logging
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
-from coachgraph.subscriptions.broker import Fanout, Message, Subscription
+from coachgraph.errors import Unavailable
+from coachgraph.retry import Backoff
+from coachgraph.subscriptions.broker import RESYNC, Fanout, Message, Subscription
 
 log = logging.getLogger(__name__)
 STREAM = "coachgraph:events"
 BLOCK_MS = 1_000
+STORE = "broker"
+
+# Redis is down, restarting, or not answering
+_REDIS_ERRORS: tuple[type[BaseException], ...] = (
+    aioredis.ConnectionError,
+    aioredis.TimeoutError,
+    OSError,
+    TimeoutError,
+)
 
 
 class RedisBroker:
@@ -28,68 +47,149 @@ class RedisBroker:
 
     name = "redis"
 
-    def __init__(self, url: str, *, max_length: int = 100_000, stream: str = STREAM) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        max_length: int = 100_000,
+        stream: str = STREAM,
+        timeout: float = 2.0,
+        retry: Backoff | None = None,
+    ) -> None:
         self._url = url
         self._max_length = max_length  # entries kept: history lives in Postgres, not here
         self._stream = stream
+        self._timeout = timeout  # per command (publish, subscribe, ping) and per connect
+        self.retry = retry or Backoff(0.1, 5.0)  # the reader's reconnect schedule
         self.fanout = Fanout()
         self._redis: Any = None
         self._reader_conn: Any = None
         self._task: asyncio.Task[None] | None = None
+        self._position = (0, 0)  # the last stream entry the reader handed out
+        self._publish_failing = False
+        self.reconnects = 0  # times the reader found Redis again after losing it
+
+    def _client(self, socket_timeout: float) -> Any:
+        # one immediate retry: a pooled connection to a restarted Redis fails once, then the
+        # pool reconnects; longer outages are this module's business, not the client's
+        return aioredis.from_url(
+            self._url,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=self._timeout,
+            retry=Retry(NoBackoff(), 1),
+        )
 
     async def start(self) -> None:
-        self._redis = aioredis.from_url(self._url)
-        self._reader_conn = aioredis.from_url(self._url, socket_timeout=None)
+        self._redis = self._client(self._timeout)
+        self._reader_conn = self._client(BLOCK_MS / 1000 + self._timeout)
         await self._redis.ping()
         last = await self._redis.xrevrange(self._stream, count=1)
         position = last[0][0].decode() if last else "0-0"
-        self._task = asyncio.create_task(self._read(position))
+        self._position = _stream_id(last[0][0]) if last else (0, 0)
+        self._task = asyncio.create_task(self._read(position), name="redis-broker-reader")
 
     async def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+            self._task = None
         for client in (self._reader_conn, self._redis):
             if client is not None:
-                await client.aclose()
+                with contextlib.suppress(*_REDIS_ERRORS):
+                    await client.aclose()
+
+    async def ping(self) -> None:
+        try:
+            await asyncio.wait_for(self._redis.ping(), self._timeout)
+        except _REDIS_ERRORS as err:
+            raise Unavailable(STORE) from err
 
     async def publish(self, topic: str, message: Message) -> None:
-        await self._redis.xadd(
-            self._stream,
-            {"t": topic, "m": json.dumps(message)},
-            maxlen=self._max_length,
-            approximate=True,
-        )
+        """XADD; when Redis cannot take it, log, let local subscribers resync, and return:
+        the write it announces is committed, and Postgres is where subscribers find it."""
+        try:
+            await self._redis.xadd(
+                self._stream,
+                {"t": topic, "m": json.dumps(message)},
+                maxlen=self._max_length,
+                approximate=True,
+            )
+        except _REDIS_ERRORS as err:
+            if not self._publish_failing:
+                log.warning(
+                    "Redis publish failed (%s: %s); subscribers will catch up from Postgres",
+                    type(err).__name__,
+                    err,
+                )
+            self._publish_failing = True
+            self.fanout.deliver(topic, RESYNC)
+            return
+        if self._publish_failing:
+            log.info("Redis publish works again")
+            self._publish_failing = False
 
     async def subscribe(self, topic: str, *, queue_size: int) -> Subscription:
-        """Entries after the stream's end as of now (the reader may still be behind it)."""
-        last = await self._redis.xrevrange(self._stream, count=1)
+        """Entries after the stream's end as of now (the reader may still be behind it); with
+        Redis unreachable, after what the reader has handed out so far."""
+        try:
+            last = await self._redis.xrevrange(self._stream, count=1)
+            since = _stream_id(last[0][0]) if last else (0, 0)
+        except _REDIS_ERRORS:
+            since = self._position
         sub = self.fanout.add(topic, queue_size)
-        sub.since = _stream_id(last[0][0]) if last else (0, 0)
+        sub.since = since
         return sub
 
-    async def _read(self, position: str) -> None:
+    async def _read(self, position: str | bytes) -> None:
         topics = self.fanout.topics
         while True:
             try:
+                if self.retry.failing:
+                    position = await self._resume_from(position)
                 found = await self._reader_conn.xread(
                     {self._stream: position}, block=BLOCK_MS, count=1_000
                 )
-            except (aioredis.ConnectionError, aioredis.TimeoutError):
-                log.warning("Redis read failed; retrying", exc_info=True)
-                await asyncio.sleep(0.5)
+            except asyncio.CancelledError:
+                raise
+            except _REDIS_ERRORS as err:
+                delay = self.retry.next()
+                if self.retry.failures == 1:
+                    log.warning(
+                        "Redis read failed (%s: %s); retrying with backoff",
+                        type(err).__name__,
+                        err,
+                    )
+                await asyncio.sleep(delay)
                 continue
+            if self.retry.failing:
+                self.retry.reset()
+                self.reconnects += 1
+                log.info("Redis reachable again; subscribers re-read what they missed")
+                self.fanout.resync()
             for _stream, entries in found:
                 for entry_id, fields in entries:
                     position = entry_id
+                    at = _stream_id(entry_id)
+                    self._position = at
                     subs = topics.get(fields[b"t"].decode())
                     if not subs:
                         continue  # decode only what someone here listens to
-                    message, at = json.loads(fields[b"m"]), _stream_id(entry_id)
+                    message = json.loads(fields[b"m"])
                     for sub in list(subs):
                         if at > sub.since:
                             sub.offer(message)
+
+    async def _resume_from(self, position: str | bytes) -> str | bytes:
+        """Where to read on after an outage: from the same entry if the stream still holds
+        it, else (Redis restarted empty, or trimmed) from the start of what is there now."""
+        last = await self._reader_conn.xrevrange(self._stream, count=1)
+        if not last:
+            return "0-0"
+        current = position.encode() if isinstance(position, str) else position
+        if _stream_id(last[0][0]) < _stream_id(current):
+            return "0-0"
+        return position
 
 
 def _stream_id(raw: bytes) -> tuple[int, int]:

@@ -5,8 +5,19 @@ from __future__ import annotations
 
 import re
 
-from coachgraph.search.meili import document, filter_expression, index_settings, key
+import pytest
+
+from coachgraph.resolvers import policy
+from coachgraph.resolvers.policy import Role, Viewer
+from coachgraph.search.meili import (
+    athlete_filter,
+    document,
+    filter_expression,
+    index_settings,
+    key,
+)
 from coachgraph.search.model import Filters, Scope
+from coachgraph.stores.records import AthleteScope
 
 SAFE = re.compile(r'^[\w\s\[\],"=<>!.-]*$')
 
@@ -14,7 +25,7 @@ SAFE = re.compile(r'^[\w\s\[\],"=<>!.-]*$')
 def test_filters_carry_only_keys_and_numbers() -> None:
     hostile = ['"] OR kind = ATHLETE OR city_key IN ["', "Paris\\", "'; --"]
     clauses = filter_expression(
-        Scope(["COACH", "ATHLETE"], coach_id=7),
+        Scope(["COACH", "ATHLETE"], AthleteScope(looking_for_coach=True, coach_id=7)),
         Filters(sports=hostile, cities=hostile, min_level=2, max_level=4, skill_ids=[3, 5]),
     )
     flat = [c for clause in clauses for c in (clause if isinstance(clause, list) else [clause])]
@@ -30,7 +41,7 @@ def test_scopes_and_empty_lists() -> None:
     assert filter_expression(Scope(["COACH"]), Filters()) == ["kind IN [COACH]"]
     anonymous = filter_expression(Scope(["ATHLETE"]), Filters())
     assert anonymous == ["kind IN [ATHLETE]", "kind != ATHLETE"]
-    admin = filter_expression(Scope(["ATHLETE"], all_athletes=True), Filters(cities=[]))
+    admin = filter_expression(Scope(["ATHLETE"], AthleteScope(everyone=True)), Filters(cities=[]))
     assert admin == ["kind IN [ATHLETE]", "kind = NONE"]  # no city matches nothing
 
 
@@ -60,3 +71,39 @@ def test_index_settings_tolerate_typos_from_four_letters() -> None:
     assert typos is not None and typos.min_word_size_for_typos is not None
     assert typos.min_word_size_for_typos.one_typo == 4  # "jonh" finds "john"
     assert settings.pagination is not None and settings.pagination.max_total_hits == 100_000
+
+
+@pytest.mark.parametrize(
+    ("scope", "clause"),
+    [
+        (AthleteScope(everyone=True), None),
+        (AthleteScope(), "kind != ATHLETE"),
+        (AthleteScope(athlete_id=3), ["kind != ATHLETE", "id = 3"]),
+        (
+            AthleteScope(looking_for_coach=True, coach_id=7),
+            ["kind != ATHLETE", "looking_for_coach = true", "coach_ids = 7"],
+        ),
+    ],
+)
+def test_meili_athlete_filter_is_derived_from_the_scope(
+    scope: AthleteScope, clause: str | list[str] | None
+) -> None:
+    assert athlete_filter(scope) == clause
+
+
+def test_search_filters_follow_the_viewer_scope() -> None:
+    """The filter a viewer's search carries is the one its athlete scope renders; athletes
+    and anonymous viewers search no athletes at all."""
+
+    def athletes_filter(viewer: Viewer) -> list[str | list[str]]:
+        return filter_expression(policy.search_scope(viewer, ["ATHLETE"]), Filters())
+
+    assert athletes_filter(Viewer(Role.ADMIN)) == ["kind IN [ATHLETE]"]
+    assert athletes_filter(Viewer(Role.COACH, coach_id=7)) == [
+        "kind IN [ATHLETE]",
+        ["kind != ATHLETE", "looking_for_coach = true", "coach_ids = 7"],
+    ]
+    for viewer in (Viewer(Role.ATHLETE, athlete_id=3), policy.ANONYMOUS):
+        assert policy.search_scope(viewer, ["ATHLETE"]).kinds == []
+        assert policy.search_scope(viewer, None).kinds == ["COACH", "PROGRAM", "SKILL"]
+    assert "id" in (index_settings(10).filterable_attributes or [])
