@@ -7,10 +7,14 @@ from contextlib import asynccontextmanager
 from typing import TypedDict
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 
 from coachgraph.api import ingest, media_routes
+from coachgraph.api.doors import Refusal
 from coachgraph.api.health import healthz
 from coachgraph.api.ratelimit import RateLimits
 from coachgraph.api.resources import Resources, open_resources
@@ -60,5 +64,24 @@ def create_app(
         ],
         # every door is counted before anything else runs, refusals included
         middleware=[Middleware(RateLimits)],
+        exception_handlers={HTTPException: _http_error, Exception: _internal_error},
         lifespan=lifespan,
     )
+
+
+_HTTP_CODES = {401: "UNAUTHENTICATED", 403: "FORBIDDEN", 404: "NOT_FOUND", 429: "RATE_LIMITED"}
+
+
+async def _http_error(request: Request, err: Exception) -> Response:
+    """Starlette's own refusals (no such route, a method the route does not take) as coded
+    JSON, never its plain-text defaults (API.md: every refusal, at any layer)."""
+    assert isinstance(err, HTTPException)
+    code = _HTTP_CODES.get(err.status_code, "BAD_USER_INPUT")
+    refusal = Refusal(err.status_code, str(err.detail), code)
+    return refusal.response_for(request.url.path, headers=dict(err.headers or {}))
+
+
+async def _internal_error(request: Request, err: Exception) -> Response:
+    """An unexpected failure outside GraphQL's own masking: coded JSON, the message masked
+    (Starlette logs the exception and re-raises it after this answer)."""
+    return Refusal(500, "Internal server error", "INTERNAL").response_for(request.url.path)

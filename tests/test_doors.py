@@ -7,6 +7,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -15,7 +16,9 @@ import pytest
 
 from coachgraph.api import doors
 from coachgraph.api.doors import Refusal
+from coachgraph.api.view import _TokenClock
 from coachgraph.config import Limits
+from coachgraph.resolvers.policy import Viewer
 from tests.conftest import SECRET
 
 
@@ -153,6 +156,23 @@ async def test_strawberrys_own_refusals_are_coded_json(client: httpx.AsyncClient
     )
 
 
+def assert_route_refused(response: httpx.Response, status: int, code: str) -> None:
+    """A coded JSON refusal in the routes' shape ({"error": {message, code}})."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json"), response.headers
+    assert response.json()["error"]["code"] == code, response.text
+
+
+async def test_starlettes_own_refusals_are_coded_json(client: httpx.AsyncClient) -> None:
+    # its defaults were text/plain "Not Found" and "Method Not Allowed"
+    assert_route_refused(await client.get("/nowhere"), 404, "NOT_FOUND")
+    assert_route_refused(await client.post("/healthz"), 405, "BAD_USER_INPUT")
+    response = await client.delete("/media/files/some/key")
+    assert_route_refused(response, 405, "BAD_USER_INPUT")
+    assert "GET" in response.headers["allow"]
+    assert_refused(await client.get("/graphql/nowhere"), 404, "NOT_FOUND")
+
+
 SUBSCRIPTION = 'subscription { sessionUpdates(sessionId: "VHJhaW5pbmdTZXNzaW9uOjE=") { id } }'
 
 
@@ -248,3 +268,19 @@ async def test_a_body_of_many_small_json_values_parses_quickly(client: httpx.Asy
         "/graphql", content=text.encode(), headers={"content-type": "application/json"}
     )
     assert response.json() == {"data": {"__typename": "Query"}}
+
+
+async def test_the_token_clock_is_cancelled_and_waited_for() -> None:
+    """A WebSocket's expiry timer ends with its connection: no task outlives it."""
+    clock = _TokenClock()
+    rang: list[bool] = []
+
+    async def expire() -> None:
+        rang.append(True)
+
+    context: Any = SimpleNamespace(viewer=Viewer(expires_at=time.time() + 3_600))
+    clock.start(context, expire)
+    task = clock.task
+    assert task is not None
+    await clock.stop()
+    assert task.cancelled() and clock.task is None and not rang

@@ -28,7 +28,7 @@ class Refusal(Exception):
         self.message = message
         self.code = code
 
-    def graphql_response(self) -> JSONResponse:
+    def graphql_response(self, headers: dict[str, str] | None = None) -> JSONResponse:
         """The refusal as a GraphQL response: no data, one coded error."""
         return JSONResponse(
             {
@@ -36,7 +36,16 @@ class Refusal(Exception):
                 "errors": [{"message": self.message, "extensions": {"code": self.code}}],
             },
             status_code=self.status,
+            headers=headers,
         )
+
+    def response_for(self, path: str, headers: dict[str, str] | None = None) -> JSONResponse:
+        """The refusal in the shape `path` answers errors in: GraphQL's on /graphql,
+        `{"error": {message, code}}` on the other routes."""
+        if path == "/graphql" or path.startswith("/graphql/"):
+            return self.graphql_response(headers)
+        body = {"error": {"message": self.message, "code": self.code}}
+        return JSONResponse(body, status_code=self.status, headers=headers)
 
 
 def check_headers(headers: Iterable[tuple[bytes, bytes]], limits: Limits) -> None:

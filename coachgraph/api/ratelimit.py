@@ -33,6 +33,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from coachgraph.api.auth import viewer_from_header
+from coachgraph.api.doors import Refusal
 from coachgraph.config import IPNetwork, Limits, Settings
 from coachgraph.errors import Unauthenticated
 
@@ -269,12 +270,8 @@ def door_of(path: str) -> Door | None:
 
 def too_many(path: str, retry_after: int, message: str) -> JSONResponse:
     """429 in the shape the path answers errors in, with Retry-After in whole seconds."""
-    body: dict[str, Any]
-    if path == "/graphql" or path.startswith("/graphql/"):
-        body = {"data": None, "errors": [{"message": message, "extensions": {"code": CODE}}]}
-    else:
-        body = {"error": {"message": message, "code": CODE}}
-    return JSONResponse(body, status_code=429, headers={"Retry-After": str(retry_after)})
+    refusal = Refusal(429, message, CODE)
+    return refusal.response_for(path, headers={"Retry-After": str(retry_after)})
 
 
 # --- the middleware ---------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from typing import Any
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
 from graphql import GraphQLError
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
@@ -88,9 +88,13 @@ class _TokenClock:
 
         self.task = asyncio.create_task(ring())
 
-    def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
+    async def stop(self) -> None:
+        """Cancel the timer and wait for it: it may be closing the socket right now."""
+        task, self.task = self.task, None
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
@@ -105,7 +109,7 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         try:
             await super().handle()
         finally:
-            self.clock.stop()
+            await self.clock.stop()
 
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
         await super().handle_connection_init(message)
@@ -164,7 +168,7 @@ class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
         try:
             await super().handle()
         finally:
-            self.clock.stop()
+            await self.clock.stop()
 
     async def handle_connection_init(self, message: LegacyConnectionInitMessage) -> None:
         await super().handle_connection_init(message)
@@ -310,7 +314,6 @@ class GraphQLView(GraphQL[Context, None]):
         )
         if isinstance(request, WebSocket):
             context.secret = resources.jwt_secret
-            context.close_connection = _closer(request)
         return context
 
     async def on_ws_connect(self, context: Context) -> None:
@@ -350,21 +353,6 @@ async def _deny(websocket: WebSocket, err: Refusal) -> None:
         await websocket.close(code=1008, reason=err.message)
 
 
-def _closer(websocket: WebSocket) -> Callable[[int, str], Awaitable[None]]:
-    async def close(code: int, reason: str) -> None:
-        with contextlib.suppress(RuntimeError):  # already closed
-            await websocket.close(code=code, reason=reason)
-
-    return close
-
-
-def error_response(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse(
-        {"data": None, "errors": [{"message": message, "extensions": {"code": code}}]},
-        status_code=status,
-    )
-
-
 class Gate:
     """Authenticates HTTP requests once and refuses oversize bodies (rate limits: ratelimit.py)."""
 
@@ -400,14 +388,14 @@ class Gate:
         headers = {k: v for k, v in scope["headers"] if k in _WANTED}
         length = headers.get(b"content-length", b"0")
         if not length.isdigit() or int(length) > resources.settings.limits.max_body_bytes:
-            return error_response(413, "BAD_USER_INPUT", "Request body too large")
+            return Refusal(413, "Request body too large").graphql_response()
         auth = headers.get(b"authorization")
         try:
             viewer = viewer_from_header(
                 resources.jwt_secret, auth.decode("latin-1") if auth else None
             )
         except Unauthenticated as err:
-            return error_response(401, err.code, err.message)
+            return Refusal(401, err.message, err.code).graphql_response()
         scope[VIEWER_KEY] = viewer
         return None
 

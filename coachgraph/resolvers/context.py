@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from coachgraph.config import Settings
@@ -27,7 +26,6 @@ class Context:
     broker: Broker
     search: SearchIndex
     connection_params: dict[str, object] | None = None  # graphql-ws connection_init payload
-    close_connection: Callable[[int, str], Awaitable[None]] | None = None  # WebSocket only
     secret: str = ""  # WebSocket only: to check the token that connection_init carries
     base_url: str = ""  # where this request reached the API: signed local media URLs start here
     loaders: Loaders = field(init=False)

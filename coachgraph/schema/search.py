@@ -96,10 +96,13 @@ class _Totals:
             return FacetCounts({field: [] for field in FACET_FIELDS}, exact=True)
         return await self.search.facets(self.prepared)
 
-    def cancel(self) -> None:
-        for future in (self._count, self._facets):
-            if future is not None:
-                future.cancel()
+    async def cancel(self) -> None:
+        """Stop the count and facets, and wait until they have: each holds a pooled
+        connection until its query is cancelled on the server and the connection released."""
+        started = [f for f in (self._count, self._facets) if f is not None]
+        for future in started:
+            future.cancel()
+        await asyncio.gather(*started, return_exceptions=True)
 
 
 @strawberry.type
@@ -210,7 +213,7 @@ async def search_field(
         nodes = await _nodes(info, found.hits)
         readable = await search_resolvers.readable(ctx, found.hits)
     except BaseException:
-        totals.cancel()
+        await totals.cancel()
         raise
     # a record deleted, or no longer visible, since the projection last ran is dropped; the
     # cursors stay positions in the index's results, so the next page neither repeats nor skips

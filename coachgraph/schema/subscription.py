@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 
 import strawberry
 
@@ -19,27 +17,6 @@ from coachgraph.subscriptions.broker import Overflow
 from .live import MetricKind, MetricSample
 from .matching import CoachMatch, coach_matches
 from .types import Info, TrainingSession
-
-TOKEN_EXPIRED = 4401  # the close code when the token of a subscribed connection expires
-
-
-@contextlib.asynccontextmanager
-async def token_lifetime(ctx: Context) -> AsyncIterator[None]:
-    """Close the connection with 4401 when the viewer's token expires mid-subscription."""
-    expires_at, close = ctx.viewer.expires_at, ctx.close_connection
-    if expires_at is None or close is None:
-        yield
-        return
-
-    async def expire() -> None:
-        await asyncio.sleep(max(0.0, expires_at - time.time()))
-        await close(TOKEN_EXPIRED, "Token expired; reconnect with a fresh token")
-
-    watchdog = asyncio.create_task(expire())
-    try:
-        yield
-    finally:
-        watchdog.cancel()
 
 
 def fresh_loaders(ctx: Context) -> None:
@@ -71,7 +48,7 @@ class Subscription:
             after=cursor,
             limits=ctx.settings.limits,
         )
-        async with token_lifetime(ctx), contextlib.aclosing(stream):
+        async with contextlib.aclosing(stream):
             async for sample in stream:
                 yield MetricSample.from_sample(sample)
 
@@ -87,14 +64,13 @@ class Subscription:
             live.status_topic(raw_id), queue_size=limits.subscriber_queue
         )
         try:
-            async with token_lifetime(ctx):
-                while True:
-                    try:
-                        await sub.get()
-                    except Overflow:
-                        raise SlowConsumer(None) from None
-                    fresh_loaders(ctx)
-                    yield TrainingSession.from_record(await queries.session(ctx, raw_id))
+            while True:
+                try:
+                    await sub.get()
+                except Overflow:
+                    raise SlowConsumer(None) from None
+                fresh_loaders(ctx)
+                yield TrainingSession.from_record(await queries.session(ctx, raw_id))
         finally:
             sub.close()
 
@@ -110,23 +86,22 @@ class Subscription:
         # subscribe before the first computation: a change in between is not missed
         sub = await ctx.broker.subscribe(live.GRAPH_TOPIC, queue_size=limits.subscriber_queue)
         try:
-            async with token_lifetime(ctx):
+            matches = await coach_matches(info, raw_id, first)
+            shown = _signature(matches)
+            yield matches
+            while True:
+                try:
+                    await sub.get()
+                except Overflow:  # changes are idempotent: recompute, start a new queue
+                    sub.close()
+                    sub = await ctx.broker.subscribe(
+                        live.GRAPH_TOPIC, queue_size=limits.subscriber_queue
+                    )
+                fresh_loaders(ctx)
                 matches = await coach_matches(info, raw_id, first)
-                shown = _signature(matches)
-                yield matches
-                while True:
-                    try:
-                        await sub.get()
-                    except Overflow:  # changes are idempotent: recompute, start a new queue
-                        sub.close()
-                        sub = await ctx.broker.subscribe(
-                            live.GRAPH_TOPIC, queue_size=limits.subscriber_queue
-                        )
-                    fresh_loaders(ctx)
-                    matches = await coach_matches(info, raw_id, first)
-                    if _signature(matches) != shown:
-                        shown = _signature(matches)
-                        yield matches
+                if _signature(matches) != shown:
+                    shown = _signature(matches)
+                    yield matches
         finally:
             sub.close()
 
