@@ -14,7 +14,7 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 
 from coachgraph.api import ingest, media_routes
-from coachgraph.api.doors import Refusal
+from coachgraph.api.doors import HeaderLimits, Refusal
 from coachgraph.api.health import healthz
 from coachgraph.api.ratelimit import RateLimits
 from coachgraph.api.resources import Resources, open_resources
@@ -62,8 +62,9 @@ def create_app(
             *media_routes.routes,
             *ingest.routes,
         ],
-        # every door is counted before anything else runs, refusals included
-        middleware=[Middleware(RateLimits)],
+        # every door is counted before anything else runs, refusals included; then no route
+        # reads a header before their sizes are bounded
+        middleware=[Middleware(RateLimits), Middleware(HeaderLimits)],
         exception_handlers={HTTPException: _http_error, Exception: _internal_error},
         lifespan=lifespan,
     )

@@ -78,6 +78,17 @@ async def test_oversized_headers_are_refused(
     assert_refused(response, 431)
 
 
+@pytest.mark.parametrize(
+    "path", ["/healthz", "/media/files/x", "/ingest/sessions/x/samples", "/nowhere"]
+)
+async def test_every_route_bounds_its_headers(client: httpx.AsyncClient, path: str) -> None:
+    """One middleware bounds headers before any route reads them, whatever the route."""
+    response = await client.get(path, headers={"X-Filler": "b" * 9_000})
+    assert response.status_code == 431, response.text
+    assert response.headers["content-type"] == "application/json"
+    assert response.json()["error"]["code"] == "BAD_USER_INPUT"
+
+
 def nested(depth: int, leaf: Any = 1) -> Any:
     value = leaf
     for i in range(depth):

@@ -13,8 +13,8 @@ from itertools import accumulate
 from typing import Any
 
 from starlette.requests import ClientDisconnect
-from starlette.responses import JSONResponse
-from starlette.types import Message, Receive
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from coachgraph.config import Limits
 
@@ -60,6 +60,46 @@ def check_headers(headers: Iterable[tuple[bytes, bytes]], limits: Limits) -> Non
         total += size + 4  # ": " and CRLF, as on the wire
     if total > limits.max_header_bytes:
         raise Refusal(431, f"The request headers are larger than {limits.max_header_bytes} bytes")
+
+
+class HeaderLimits:
+    """Refuses requests and WebSocket handshakes whose headers are too large, before any route
+    reads them (the rate limiter, outside it, counts these refusals too)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        resources = (scope.get("state") or {}).get("resources")
+        if resources is not None and scope["type"] in ("http", "websocket"):
+            try:
+                check_headers(scope["headers"], resources.settings.limits)
+            except Refusal as refusal:
+                response = refusal.response_for(scope["path"])
+                if scope["type"] == "http":
+                    await response(scope, receive, send)
+                else:
+                    await deny_websocket(scope, receive, send, response)
+                return
+        await self.app(scope, receive, send)
+
+
+async def deny_websocket(scope: Scope, receive: Receive, send: Send, response: Response) -> None:
+    """Refuse a WebSocket handshake: with the JSON refusal itself where the server can send an
+    HTTP answer, else a close before accepting (the client sees a 403)."""
+    if (await receive())["type"] != "websocket.connect":
+        return
+    if "websocket.http.response" in (scope.get("extensions") or {}):
+        await send(
+            {
+                "type": "websocket.http.response.start",
+                "status": response.status_code,
+                "headers": response.raw_headers,
+            }
+        )
+        await send({"type": "websocket.http.response.body", "body": response.body})
+    else:
+        await send({"type": "websocket.close", "code": 1008})
 
 
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)

@@ -33,7 +33,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from coachgraph.api.auth import viewer_from_header
-from coachgraph.api.doors import Refusal
+from coachgraph.api.doors import Refusal, deny_websocket
 from coachgraph.config import IPNetwork, Limits, Settings
 from coachgraph.errors import Unauthenticated
 
@@ -314,42 +314,29 @@ class RateLimits:
         if retry is None and not limiter.connections.acquire(peer):
             retry, message = 1, "Too many open WebSocket connections"
         if retry is not None:
-            await _deny(scope, receive, send, too_many(scope["path"], retry, message))
+            await deny_websocket(scope, receive, send, too_many(scope["path"], retry, message))
             return
-        socket = _Socket(limiter, resources.jwt_secret, peer, send)
+        max_text = resources.settings.limits.max_body_bytes
+        socket = _Socket(limiter, resources.jwt_secret, peer, send, max_text=max_text)
         try:
             await self.app(scope, socket.wrap(receive), socket.send)
         finally:
             limiter.connections.release(socket.client)
 
 
-async def _deny(scope: Scope, receive: Receive, send: Send, response: JSONResponse) -> None:
-    """Refuse a WebSocket handshake: with the 429 itself where the server can send one."""
-    if (await receive())["type"] != "websocket.connect":
-        return
-    if "websocket.http.response" in (scope.get("extensions") or {}):
-        await send(
-            {
-                "type": "websocket.http.response.start",
-                "status": response.status_code,
-                "headers": response.raw_headers,
-            }
-        )
-        await send({"type": "websocket.http.response.body", "body": response.body})
-    else:
-        await send({"type": "websocket.close", "code": 1013})  # before accept: a 403
-
-
 class _Socket:
     """One WebSocket connection: who its client is, and its operations counted as they come."""
 
-    def __init__(self, limiter: Limiter, secret: str, client: str, send: Send) -> None:
+    def __init__(
+        self, limiter: Limiter, secret: str, client: str, send: Send, *, max_text: int
+    ) -> None:
         self.limiter = limiter
         self.secret = secret
         self.peer = client
         self.client = client  # the peer until connection_init names a token
         self._send = send
         self.closed = False
+        self.max_text = max_text  # larger messages are left to the view, which refuses them
 
     async def send(self, message: Message) -> None:
         if not self.closed:  # once we closed it, the app's last words go nowhere
@@ -359,7 +346,7 @@ class _Socket:
         async def receive_counted() -> Message:
             while True:
                 message = await receive()
-                operation = _operation(message)
+                operation = _operation(message, self.max_text)
                 if operation is None:
                     return message
                 kind, op_id, payload = operation
@@ -410,12 +397,12 @@ class _Socket:
 _COUNTED = frozenset({"connection_init", "subscribe", "start"})
 
 
-def _operation(message: Message) -> tuple[str, Any, Any] | None:
+def _operation(message: Message, max_text: int) -> tuple[str, Any, Any] | None:
     """(type, id, payload) of a client message that opens a connection or an operation."""
     if message["type"] != "websocket.receive":
         return None
     text = message.get("text")
-    if not isinstance(text, str):
+    if not isinstance(text, str) or len(text) > max_text:
         return None
     try:
         parsed = json.loads(text)

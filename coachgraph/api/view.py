@@ -228,12 +228,7 @@ class GraphQLView(GraphQL[Context, None]):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         resources: Resources = scope["state"]["resources"]
         self.limits = resources.settings.limits
-        if scope["type"] == "websocket":
-            try:
-                doors.check_headers(scope["headers"], self.limits)
-            except Refusal as err:
-                await _deny(WebSocket(scope, receive, send), err)
-                return
+        if scope["type"] == "websocket":  # headers were bounded by doors.HeaderLimits
             await super().__call__(scope, receive, send)
             return
         try:
@@ -344,15 +339,6 @@ def _coded(err: HTTPException) -> Refusal:
     )
 
 
-async def _deny(websocket: WebSocket, err: Refusal) -> None:
-    """Refuse a WebSocket handshake: the JSON refusal as the HTTP answer where the server
-    can send one, else a close before accepting (HTTP 403)."""
-    if "websocket.http.response" in websocket.scope.get("extensions", {}):
-        await websocket.send_denial_response(err.graphql_response())
-    else:
-        await websocket.close(code=1008, reason=err.message)
-
-
 class Gate:
     """Authenticates HTTP requests once and refuses oversize bodies (rate limits: ratelimit.py)."""
 
@@ -381,10 +367,6 @@ class Gate:
 
     def check(self, scope: Scope) -> Response | None:
         resources: Resources = scope["state"]["resources"]
-        try:
-            doors.check_headers(scope["headers"], resources.settings.limits)
-        except Refusal as err:
-            return err.graphql_response()
         headers = {k: v for k, v in scope["headers"] if k in _WANTED}
         length = headers.get(b"content-length", b"0")
         if not length.isdigit() or int(length) > resources.settings.limits.max_body_bytes:
