@@ -171,10 +171,10 @@ class Projector:
             if not events:
                 return 0
             dirty, rebuild = affected(events)
-            if rebuild:
-                await self._rebuild()
-                return len(events)
-            states = await graph_source.load(conn, ids=dirty)
+            states = None if rebuild else await graph_source.load(conn, ids=dirty)
+        if states is None:  # with the connection back in the pool: rebuilding takes one too
+            await self._rebuild()
+            return len(events)
         await self.graph.apply(states)
         for sink in self.sinks:
             await sink.apply(dirty)
@@ -282,6 +282,9 @@ class Projector:
             conn.terminate()
             log.warning("projector %s: LISTEN failed (%s); polling", self.name, err)
             return
+        except BaseException:  # stop() cancelled us meanwhile: the connection is nobody's
+            conn.terminate()
+            raise
         conn.add_termination_listener(self._connection_lost)
         self._listen_conn = conn
         if lost or self._listen_retry.failing:

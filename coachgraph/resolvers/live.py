@@ -146,6 +146,8 @@ async def record_chunks(
     back, and nothing is published before the commit (then one message per chunk)."""
     session = await writable_live_session(db, viewer, session_id)
     assert session.started_at is not None
+    # a coach writes only while it coaches the athlete: checked again, and held, by the write
+    by_its_coach = viewer.is_coach(session.coach_id)
     written: list[tuple[int, list[RawSample]]] = []  # (first cursor, samples) per chunk
     seen = 0  # samples checked so far: the index of the next one
     async with db.transaction() as conn:
@@ -162,7 +164,9 @@ async def record_chunks(
                 seen += len(chunk)
                 if copying is not None:
                     written.append((await copying[0], copying[1]))
-                copy = metrics.append(conn, session_id=session_id, samples=checked)
+                copy = metrics.append(
+                    conn, session_id=session_id, samples=checked, by_its_coach=by_its_coach
+                )
                 copying = (asyncio.ensure_future(copy), checked)
             if copying is not None:
                 written.append((await copying[0], copying[1]))

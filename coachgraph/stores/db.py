@@ -8,12 +8,12 @@ import json
 import logging
 import os
 import subprocess
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, NoReturn
 
 import asyncpg
 from asyncpg import exceptions as pgerr
@@ -25,22 +25,36 @@ log = logging.getLogger(__name__)
 DATABASE_NAME = "coachgraph"
 STORE = "postgres"
 
-# the server is gone, restarting, or refusing connections: retrying later may succeed
-_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+# the connection itself failed: the server is gone, restarting, or cut it off
+_CONNECTION_LOST: tuple[type[BaseException], ...] = (
     pgerr.PostgresConnectionError,  # class 08, ConnectionDoesNotExistError among them
     pgerr.CannotConnectNowError,  # starting up or shutting down
     pgerr.AdminShutdownError,
     pgerr.CrashShutdownError,
-    OSError,  # refused, reset, socket file gone
+    ConnectionError,  # reset, refused, broken pipe
+)
+# ...or reaching it did: what a pool method or an acquisition may also raise
+_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    *_CONNECTION_LOST,
+    OSError,  # socket file gone
     TimeoutError,  # connecting, or a statement given a client-side timeout
 )
 
 
+def _closed(err: BaseException) -> bool:
+    return isinstance(err, pgerr.InterfaceError) and "connection is closed" in str(err)
+
+
 def is_connection_error(err: BaseException) -> bool:
     """Whether `err` says the database cannot be reached (rather than that the query failed)."""
-    if isinstance(err, _CONNECTION_ERRORS):
-        return True
-    return isinstance(err, pgerr.InterfaceError) and "connection is closed" in str(err)
+    return isinstance(err, _CONNECTION_ERRORS) or _closed(err)
+
+
+def is_connection_lost(err: BaseException) -> bool:
+    """Whether `err` comes from a database connection that failed. Narrower than
+    `is_connection_error`: inside `async with acquire()` a timeout or an OSError may come from
+    anything else the body awaits (a graph call, a wait_for)."""
+    return isinstance(err, _CONNECTION_LOST) or _closed(err)
 
 
 @dataclass(eq=False)
@@ -88,69 +102,66 @@ class GuardedPool:
     async def check(self, err: BaseException) -> None:
         """Raise `Unavailable` from `err` if it says the server cannot be reached; else return
         (the caller re-raises `err`)."""
-        if not is_connection_error(err):
-            return
+        if is_connection_error(err):
+            # slow is not gone: a timeout keeps the connections
+            await self.unavailable(err, expire=not isinstance(err, TimeoutError))
+
+    async def unavailable(self, err: BaseException, *, expire: bool) -> NoReturn:
         log.warning("PostgreSQL unavailable: %s: %s", type(err).__name__, err)
-        if not isinstance(err, TimeoutError):  # slow is not gone: keep the connections
+        if expire:
             await self.raw.expire_connections()
         raise Unavailable(STORE) from err
 
-    async def execute(self, *args: Any, **kwargs: Any) -> Any:
+    async def _guarded(self, call: Callable[..., Awaitable[Any]], /, *args: Any, **kw: Any) -> Any:
         try:
-            return await self.raw.execute(*args, **kwargs)
+            return await call(*args, **kw)
         except Exception as err:
             await self.check(err)
             raise
+
+    async def execute(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._guarded(self.raw.execute, *args, **kwargs)
 
     async def executemany(self, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return await self.raw.executemany(*args, **kwargs)
-        except Exception as err:
-            await self.check(err)
-            raise
+        return await self._guarded(self.raw.executemany, *args, **kwargs)
 
     async def fetch(self, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return await self.raw.fetch(*args, **kwargs)
-        except Exception as err:
-            await self.check(err)
-            raise
+        return await self._guarded(self.raw.fetch, *args, **kwargs)
 
     async def fetchval(self, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return await self.raw.fetchval(*args, **kwargs)
-        except Exception as err:
-            await self.check(err)
-            raise
+        return await self._guarded(self.raw.fetchval, *args, **kwargs)
 
     async def fetchrow(self, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return await self.raw.fetchrow(*args, **kwargs)
-        except Exception as err:
-            await self.check(err)
-            raise
+        return await self._guarded(self.raw.fetchrow, *args, **kwargs)
 
     def acquire(self, *, timeout: float | None = None) -> GuardedAcquire:
         return GuardedAcquire(self, timeout)
 
 
 class GuardedAcquire:
-    """`async with pool.acquire() as conn`: errors of the body, acquiring, and releasing alike."""
+    """`async with pool.acquire() as conn`: errors of acquiring and releasing are checked like
+    those of pool methods; an error of the body only when it comes from the connection (a
+    connection-class error, or the connection is closed now). Anything else the body raised,
+    a timeout of some other service among them, propagates as it is and the pool is kept."""
 
     def __init__(self, pool: GuardedPool, timeout: float | None) -> None:
         self._pool = pool
         self._inner = pool.raw.acquire(timeout=timeout)
+        self._conn: asyncpg.Connection | None = None
 
     async def __aenter__(self) -> asyncpg.Connection:
         try:
-            return await self._inner.__aenter__()
+            self._conn = await self._inner.__aenter__()
         except Exception as err:
             await self._pool.check(err)
             raise
+        return self._conn
 
     async def __aexit__(
         self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None
-    ) -> bool:
+    ) -> None:  # never swallows the body's error
+        # asked before the release, which detaches `conn`
+        lost = err if isinstance(err, Exception) and self._lost(err) else None
         try:
             await self._inner.__aexit__(kind, err, tb)
         except Exception as release_err:
@@ -158,9 +169,19 @@ class GuardedAcquire:
                 await self._pool.check(release_err)
                 raise
             # releasing failed because of the body's error: that one is reported below
-        if err is not None:
-            await self._pool.check(err)
-        return False
+        if lost is not None:
+            await self._pool.unavailable(lost, expire=True)
+
+    def _lost(self, err: BaseException) -> bool:
+        """Whether the body's `err` is the database connection failing."""
+        if is_connection_lost(err):
+            return True
+        if self._conn is None:
+            return False
+        try:
+            return bool(self._conn.is_closed())
+        except pgerr.InterfaceError:  # "released back to the pool": asyncpg does so on close
+            return True
 
     def __await__(self) -> Generator[Any, None, asyncpg.Connection]:
         return self.__aenter__().__await__()

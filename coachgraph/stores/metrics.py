@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from coachgraph.errors import Conflict, NotFound
+from coachgraph.errors import Conflict, NotFound, PermissionDenied
 from coachgraph.stores.sql import Executor
 
 
@@ -69,19 +69,35 @@ async def last_seq(conn: Executor, *, session_id: int) -> int:
 
 
 async def append(
-    conn: Executor, *, session_id: int, samples: list[tuple[str, datetime, float]]
+    conn: Executor,
+    *,
+    session_id: int,
+    samples: list[tuple[str, datetime, float]],
+    by_its_coach: bool = False,
 ) -> int:
     """Store a validated batch in one COPY (inside a transaction); return its first cursor.
 
     The session must still be LIVE: the reservation takes its row lock, so a session ended
     meanwhile refuses the batch, and batches of one session commit in cursor order.
+    `by_its_coach` (the writer is the session's coach): the coach must still coach the
+    athlete, and the same statement holds that relationship FOR SHARE until commit, so an
+    unassignment either came first (the batch is refused) or waits for the commit.
     """
-    last = await conn.fetchval(
-        "UPDATE training_sessions SET sample_seq = sample_seq + $2 "
-        "WHERE id = $1 AND status = 'LIVE' RETURNING sample_seq",
+    row = await conn.fetchrow(
+        "WITH link AS (SELECT FROM coach_athletes ca JOIN training_sessions s "
+        "ON ca.coach_id = s.coach_id AND ca.athlete_id = s.athlete_id "
+        "WHERE s.id = $1 AND $3 FOR SHARE OF ca), "
+        "allowed AS (SELECT NOT $3 OR EXISTS (SELECT FROM link) AS ok), "
+        "bumped AS (UPDATE training_sessions SET sample_seq = sample_seq + $2 "
+        "WHERE id = $1 AND status = 'LIVE' AND (SELECT ok FROM allowed) RETURNING sample_seq) "
+        "SELECT (SELECT ok FROM allowed) AS allowed, (SELECT sample_seq FROM bumped) AS last",
         session_id,
         len(samples),
+        by_its_coach,
     )
+    if not row["allowed"]:
+        raise PermissionDenied("A former coach writes no samples of this session")
+    last = row["last"]
     if last is None:
         raise Conflict("The session is not LIVE")
     first: int = last - len(samples) + 1
