@@ -67,6 +67,10 @@ def serve(port: int, dsn: str, data_dir: str) -> None:
         log_level="warning",
         access_log=False,
         ws_per_message_deflate=False,
+        # longer than any pause of a client, so an idle keep-alive connection is not closed
+        # as the client reuses it (a race of HTTP/1.1, not of the server, that httpx reports
+        # as a ReadError)
+        timeout_keep_alive=30,
     )
 
 
@@ -104,6 +108,7 @@ class Tally:
         self.codes: Counter[tuple[str, str]] = Counter()
         self.measuring = False
         self.delivered = 0
+        self.recorded = 0  # samples accepted, warm-up included (every one should be delivered)
         self.sub_errors: Counter[str] = Counter()
 
     def record(self, op: str, ms: float, codes: list[str]) -> None:
@@ -162,6 +167,8 @@ async def client_loop(
         try:
             response = await http.post("/graphql", json=body, headers=headers)
             codes = codes_of(response)
+            if op == "record" and not codes:
+                tally.recorded += response.json()["data"]["recordMetrics"]["accepted"]
         except httpx.HTTPError as err:
             codes = [f"transport {type(err).__name__}"]
         tally.record(op, (time.perf_counter() - started) * 1000, codes)
@@ -198,6 +205,9 @@ async def drive(
             asyncio.create_task(subscriber(f"ws://127.0.0.1:{port}/graphql", s, tally))
             for s in sessions[: args.subscribers]
         ]
+        # every subscription open before the first sample, so each sample recorded is owed
+        # to a subscriber (one without `after` starts at the samples committed after it opened)
+        await asyncio.sleep(5)
         warmup_end = time.perf_counter() + 10
         deadline = warmup_end + args.seconds
         clients = [
@@ -215,6 +225,10 @@ async def drive(
         await asyncio.gather(*clients)
         tally.measuring = False
         rss_end = rss_mb(server_pid)
+        for _ in range(100):  # the last samples are on their way
+            if tally.delivered >= tally.recorded:
+                break
+            await asyncio.sleep(0.2)
         closed = sum(t.done() for t in subs)
         for t in subs:
             t.cancel()
@@ -238,7 +252,7 @@ def report(tally: Tally, rss: tuple[float, float, float], closed: int, args: Any
     growth = (rss_end - rss_start) / rss_start
     print(
         f"\ntotal {total:,} requests ({total / args.seconds:,.0f}/s); 5xx: {five}; INTERNAL: {internal}; "
-        f"samples delivered to subscribers: {tally.delivered:,}; subscriptions ended early: {closed}; "
+        f"samples recorded {tally.recorded:,}, delivered to subscribers {tally.delivered:,}; subscriptions ended early: {closed}; "
         f"subscriber errors: {dict(tally.sub_errors) or 'none'}"
     )
     print(
