@@ -16,7 +16,7 @@ import pytest
 
 from coachgraph.api import doors
 from coachgraph.api.doors import Refusal
-from coachgraph.api.view import _TokenClock
+from coachgraph.api.websocket import _TokenClock
 from coachgraph.config import Limits
 from coachgraph.resolvers.policy import Viewer
 from tests.conftest import SECRET

@@ -1,0 +1,196 @@
+"""WebSocket protocols (graphql-transport-ws and legacy graphql-ws) as this API speaks them:
+a connection lives no longer than its token (closed with 4401 at expiry, whatever it is doing),
+and every error, the subscription limit's included, carries extensions.code."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from graphql import GraphQLError
+from strawberry.schema.schema import StreamResult
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+    Operation,
+)
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
+    ConnectionInitMessage,
+    Message,
+    SubscribeMessage,
+)
+from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
+from strawberry.subscriptions.protocols.graphql_ws.types import (
+    ConnectionInitMessage as LegacyConnectionInitMessage,
+)
+from strawberry.subscriptions.protocols.graphql_ws.types import (
+    OperationMessage,
+    StartMessage,
+)
+from strawberry.types.execution import PreExecutionError
+
+from coachgraph.resolvers.context import Context
+from coachgraph.schema.extensions import present_error
+
+TOKEN_EXPIRED = 4401
+_EXPIRED_REASON = "Token expired; reconnect with a fresh token"
+
+
+def _expired(context: Context) -> bool:
+    expires_at = context.viewer.expires_at
+    return expires_at is not None and time.time() >= expires_at
+
+
+def _limit_error(cap: int) -> dict[str, Any]:
+    return {
+        "message": f"Subscription limit reached: at most {cap} operations at once",
+        "extensions": {"code": "RATE_LIMITED"},
+    }
+
+
+class _TokenClock:
+    """Runs `expire` when the viewer's token expires: the connection lives no longer than it."""
+
+    def __init__(self) -> None:
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self, context: Context, expire: Callable[[], Awaitable[None]]) -> None:
+        expires_at = context.viewer.expires_at
+        if expires_at is None or self.task is not None:
+            return
+
+        async def ring() -> None:
+            await asyncio.sleep(max(0.0, expires_at - time.time()))
+            await expire()
+
+        self.task = asyncio.create_task(ring())
+
+    async def stop(self) -> None:
+        """Cancel the timer and wait for it: it may be closing the socket right now."""
+        task, self.task = self.task, None
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
+    """graphql-transport-ws: closes with 4401 at token expiry, whatever runs; every error is
+    an `error` message carrying extensions.code."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.clock = _TokenClock()
+
+    async def handle(self) -> None:
+        try:
+            await super().handle()
+        finally:
+            await self.clock.stop()
+
+    async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
+        await super().handle_connection_init(message)
+        if self.connection_acknowledged:
+            self.clock.start(self.context, self.expire)
+
+    async def handle_message(self, message: Message) -> None:
+        if self.connection_acknowledged and _expired(self.context):
+            await self.expire()  # an operation after expiry is refused, not run
+            return
+        await super().handle_message(message)
+
+    async def handle_subscribe(self, message: SubscribeMessage) -> None:
+        cap = self.max_subscriptions_per_connection
+        if (
+            self.connection_acknowledged
+            and cap is not None
+            and len(self.operations) >= cap
+            and message["id"] not in self.operations
+        ):
+            error: Any = {"id": message["id"], "type": "error", "payload": [_limit_error(cap)]}
+            await self.send_message(error)
+            return
+        await super().handle_subscribe(message)
+
+    async def _handle_pre_execution_error(
+        self, operation: Operation[Context, None], result: PreExecutionError
+    ) -> None:
+        # Strawberry closes the socket (4400) on a syntax error or an unknown operation name,
+        # and the error carries no code: answer an `error` message with coded errors instead
+        await operation.send_initial_errors([present_error(e) for e in result.errors or ()])
+
+    async def _send_result_stream(
+        self, operation: Operation[Context, None], result_source: StreamResult
+    ) -> None:
+        try:
+            await super()._send_result_stream(operation, result_source)
+        except GraphQLError as err:  # a syntax error raised, not returned, by the parser cache
+            await operation.send_initial_errors([present_error(err)])
+
+    async def expire(self) -> None:
+        for operation_id in list(self.operations):
+            await self.cleanup_operation(operation_id)
+        with contextlib.suppress(RuntimeError):  # already closed
+            await self.websocket.close(TOKEN_EXPIRED, _EXPIRED_REASON)
+
+
+class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
+    """Legacy graphql-ws, likewise: 4401 at token expiry, coded errors."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.clock = _TokenClock()
+
+    async def handle(self) -> None:
+        try:
+            await super().handle()
+        finally:
+            await self.clock.stop()
+
+    async def handle_connection_init(self, message: LegacyConnectionInitMessage) -> None:
+        await super().handle_connection_init(message)
+        if self.connection_acknowledged:
+            self.clock.start(self.context, self.expire)
+
+    async def handle_message(self, message: OperationMessage) -> None:
+        if self.connection_acknowledged and _expired(self.context):
+            await self.expire()
+            return
+        await super().handle_message(message)
+
+    async def handle_start(self, message: StartMessage) -> None:
+        cap = self.max_subscriptions_per_connection
+        if (
+            self.connection_acknowledged
+            and cap is not None
+            and len(self.tasks) >= cap
+            and message["id"] not in self.tasks
+        ):
+            error: Any = {"type": "error", "id": message["id"], "payload": _limit_error(cap)}
+            await self.send_message(error)
+            return
+        await super().handle_start(message)
+
+    async def handle_async_results(
+        self,
+        operation_id: str,
+        query: str,
+        operation_name: str | None,
+        variables: dict[str, object] | None,
+    ) -> None:
+        try:
+            await super().handle_async_results(operation_id, query, operation_name, variables)
+        except GraphQLError as err:  # a syntax error raised, not returned, by the parser cache
+            error: Any = {
+                "type": "error",
+                "id": operation_id,
+                "payload": present_error(err).formatted,
+            }
+            await self.send_message(error)
+
+    async def expire(self) -> None:
+        await self.cleanup()
+        with contextlib.suppress(RuntimeError):
+            await self.websocket.close(TOKEN_EXPIRED, _EXPIRED_REASON)
