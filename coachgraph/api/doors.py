@@ -18,6 +18,17 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from coachgraph.config import Limits
 
+# the HTTP status each API.md code answers with on a route of its own (ingest, media)
+STATUS_OF_CODE = {
+    "UNAUTHENTICATED": 401,
+    "FORBIDDEN": 403,
+    "NOT_FOUND": 404,
+    "CONFLICT": 409,
+    "RATE_LIMITED": 429,
+    "UNAVAILABLE": 503,  # a store is down: retry later, unlike a 4xx
+}
+CODE_OF_STATUS = {status: code for code, status in STATUS_OF_CODE.items()}
+
 
 class Refusal(Exception):
     """A request refused at the door: its HTTP status, an API.md code, and a message."""
@@ -44,8 +55,19 @@ class Refusal(Exception):
         `{"error": {message, code}}` on the other routes."""
         if path == "/graphql" or path.startswith("/graphql/"):
             return self.graphql_response(headers)
-        body = {"error": {"message": self.message, "code": self.code}}
-        return JSONResponse(body, status_code=self.status, headers=headers)
+        return self.route_response(headers=headers)
+
+    def route_response(
+        self, extra: dict[str, object] | None = None, headers: dict[str, str] | None = None
+    ) -> JSONResponse:
+        """`{"error": {message, code, ...extra}}`, as the ingest and media routes answer."""
+        body = {"message": self.message, "code": self.code, **(extra or {})}
+        return JSONResponse({"error": body}, status_code=self.status, headers=headers)
+
+    @classmethod
+    def of_status(cls, status: int, message: str) -> Refusal:
+        """A refusal whose code follows from its status (BAD_USER_INPUT for the rest)."""
+        return cls(status, message, CODE_OF_STATUS.get(status, "BAD_USER_INPUT"))
 
 
 def check_headers(headers: Iterable[tuple[bytes, bytes]], limits: Limits) -> None:

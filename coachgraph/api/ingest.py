@@ -21,26 +21,15 @@ from coachgraph.ids import decode_id, encode_cursor
 from coachgraph.resolvers import live
 from coachgraph.resolvers.live import BadSample, RawSample
 
-STATUS = {
-    "UNAUTHENTICATED": 401,
-    "FORBIDDEN": 403,
-    "NOT_FOUND": 404,
-    "CONFLICT": 409,
-    "UNAVAILABLE": 503,  # a store is down: retry later, unlike a 4xx
-}
-
 
 def _error(err: DomainError) -> JSONResponse:
-    body: dict[str, object] = {"message": err.message, "code": err.code}
+    extra: dict[str, object] = {}
     if isinstance(err, BadSample):
-        body["line"] = err.index + 1
+        extra["line"] = err.index + 1
     elif isinstance(err, InvalidInput):
-        body["field"] = err.field
-    return JSONResponse({"error": body}, status_code=STATUS.get(err.code, 400))
-
-
-def _refused(err: Refusal) -> JSONResponse:
-    return JSONResponse({"error": {"message": err.message, "code": err.code}}, err.status)
+        extra["field"] = err.field
+    status = doors.STATUS_OF_CODE.get(err.code, 400)
+    return Refusal(status, err.message, err.code).route_response(extra)
 
 
 async def lines(chunks: AsyncIterator[bytes], limits: Limits) -> AsyncIterator[bytes]:
@@ -105,11 +94,11 @@ async def ingest(request: Request) -> JSONResponse:
             resources.db, resources.broker, viewer, session_id, await _first_read(chunks)
         )
     except Refusal as err:
-        return _refused(err)
+        return err.route_response()
     except DomainError as err:
         return _error(err)
     except ClientDisconnect:  # nobody is left to read the answer; nothing was stored
-        return _refused(Refusal(400, "The client left before the body was complete"))
+        return Refusal(400, "The client left before the body was complete").route_response()
     return JSONResponse({"accepted": done.count, "lastCursor": encode_cursor(done.last_seq)})
 
 

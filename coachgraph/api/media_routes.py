@@ -20,13 +20,9 @@ class MediaFileResponse(FileResponse):
     chunk_size = 1 << 20
 
 
-_CODES = {401: "UNAUTHENTICATED", 403: "FORBIDDEN", 404: "NOT_FOUND", 409: "CONFLICT"}
-
-
 def _refusal(status: int, message: str) -> JSONResponse:
     """Every refusal is JSON with a code (BAD_USER_INPUT unless the status says otherwise)."""
-    body = {"message": message, "code": _CODES.get(status, "BAD_USER_INPUT")}
-    return JSONResponse({"error": body}, status_code=status)
+    return Refusal.of_status(status, message).route_response()
 
 
 def _local(request: Request) -> LocalMediaStore | None:
@@ -80,7 +76,7 @@ async def upload(request: Request) -> Response:
     except UploadRefused as err:
         return _refusal(err.status, err.message)
     except Refusal as err:
-        return _refusal(err.status, err.message)
+        return err.route_response()
     except ClientDisconnect:  # nobody is left to read the answer; the partial file is gone
         return _refusal(400, "The client left before the upload was complete")
     return JSONResponse({"size": stored.size_bytes, "checksum": stored.checksum}, 201)
