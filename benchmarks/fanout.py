@@ -41,7 +41,7 @@ def serve(port: int, dsn: str, data_dir: str, sessions: int, redis_url: str) -> 
 
     from coachgraph.app import create_app
     from coachgraph.config import Settings
-    from coachgraph.resolvers.live import metrics_topic
+    from coachgraph.subscriptions.topics import metrics_topic
 
     settings = Settings(
         data_dir=Path(data_dir), jwt_secret=SECRET, database_url=dsn, redis_url=redis_url or None

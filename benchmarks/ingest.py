@@ -59,12 +59,8 @@ def rows(n: int, start: datetime) -> list[dict[str, object]]:
 
 async def live_session(db: Database) -> int:
     async with db.transaction() as conn:
-        coach = await coaches.create(
-            conn, fields={"name": "B", "sports": ["running"], "timezone": "UTC", "capacity": 5}
-        )
-        athlete = await create_athlete(
-            conn, fields={"name": "A", "sport": "running", "timezone": "UTC", "level": 2}
-        )
+        coach = await coaches.create(conn, name="B", sports=["running"], timezone="UTC", capacity=5)
+        athlete = await create_athlete(conn, name="A", sport="running", timezone="UTC", level=2)
         await coaches.assign(conn, coach_id=coach.id, athlete_id=athlete.id)
         s = await sessions.schedule(
             conn,

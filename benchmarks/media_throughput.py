@@ -172,12 +172,10 @@ async def main() -> None:
             async with db.transaction() as conn:
                 coach = await coaches.create(
                     conn,
-                    fields={
-                        "name": "Bench",
-                        "sports": ["running"],
-                        "timezone": "UTC",
-                        "capacity": 1,
-                    },
+                    name="Bench",
+                    sports=["running"],
+                    timezone="UTC",
+                    capacity=1,
                 )
             src = root / "source.mp4"
             with src.open("wb") as f:

@@ -17,9 +17,9 @@ from coachgraph.api import ingest, media_routes
 from coachgraph.api.doors import HeaderLimits, Refusal
 from coachgraph.api.health import healthz
 from coachgraph.api.ratelimit import RateLimits
-from coachgraph.api.resources import Resources, open_resources
 from coachgraph.api.view import Gate, GraphQLView
 from coachgraph.config import Settings
+from coachgraph.runtime import Resources, open_resources
 from coachgraph.schema.schema import build_schema
 
 

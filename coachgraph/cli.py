@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from coachgraph.config import Settings, SettingsError
 
 if TYPE_CHECKING:
-    from coachgraph.api.resources import Resources
+    from coachgraph.runtime import Resources
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -119,9 +119,10 @@ async def _demo(resources: Resources) -> None:
 
 
 def _token(settings: Settings, args: argparse.Namespace) -> int:
-    from coachgraph.api.auth import issue_token, resolve_secret
+    from coachgraph.api.auth import issue_token
     from coachgraph.errors import InvalidInput
     from coachgraph.resolvers.policy import Role
+    from coachgraph.secret import resolve_secret
 
     try:
         token = issue_token(
@@ -138,7 +139,7 @@ def _token(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _seed(settings: Settings, args: argparse.Namespace) -> int:
-    from coachgraph.api.resources import open_database
+    from coachgraph.runtime import open_database
     from coachgraph.services import seed_database
 
     if args.coaches < 1 or args.athletes < 0:
@@ -157,7 +158,7 @@ def _seed(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _migrate(settings: Settings, args: argparse.Namespace) -> int:
-    from coachgraph.api.resources import open_database
+    from coachgraph.runtime import open_database
     from coachgraph.stores.migrate import Migration
 
     applied: list[Migration] = []

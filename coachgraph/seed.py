@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+
+from coachgraph.stores.bulk import Bases, Dataset
 
 SPORTS = (
     "running",
@@ -54,37 +55,7 @@ LAST = (
     "Kim", "Tanaka", "Okafor", "Patel", "O'Brien", "Novák", "Horvat", "Ivanova",
 )  # fmt: skip
 
-
-@dataclass
-class Dataset:
-    """Rows ready for COPY, with ids starting after `base` ids per table."""
-
-    skills: list[tuple[Any, ...]] = field(default_factory=list)
-    prerequisites: list[tuple[int, int]] = field(default_factory=list)
-    coaches: list[tuple[Any, ...]] = field(default_factory=list)
-    coach_skills: list[tuple[int, int, int]] = field(default_factory=list)
-    programs: list[tuple[Any, ...]] = field(default_factory=list)
-    program_skills: list[tuple[int, int]] = field(default_factory=list)
-    athletes: list[tuple[Any, ...]] = field(default_factory=list)
-    athlete_skills: list[tuple[int, int, int]] = field(default_factory=list)
-    athlete_goals: list[tuple[int, int]] = field(default_factory=list)
-    assignments: list[tuple[int, int]] = field(default_factory=list)
-    enrollments: list[tuple[int, int]] = field(default_factory=list)
-    sessions: list[tuple[Any, ...]] = field(default_factory=list)
-
-    def sizes(self) -> dict[str, int]:
-        return {name: len(rows) for name, rows in vars(self).items()}
-
-
-@dataclass(frozen=True, slots=True)
-class Bases:
-    """The largest id already used in each table, so a seed appends."""
-
-    skill: int = 0
-    coach: int = 0
-    athlete: int = 0
-    program: int = 0
-    session: int = 0
+FRESH = Bases()  # an empty database: ids start at 1
 
 
 @dataclass
@@ -99,7 +70,7 @@ def generate(
     coaches: int,
     athletes: int,
     seed: int,
-    bases: Bases = Bases(),
+    bases: Bases = FRESH,
     progress: Callable[[int], None] = lambda _: None,
     now: datetime | None = None,
 ) -> Dataset:

@@ -1,4 +1,4 @@
-"""Operations the CLI runs outside a request: open the database, seed it."""
+"""Operations the CLI runs outside a request: seed, reindex, serve (wiring from runtime.py)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from starlette.types import ASGIApp
 from tqdm import tqdm
 
 from coachgraph import seed
-from coachgraph.api.resources import open_database
 from coachgraph.config import Settings
+from coachgraph.runtime import graph_store, open_database, projector_for, search_index
 from coachgraph.stores import bulk
 from coachgraph.stores.db import Database
 
@@ -47,7 +47,6 @@ async def seed_database(
 async def reindex_search(settings: Settings) -> str:
     """Rebuild the search projection from Postgres while it keeps answering, then replay what
     changed meanwhile (a running API may have written documents the rebuild read earlier)."""
-    from coachgraph.api.resources import search_index
     from coachgraph.graph.projector import affected
     from coachgraph.stores import graph_source
 
@@ -74,8 +73,6 @@ async def reindex_search(settings: Settings) -> str:
 
 async def reindex_graph(settings: Settings) -> str:
     """Rebuild the graph projection from Postgres; say what was done."""
-    from coachgraph.api.resources import graph_store, projector_for
-
     graph = graph_store(settings)
     if not graph.persistent:
         return (
@@ -113,7 +110,14 @@ def run_server(app: ASGIApp, **options: Any) -> int:
     at once and orphaned the embedded server. Returns the exit status."""
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config(app, **options))
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            super().handle_exit(sig, frame)
+            # uvicorn re-raises the signal once it has shut down (a KeyboardInterrupt traceback
+            # for Ctrl-C, death by SIGTERM); a graceful stop here is a clean exit
+            self._captured_signals.clear()
+
+    server = Server(uvicorn.Config(app, **options))
 
     def hang_up(signum: int, frame: FrameType | None) -> None:
         server.should_exit = True

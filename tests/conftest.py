@@ -12,11 +12,11 @@ import pytest
 from asgi_lifespan import LifespanManager
 
 from coachgraph.api.auth import issue_token
-from coachgraph.api.resources import Resources
 from coachgraph.app import create_app
 from coachgraph.config import Settings
 from coachgraph.ids import to_global_id
 from coachgraph.resolvers.policy import Role
+from coachgraph.runtime import Resources
 from coachgraph.stores.db import Database, EmbeddedPostgres
 from tests.factories import Factory
 

@@ -33,7 +33,7 @@ class Factory:
             "city": "Paris",
         } | fields
         async with self.db.transaction() as conn:
-            return await coaches.create(conn, fields=values)
+            return await coaches.create(conn, **values)
 
     async def athlete(self, **fields: Any) -> AthleteRecord:
         n = next(_seq)
@@ -46,7 +46,7 @@ class Factory:
             "looking_for_coach": False,
         } | fields
         async with self.db.transaction() as conn:
-            return await athletes.create(conn, fields=values)
+            return await athletes.create(conn, **values)
 
     async def skill(
         self, *, sport: str = "running", prerequisites: list[int] | None = None, name: str = ""

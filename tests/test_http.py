@@ -102,7 +102,10 @@ async def test_outbox_event_rolls_back_with_its_rows(factory: Factory) -> None:
         async with factory.db.transaction() as conn:
             await coaches.create(
                 conn,
-                fields={"name": "Ghost", "sports": ["run"], "timezone": "UTC", "capacity": 1},
+                name="Ghost",
+                sports=["run"],
+                timezone="UTC",
+                capacity=1,
             )
             inside = await conn.fetchval("SELECT count(*) FROM outbox")
             assert inside == before["outbox"] + 1

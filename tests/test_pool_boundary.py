@@ -67,3 +67,15 @@ async def test_any_error_of_the_body_once_its_connection_closed_is_unavailable(
                 await conn.execute("SELECT pg_terminate_backend(pg_backend_pid())")
             raise TimeoutError("noticed late")
     assert await backend_pid(one_connection) != before
+
+
+def test_a_connection_stuck_by_a_terminated_session_is_lost() -> None:
+    """asyncpg can hand back a connection whose session the server cut mid-operation with its
+    protocol stuck; that is an outage to report (UNAVAILABLE) and a connection to drop."""
+    from asyncpg.exceptions import InternalClientError
+
+    from coachgraph.stores.db import is_connection_error, is_connection_lost
+
+    stuck = InternalClientError("cannot perform operation: another operation is in progress")
+    assert is_connection_lost(stuck) and is_connection_error(stuck)
+    assert not is_connection_lost(ValueError("a bug"))

@@ -9,7 +9,6 @@ expect the last one refused, never timing anything."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import dataclasses
 import importlib
@@ -29,13 +28,14 @@ from limits.aio.storage import MemoryStorage
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from coachgraph import cli
-from coachgraph.api.ratelimit import Door, Limiter, client_address, client_key, door_rates
-from coachgraph.api.resources import Resources
+from coachgraph.api.ratelimit import client_address, client_key
 from coachgraph.app import create_app
 from coachgraph.config import Limits, Settings, SettingsError
+from coachgraph.limiter import Door, Limiter, door_rates
+from coachgraph.runtime import Resources
 from tests.conftest import SECRET, token_for
 from tests.live.conftest import WSClient
-from tests.servers import free_port, redis_server
+from tests.servers import redis_server, refusing_port, serve, until
 
 QUERY = {"query": "{ __typename }"}
 
@@ -318,25 +318,8 @@ async def served(settings: Settings, tmp_root: Path) -> AsyncIterator[Served]:
     app = create_app(
         settings.with_(data_dir=tmp_root / "rate-limits"), start_projector=False, on_ready=keep
     )
-    port = free_port()
-    config = uvicorn.Config(
-        app,
-        **{**options, "host": "127.0.0.1", "port": port, "log_level": "warning"},
-        lifespan="on",
-        ws_ping_interval=None,
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-                raise RuntimeError("uvicorn stopped before it started")
-            await asyncio.sleep(0.02)
-        yield Served(f"http://127.0.0.1:{port}", ready[0])
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, timeout=30)
+    async with serve(app, **{**options, "log_level": "warning"}) as url:
+        yield Served(url, ready[0])
 
 
 async def test_forwarded_for_from_loopback_is_not_a_new_client(served: Served) -> None:
@@ -452,13 +435,15 @@ async def test_open_websocket_connections_are_capped(served: Served) -> None:
                 await ws_connect(served.url)
             assert refused.value.response.status_code == 429
             await held.pop().close()
-            await asyncio.sleep(0.05)  # the server sees the close
-            for _ in range(100):  # the slot is freed once the server has seen the close
+
+            async def reconnected() -> bool:  # the slot is freed once the server sees the close
                 try:
                     held.append(await ws_connect(served.url))
-                    break
                 except InvalidStatus:
-                    await asyncio.sleep(0.05)
+                    return False
+                return True
+
+            await until(reconnected, "the closed connection's slot to be freed")
             assert len(held) == 2
         finally:
             for ws in held:
@@ -514,12 +499,15 @@ async def test_replicas_share_one_budget_through_redis(
 
 async def test_redis_down_counts_in_process(settings: Settings, caplog: Any) -> None:
     """Without Redis the API stays up: each process counts on its own meanwhile."""
-    dead = f"redis://127.0.0.1:{free_port()}/0"
-    limiter = Limiter.open(settings.with_(redis_url=dead, limits=small(rate_limit_per_minute=2)))
-    try:
-        with caplog.at_level(logging.WARNING, logger="coachgraph.api.ratelimit"):
-            results = [await limiter.hit(Door.HTTP, "ip:192.0.2.1") for _ in range(4)]
-    finally:
-        await limiter.close()
+    with refusing_port() as port:
+        dead = f"redis://127.0.0.1:{port}/0"
+        limiter = Limiter.open(
+            settings.with_(redis_url=dead, limits=small(rate_limit_per_minute=2))
+        )
+        try:
+            with caplog.at_level(logging.WARNING, logger="coachgraph.limiter"):
+                results = [await limiter.hit(Door.HTTP, "ip:192.0.2.1") for _ in range(4)]
+        finally:
+            await limiter.close()
     assert results[:2] == [None, None] and isinstance(results[-1], int)
     assert "unavailable" in caplog.text

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from coachgraph.api.resources import Resources
+from coachgraph.runtime import Resources
 
 log = logging.getLogger(__name__)
 

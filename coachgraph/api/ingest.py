@@ -14,12 +14,12 @@ from starlette.routing import Route
 from coachgraph.api import doors
 from coachgraph.api.auth import viewer_from_header
 from coachgraph.api.doors import Refusal
-from coachgraph.api.resources import Resources
 from coachgraph.config import Limits
 from coachgraph.errors import DomainError, InvalidInput
 from coachgraph.ids import decode_id, encode_cursor
 from coachgraph.resolvers import live
 from coachgraph.resolvers.live import BadSample, RawSample
+from coachgraph.runtime import Resources
 
 
 def _error(err: DomainError) -> JSONResponse:

@@ -10,8 +10,8 @@ from starlette.routing import Route
 
 from coachgraph.api import doors
 from coachgraph.api.doors import Refusal
-from coachgraph.api.resources import Resources
 from coachgraph.media.local import LocalMediaStore, SignatureError, UploadRefused
+from coachgraph.runtime import Resources
 
 
 class MediaFileResponse(FileResponse):

@@ -21,14 +21,14 @@ from strawberry.types.graphql import OperationType
 from coachgraph.api import doors
 from coachgraph.api.auth import viewer_from_header
 from coachgraph.api.doors import Refusal
-from coachgraph.api.resources import Resources
 from coachgraph.api.websocket import LegacyWSHandler, TransportWSHandler
 from coachgraph.config import Limits
 from coachgraph.errors import Unauthenticated
 from coachgraph.resolvers.context import Context
 from coachgraph.resolvers.loaders import Loaders
 from coachgraph.resolvers.policy import ANONYMOUS
-from coachgraph.schema.extensions import present_error
+from coachgraph.runtime import Resources
+from coachgraph.schema.extensions import present_errors
 
 VIEWER_KEY = "coachgraph.viewer"
 
@@ -141,10 +141,10 @@ class GraphQLView(GraphQL[Context, None]):
     async def process_result(
         self, request: Request, result: ExecutionResult
     ) -> GraphQLHTTPResponse:
-        # Errors raised before the operation hooks run (e.g. parse errors in the parser
-        # cache) bypass the ErrorCodes extension; present them here too.
+        # Schema.process_errors has presented every error the engine returns; this is the
+        # last door before the client, so nothing unmasked leaves even if a path skipped it
         if result.errors:
-            result.errors = [present_error(e) for e in result.errors]
+            present_errors(result.errors)
         return await super().process_result(request, result)
 
 

@@ -28,6 +28,7 @@ from coachgraph.graph.model import (
     RosterNeighbourhood,
     Snapshot,
 )
+from coachgraph.graph.recommend import city_prescore
 from coachgraph.stores.graph_source import (
     AthleteState,
     CoachState,
@@ -206,8 +207,8 @@ class MemoryGraph:
         interesting = targets | set(profile.skills)
         current = set(profile.coaches)
         teaches, wants, coaches_rel = self.rel["TEACHES"], self.rel["WANTS"], self.rel["COACHES"]
-        # pre-score: levels taught in the targets, plus 3 for the same city; the cap keeps
-        # the best `limit` (Neo4jGraph orders its candidates the same way)
+        # pre-score (recommend.py): levels taught in the targets, plus the same city's; the
+        # cap keeps the best `limit` (Neo4jGraph orders its candidates the same way)
         hits: dict[int, int] = {}
         city, sport = profile.info.city, profile.info.sport
         coaches = self.coaches
@@ -224,7 +225,7 @@ class MemoryGraph:
                     and sport in info.sports
                     and cid not in current
                 ):
-                    bonus = 3 if cid not in hits and city is not None and info.city == city else 0
+                    bonus = 0 if cid in hits else city_prescore(city, info.city)
                     hits[cid] = hits.get(cid, 0) + data["level"] + bonus
         # hot loop (per candidate, per athlete it coaches): plain dict access, ids by shift
         teach_succ, coach_succ, want_succ = teaches._succ, coaches_rel._succ, wants._succ

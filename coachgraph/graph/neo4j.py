@@ -30,6 +30,7 @@ from coachgraph.graph.model import (
     RosterNeighbourhood,
     Snapshot,
 )
+from coachgraph.graph.recommend import CITY_PRESCORE
 from coachgraph.stores.graph_source import States
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ _COACHES = (
 OPTIONAL MATCH (c:Coach)-[tt0:TEACHES]->(t:Skill)
 WHERE t.id IN targets AND a.sport IN c.sports AND c.active < c.capacity AND NOT c.id IN current
 WITH a, skills, goals, current, programs, targets, c,
-     sum(tt0.level) + CASE WHEN a.city IS NOT NULL AND c.city = a.city THEN 3 ELSE 0 END AS hits
+     sum(tt0.level) + CASE WHEN a.city IS NOT NULL AND c.city = a.city THEN $city_prescore ELSE 0 END AS hits
 ORDER BY hits DESC, c.id
 WITH a, skills, goals, current, programs, targets, collect(c)[0..$limit] AS cands
 UNWIND (CASE WHEN size(cands) = 0 THEN [null] ELSE cands END) AS c
@@ -392,7 +393,7 @@ class Neo4jGraph:
     async def coach_neighbourhood(
         self, athlete_id: int, *, limit: int
     ) -> CoachNeighbourhood | None:
-        rows = await self._run(_COACHES, id=athlete_id, limit=limit)
+        rows = await self._run(_COACHES, id=athlete_id, limit=limit, city_prescore=CITY_PRESCORE)
         if not rows:
             return None
         profile = self._profile(athlete_id, rows[0])

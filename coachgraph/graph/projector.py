@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -71,7 +71,8 @@ class Lag:
 
 
 class Projector:
-    """Keeps one graph backend in step with the outbox."""
+    """Keeps one graph backend, and its sinks, in step with the outbox; tells its listeners
+    (live match updates) what each batch changed."""
 
     def __init__(
         self,
@@ -79,6 +80,8 @@ class Projector:
         graph: GraphStore,
         *,
         name: str,
+        sinks: Iterable[Sink] = (),
+        listeners: Iterable[Listener] = (),
         batch_size: int = 500,
         poll_seconds: float = 1.0,
         retry: Backoff | None = None,
@@ -91,8 +94,9 @@ class Projector:
         self.batch_size = batch_size
         self.poll_seconds = poll_seconds
         self.position = START
-        self.listeners: list[Listener] = []  # told after each batch (live match updates)
-        self.sinks: list[Sink] = []
+        # fixed at construction: the composition root decides what a batch feeds
+        self.sinks: tuple[Sink, ...] = tuple(sinks)  # other projections, applied in step
+        self.listeners: tuple[Listener, ...] = tuple(listeners)  # told after each batch
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()  # one batch at a time, whoever asks (task, tests, reindex)
         self._task: asyncio.Task[None] | None = None

@@ -7,7 +7,9 @@ Coach for an athlete, score in [0, 1]:
                         goals, each shared goal weighted 1 / log(1 + how many in the subgraph want it)
   0.10 same city
 Hard constraints (same sport, capacity left, not already its coach) are applied by the
-backends before scoring. Equal scores break ties by id, so rankings are deterministic.
+backends before scoring, and so is the cut to the best `limit` candidates, by a pre-score:
+the levels a coach teaches in the athlete's targets, plus `CITY_PRESCORE` in the same city.
+Equal scores break ties by id, so rankings are deterministic.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TypeVar
 
 import networkx as nx
 
@@ -27,6 +29,14 @@ from coachgraph.graph.model import (
 )
 
 W_COVER, W_FIT, W_SIMILAR, W_CITY = 0.5, 0.1, 0.3, 0.1
+CITY_PRESCORE = 3  # both graph backends: the Neo4j one passes it to its Cypher
+
+T = TypeVar("T")
+
+
+def city_prescore(athlete_city: str | None, coach_city: str | None) -> int:
+    """The pre-score of a coach in the athlete's city (cutting candidates, before scoring)."""
+    return CITY_PRESCORE if athlete_city is not None and coach_city == athlete_city else 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,10 +83,6 @@ def _adamic_adar(weights: dict[int, float], pairs: Iterable[tuple[int, int]]) ->
         total += weights.get(goal, 0.0)
         athletes.add(athlete)
     return total, len(athletes)
-
-
-def _ranked(matches: list[Match], first: int) -> list[Match]:
-    return sorted(matches, key=lambda m: (-m.score, m.id))[:first]
 
 
 def _summary(covered: int, of: int, similar: int, city: str | None, what: str) -> str:
@@ -137,7 +143,7 @@ def rank_coaches(n: CoachNeighbourhood, first: int) -> list[Match]:
     succ = graph._succ
     level = max(1, athlete.info.level)
 
-    signals = []
+    signals: list[Signals[tuple[int, list[int], int]]] = []
     for cand in n.candidates:
         coach = ("coach", cand.info.id)
         taught: dict[int, int] = {}
@@ -185,12 +191,16 @@ def rank_coaches(n: CoachNeighbourhood, first: int) -> list[Match]:
     return _top(signals, first, reasons)
 
 
+# (id, goal coverage, level fit, similar athletes, same city or own coach, what the reasons
+# need): each signal in [0, 1] but similar athletes, which is scaled to the best candidate's
+Signals = tuple[int, float, float, float, float, T]
+
+
 def _top(
-    signals: list[tuple[int, float, float, float, float, Any]],
-    first: int,
-    reasons: Callable[[Any, bool], Reasons],
+    signals: list[Signals[T]], first: int, reasons: Callable[[T, bool], Reasons]
 ) -> list[Match]:
-    """Weighted sum, ranked; reasons are written only for the matches returned."""
+    """The weighted sum, best first (ties by id); reasons are written only for the matches
+    returned."""
     top = max((s[3] for s in signals), default=0.0) or 1.0
     scored = [
         (
@@ -205,17 +215,8 @@ def _top(
     return [Match(i, score, reasons(extra, city > 0)) for score, i, city, extra in scored[:first]]
 
 
-def _combine(raw: list[tuple[int, float, float, float, float, Reasons]]) -> list[Match]:
-    """Weighted sum; the similar-athletes signal is scaled to the best candidate's."""
-    top = max((r[3] for r in raw), default=0.0) or 1.0
-    return [
-        Match(
-            i,
-            round(W_COVER * cov + W_FIT * fit + W_SIMILAR * sim / top + W_CITY * city, 6),
-            reasons,
-        )
-        for i, cov, fit, sim, city, reasons in raw
-    ]
+def _written(reasons: Reasons, _: bool) -> Reasons:
+    return reasons
 
 
 def rank_athletes(n: RosterNeighbourhood, first: int) -> list[Match]:
@@ -236,7 +237,7 @@ def rank_athletes(n: RosterNeighbourhood, first: int) -> list[Match]:
     roster = {member for member, _ in n.roster_goals}
     weights = _goal_weights(graph, n.teaches)
 
-    raw = []
+    raw: list[Signals[Reasons]] = []
     for cand in n.candidates:
         covered = list(cand.wants)
         coverage = sum(n.teaches[g] for g in covered) / (5.0 * max(1, cand.goal_count))
@@ -266,7 +267,7 @@ def rank_athletes(n: RosterNeighbourhood, first: int) -> list[Match]:
             ),
         )
         raw.append((cand.info.id, coverage, fit, similar, 1.0 if same_city else 0.0, reasons))
-    return _ranked(_combine(raw), first)
+    return _top(raw, first, _written)
 
 
 def rank_programs(n: ProgramNeighbourhood, first: int) -> list[Match]:
@@ -283,7 +284,7 @@ def rank_programs(n: ProgramNeighbourhood, first: int) -> list[Match]:
     own_coaches = set(athlete.coaches)
     weights = _goal_weights(graph, targets)
 
-    raw = []
+    raw: list[Signals[Reasons]] = []
     for cand in n.candidates:
         program = ("program", cand.info.id)
         develops = {s[1] for s in graph.succ[program]}
@@ -313,7 +314,7 @@ def rank_programs(n: ProgramNeighbourhood, first: int) -> list[Match]:
             + ("; led by your coach" if mine else ""),
         )
         raw.append((cand.info.id, coverage, fit, similar, 1.0 if mine else 0.0, reasons))
-    return _ranked(_combine(raw), first)
+    return _top(raw, first, _written)
 
 
 def skill_path(n: PathNeighbourhood, *, max_programs: int = 10) -> tuple[list[int], list[int]]:

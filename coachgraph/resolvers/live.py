@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from dataclasses import dataclass
@@ -10,7 +11,11 @@ from datetime import UTC, datetime, timedelta
 
 from coachgraph.config import Limits
 from coachgraph.errors import Conflict, InvalidInput, NotFound, SlowConsumer
-from coachgraph.ids import encode_cursor
+from coachgraph.graph.recommend import Match
+from coachgraph.ids import decode_cursor, encode_cursor
+from coachgraph.resolvers import matching, queries
+from coachgraph.resolvers.context import Context
+from coachgraph.resolvers.loaders import Loaders
 from coachgraph.resolvers.policy import (
     SessionFacts,
     Viewer,
@@ -21,7 +26,11 @@ from coachgraph.resolvers.policy import (
 from coachgraph.stores import metrics
 from coachgraph.stores.db import Database
 from coachgraph.stores.metrics import Sample
+from coachgraph.stores.records import SessionRecord
 from coachgraph.subscriptions.broker import Broker, Message, Overflow, is_resync
+from coachgraph.subscriptions.topics import GRAPH_TOPIC as GRAPH_TOPIC
+from coachgraph.subscriptions.topics import metrics_topic
+from coachgraph.subscriptions.topics import status_topic as status_topic
 
 # bpm, W, rpm, m/s, ms
 RANGES: dict[str, tuple[float, float]] = {
@@ -33,17 +42,6 @@ RANGES: dict[str, tuple[float, float]] = {
 }
 CLOCK_SLACK = timedelta(seconds=5)
 RawSample = tuple[str, datetime, float]
-
-
-def metrics_topic(session_id: int) -> str:
-    return f"session:{session_id}:metrics"
-
-
-def status_topic(session_id: int) -> str:
-    return f"session:{session_id}:status"
-
-
-GRAPH_TOPIC = "graph:changed"
 
 
 class BadSample(InvalidInput):
@@ -276,3 +274,80 @@ async def _stored(
         if len(rows) < page:
             return
         after = rows[-1].seq
+
+
+# ---------------------------------------------------------------- subscriptions
+
+
+def _fresh_loaders(ctx: Context) -> None:
+    """A long-lived subscription must not serve rows cached at its start."""
+    ctx.loaders = Loaders(ctx.db, ctx.viewer)
+
+
+async def session_samples(
+    ctx: Context, session_id: int, *, kinds: list[str] | None, after: str | None
+) -> AsyncGenerator[Sample, None]:
+    """sessionMetrics: who may read the session may read its samples, after `after` (a
+    cursor) from storage, then live."""
+    await queries.session(ctx, session_id)
+    cursor = decode_cursor(after) if after is not None else None
+    stream = sample_stream(
+        ctx.db,
+        ctx.broker,
+        session_id=session_id,
+        kinds=kinds,
+        after=cursor,
+        limits=ctx.settings.limits,
+    )
+    async with contextlib.aclosing(stream):
+        async for sample in stream:
+            yield sample
+
+
+async def session_updates(ctx: Context, session_id: int) -> AsyncGenerator[SessionRecord, None]:
+    """sessionUpdates: the session each time its status changes; a subscriber that falls
+    behind is dropped (SlowConsumer)."""
+    await queries.session(ctx, session_id)
+    queue_size = ctx.settings.limits.subscriber_queue
+    sub = await ctx.broker.subscribe(status_topic(session_id), queue_size=queue_size)
+    try:
+        while True:
+            try:
+                await sub.get()
+            except Overflow:
+                raise SlowConsumer(None) from None
+            _fresh_loaders(ctx)
+            yield await queries.session(ctx, session_id)
+    finally:
+        sub.close()
+
+
+async def coach_match_updates(
+    ctx: Context, athlete_id: int, first: int | None
+) -> AsyncGenerator[list[Match], None]:
+    """matchUpdates: the athlete's coach matches at once, then again whenever the graph
+    changes them (ids or scores)."""
+    queue_size = ctx.settings.limits.subscriber_queue
+    # subscribe before the first computation: a change in between is not missed
+    sub = await ctx.broker.subscribe(GRAPH_TOPIC, queue_size=queue_size)
+    try:
+        matches = await matching.match_coaches(ctx, athlete_id, first)
+        shown = _signature(matches)
+        yield matches
+        while True:
+            try:
+                await sub.get()
+            except Overflow:  # changes are idempotent: recompute, start a new queue
+                sub.close()
+                sub = await ctx.broker.subscribe(GRAPH_TOPIC, queue_size=queue_size)
+            _fresh_loaders(ctx)
+            matches = await matching.match_coaches(ctx, athlete_id, first)
+            if _signature(matches) != shown:
+                shown = _signature(matches)
+                yield matches
+    finally:
+        sub.close()
+
+
+def _signature(matches: list[Match]) -> list[tuple[int, float]]:
+    return [(m.id, round(m.score, 6)) for m in matches]

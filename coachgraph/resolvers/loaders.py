@@ -1,10 +1,18 @@
-"""Per-request DataLoaders: one SQL statement per level of a query, never one per row."""
+"""Per-request DataLoaders: one SQL statement per level of a query, never one per row.
+
+Each loader is a class named `<Entity>By<Key>Loader` (saleor's `core/dataloaders.py`) whose
+`fetch` calls one store function; its base puts the results in key order. `Loaders` builds
+each one on first use, for one request only: a loader shared between requests would serve
+one viewer's rows to another.
+"""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Hashable, Sequence
-from typing import Any, Generic, TypeVar
+from collections.abc import Hashable, Mapping
+from functools import cached_property
+from typing import ClassVar, Generic, TypeVar
 
 from strawberry.dataloader import DataLoader
 
@@ -21,150 +29,310 @@ from coachgraph.stores.records import (
     Page,
     ProgramRecord,
     SessionRecord,
+    SessionScope,
     SkillRecord,
 )
+from coachgraph.stores.sql import Executor
 
 K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
 R = TypeVar("R")
-Fetch = Callable[[list[Any]], Awaitable[dict[Any, R]]]
+F = TypeVar("F", bound=Hashable)
+
+PageKey = tuple[int, int, int | None, F]  # parent id, first, after, extra filter
 
 
-class ByKeyLoader(DataLoader[K, R | None], Generic[K, R]):
-    """One row per key, `None` for misses, from a fetch that returns {key: row}."""
+class StoreLoader(DataLoader[K, V], ABC):
+    """A DataLoader whose batches go to the stores through `conn`."""
 
-    def __init__(self, fetch: Fetch[R]) -> None:
-        async def load(keys: list[K]) -> list[R | None]:
-            found = await fetch(keys)
-            return [found.get(k) for k in keys]
+    def __init__(self, conn: Executor) -> None:
+        super().__init__(self.batch_load)
+        self.conn = conn
 
-        super().__init__(load)
-
-
-class ListByKeyLoader(DataLoader[K, list[R]], Generic[K, R]):
-    """A list per key (empty for misses), from a fetch that returns {key: [rows]}."""
-
-    def __init__(self, fetch: Fetch[list[R]]) -> None:
-        async def load(keys: list[K]) -> list[list[R]]:
-            found = await fetch(keys)
-            return [found.get(k, []) for k in keys]
-
-        super().__init__(load)
+    @abstractmethod
+    async def batch_load(self, keys: list[K]) -> list[V]:
+        """One value per key, in key order."""
 
 
-PageKey = tuple[int, int, int | None, Any]  # parent id, first, after, extra filter
-PageFetch = Callable[[list[int], int, int | None, Any], Awaitable[dict[int, Page[R]]]]
+class ByKeyLoader(StoreLoader[K, R | None], Generic[K, R]):
+    """One row per key, `None` for misses."""
+
+    @abstractmethod
+    async def fetch(self, keys: list[K]) -> Mapping[K, R]:
+        """The rows found, by key."""
+
+    async def batch_load(self, keys: list[K]) -> list[R | None]:
+        found = await self.fetch(keys)
+        return [found.get(k) for k in keys]
 
 
-class PageByParentLoader(DataLoader[PageKey, Page[R]], Generic[R]):
+class ListByKeyLoader(StoreLoader[K, list[R]], Generic[K, R]):
+    """A list per key, empty for misses."""
+
+    @abstractmethod
+    async def fetch(self, keys: list[K]) -> Mapping[K, list[R]]:
+        """The rows found, grouped by key."""
+
+    async def batch_load(self, keys: list[K]) -> list[list[R]]:
+        found = await self.fetch(keys)
+        return [found.get(k, []) for k in keys]
+
+
+class PageByParentLoader(StoreLoader[PageKey[F], Page[R]], Generic[F, R]):
     """A page of children per parent; keys sharing (first, after, extra) share one statement."""
 
-    def __init__(self, fetch: PageFetch[R]) -> None:
-        async def load(keys: list[PageKey]) -> Sequence[Page[R]]:
-            groups: dict[tuple[int, int | None, Any], list[int]] = defaultdict(list)
-            for parent, first, after, extra in keys:
-                groups[(first, after, extra)].append(parent)
-            found: dict[PageKey, Page[R]] = {}
-            for (first, after, extra), parents in groups.items():
-                pages = await fetch(parents, first, after, extra)
-                for parent in parents:
-                    found[(parent, first, after, extra)] = pages.get(parent, Page([], False, 0))
-            return [found[k] for k in keys]
+    @abstractmethod
+    async def fetch(
+        self, parent_ids: list[int], first: int, after: int | None, extra: F
+    ) -> Mapping[int, Page[R]]:
+        """One page per parent found, by parent id."""
 
-        super().__init__(load)
+    async def batch_load(self, keys: list[PageKey[F]]) -> list[Page[R]]:
+        groups: dict[tuple[int, int | None, F], list[int]] = defaultdict(list)
+        for parent, first, after, extra in keys:
+            groups[(first, after, extra)].append(parent)
+        found: dict[PageKey[F], Page[R]] = {}
+        for (first, after, extra), parents in groups.items():
+            pages = await self.fetch(parents, first, after, extra)
+            for parent in parents:
+                found[(parent, first, after, extra)] = pages.get(parent, Page([], False, 0))
+        return [found[k] for k in keys]
+
+
+# --- one row per key ---------------------------------------------------------------
+
+
+class CoachByIdLoader(ByKeyLoader[int, CoachRecord]):
+    async def fetch(self, keys: list[int]) -> Mapping[int, CoachRecord]:
+        return await coaches.get_many(self.conn, ids=keys)
+
+
+class AthleteByIdLoader(ByKeyLoader[int, AthleteRecord]):
+    async def fetch(self, keys: list[int]) -> Mapping[int, AthleteRecord]:
+        return await athletes.get_many(self.conn, ids=keys)
+
+
+class SkillByIdLoader(ByKeyLoader[int, SkillRecord]):
+    async def fetch(self, keys: list[int]) -> Mapping[int, SkillRecord]:
+        return await skills.get_many(self.conn, ids=keys)
+
+
+class ProgramByIdLoader(ByKeyLoader[int, ProgramRecord]):
+    async def fetch(self, keys: list[int]) -> Mapping[int, ProgramRecord]:
+        return await programs.get_many(self.conn, ids=keys)
+
+
+class SessionByIdLoader(ByKeyLoader[int, SessionRecord]):
+    async def fetch(self, keys: list[int]) -> Mapping[int, SessionRecord]:
+        return await sessions.get_many(self.conn, ids=keys)
+
+
+class MediaByIdLoader(ByKeyLoader[int, MediaRecord]):
+    async def fetch(self, keys: list[int]) -> Mapping[int, MediaRecord]:
+        return await media.get_many(self.conn, ids=keys)
+
+
+class SummaryBySessionIdLoader(ByKeyLoader[int, metrics.Summary]):
+    async def fetch(self, keys: list[int]) -> Mapping[int, metrics.Summary]:
+        return await metrics.summaries(self.conn, session_ids=keys)
+
+
+class CoachedAthleteIdsByCoachIdLoader(ByKeyLoader[int, frozenset[int]]):
+    """The athletes each coach coaches now (the store reads one coach at a time)."""
+
+    async def fetch(self, keys: list[int]) -> Mapping[int, frozenset[int]]:
+        return {
+            k: frozenset(await coaches.coached_athlete_ids(self.conn, coach_id=k)) for k in keys
+        }
+
+
+# --- a list per key ----------------------------------------------------------------
+
+
+class CoachSkillsByCoachIdLoader(ListByKeyLoader[int, LeveledSkill]):
+    async def fetch(self, keys: list[int]) -> Mapping[int, list[LeveledSkill]]:
+        return await coaches.skills_for(self.conn, coach_ids=keys)
+
+
+class AthleteSkillsByAthleteIdLoader(ListByKeyLoader[int, LeveledSkill]):
+    async def fetch(self, keys: list[int]) -> Mapping[int, list[LeveledSkill]]:
+        return await athletes.skills_for(self.conn, athlete_ids=keys)
+
+
+class GoalsByAthleteIdLoader(ListByKeyLoader[int, SkillRecord]):
+    async def fetch(self, keys: list[int]) -> Mapping[int, list[SkillRecord]]:
+        return await athletes.goals_for(self.conn, athlete_ids=keys)
+
+
+class CoachesByAthleteIdLoader(ListByKeyLoader[int, CoachRecord]):
+    async def fetch(self, keys: list[int]) -> Mapping[int, list[CoachRecord]]:
+        return await coaches.for_athletes(self.conn, athlete_ids=keys)
+
+
+class EnrollmentsByAthleteIdLoader(ListByKeyLoader[int, EnrollmentRecord]):
+    async def fetch(self, keys: list[int]) -> Mapping[int, list[EnrollmentRecord]]:
+        return await programs.enrollments_for(self.conn, athlete_ids=keys)
+
+
+class ProgramsByCoachIdLoader(ListByKeyLoader[int, ProgramRecord]):
+    async def fetch(self, keys: list[int]) -> Mapping[int, list[ProgramRecord]]:
+        return await programs.for_coaches(self.conn, coach_ids=keys)
+
+
+class SkillsByProgramIdLoader(ListByKeyLoader[int, SkillRecord]):
+    async def fetch(self, keys: list[int]) -> Mapping[int, list[SkillRecord]]:
+        return await programs.skills_for(self.conn, program_ids=keys)
+
+
+class PrerequisitesBySkillIdLoader(ListByKeyLoader[int, SkillRecord]):
+    async def fetch(self, keys: list[int]) -> Mapping[int, list[SkillRecord]]:
+        return await skills.prerequisites_for(self.conn, skill_ids=keys)
+
+
+class UnlocksBySkillIdLoader(ListByKeyLoader[int, SkillRecord]):
+    async def fetch(self, keys: list[int]) -> Mapping[int, list[SkillRecord]]:
+        return await skills.unlocks_for(self.conn, skill_ids=keys)
+
+
+class ReadyMediaByOwnerLoader(ListByKeyLoader[media.OwnerKey, MediaRecord]):
+    """Ready media per (owner type, owner id)."""
+
+    async def fetch(self, keys: list[media.OwnerKey]) -> Mapping[media.OwnerKey, list[MediaRecord]]:
+        return await media.ready_for_owners(self.conn, keys=keys)
+
+
+# --- a page per parent -------------------------------------------------------------
+
+
+class AthletePageByCoachIdLoader(PageByParentLoader[AthleteScope, AthleteRecord]):
+    """A coach's athletes; the caller's visibility scope is part of the key."""
+
+    async def fetch(
+        self, parent_ids: list[int], first: int, after: int | None, extra: AthleteScope
+    ) -> Mapping[int, Page[AthleteRecord]]:
+        return await coaches.athlete_pages(
+            self.conn, coach_ids=parent_ids, first=first, after=after, scope=extra
+        )
+
+
+class SessionPageLoader(PageByParentLoader[str | None, SessionRecord]):
+    """A parent's sessions that `scope` may see; the extra filter is the session status."""
+
+    parent: ClassVar[str]  # "coach" or "athlete": which column the parent ids match
+
+    def __init__(self, conn: Executor, *, scope: SessionScope) -> None:
+        super().__init__(conn)
+        self.scope = scope
+
+    async def fetch(
+        self, parent_ids: list[int], first: int, after: int | None, extra: str | None
+    ) -> Mapping[int, Page[SessionRecord]]:
+        return await sessions.pages_for(
+            self.conn,
+            parent=self.parent,
+            parent_ids=parent_ids,
+            first=first,
+            after=after,
+            status=extra,
+            scope=self.scope,
+        )
+
+
+class SessionPageByCoachIdLoader(SessionPageLoader):
+    parent = "coach"
+
+
+class SessionPageByAthleteIdLoader(SessionPageLoader):
+    parent = "athlete"
 
 
 class Loaders:
-    """Every loader of one request, named <Entity>By<Key>; built fresh per request."""
+    """The loaders of one request, each built on first use; never shared between requests."""
 
     def __init__(self, db: Database, viewer: Viewer) -> None:
-        pool = db.pool
+        self._conn = db.pool
+        self._viewer = viewer
 
-        def by(fn: Callable[..., Awaitable[Any]], name: str) -> Fetch[Any]:
-            return lambda keys: fn(pool, **{name: keys})
+    @cached_property
+    def coach_by_id(self) -> CoachByIdLoader:
+        return CoachByIdLoader(self._conn)
 
-        self.coach_by_id: ByKeyLoader[int, CoachRecord] = ByKeyLoader(by(coaches.get_many, "ids"))
-        self.athlete_by_id: ByKeyLoader[int, AthleteRecord] = ByKeyLoader(
-            by(athletes.get_many, "ids")
-        )
-        self.skill_by_id: ByKeyLoader[int, SkillRecord] = ByKeyLoader(by(skills.get_many, "ids"))
-        self.program_by_id: ByKeyLoader[int, ProgramRecord] = ByKeyLoader(
-            by(programs.get_many, "ids")
-        )
-        self.session_by_id: ByKeyLoader[int, SessionRecord] = ByKeyLoader(
-            by(sessions.get_many, "ids")
-        )
-        self.coach_skills_by_coach_id: ListByKeyLoader[int, LeveledSkill] = ListByKeyLoader(
-            by(coaches.skills_for, "coach_ids")
-        )
-        self.athlete_skills_by_athlete_id: ListByKeyLoader[int, LeveledSkill] = ListByKeyLoader(
-            by(athletes.skills_for, "athlete_ids")
-        )
-        self.goals_by_athlete_id: ListByKeyLoader[int, SkillRecord] = ListByKeyLoader(
-            by(athletes.goals_for, "athlete_ids")
-        )
-        self.coaches_by_athlete_id: ListByKeyLoader[int, CoachRecord] = ListByKeyLoader(
-            by(coaches.for_athletes, "athlete_ids")
-        )
-        self.programs_by_coach_id: ListByKeyLoader[int, ProgramRecord] = ListByKeyLoader(
-            by(programs.for_coaches, "coach_ids")
-        )
-        self.skills_by_program_id: ListByKeyLoader[int, SkillRecord] = ListByKeyLoader(
-            by(programs.skills_for, "program_ids")
-        )
-        self.prerequisites_by_skill_id: ListByKeyLoader[int, SkillRecord] = ListByKeyLoader(
-            by(skills.prerequisites_for, "skill_ids")
-        )
-        self.unlocks_by_skill_id: ListByKeyLoader[int, SkillRecord] = ListByKeyLoader(
-            by(skills.unlocks_for, "skill_ids")
-        )
-        self.media_by_id: ByKeyLoader[int, MediaRecord] = ByKeyLoader(by(media.get_many, "ids"))
-        self.ready_media_by_owner: ListByKeyLoader[tuple[str, int], MediaRecord] = ListByKeyLoader(
-            by(media.ready_for_owners, "keys")
-        )
-        self.summary_by_session_id: ByKeyLoader[int, metrics.Summary] = ByKeyLoader(
-            by(metrics.summaries, "session_ids")
-        )
-        self.enrollments_by_athlete_id: ListByKeyLoader[int, EnrollmentRecord] = ListByKeyLoader(
-            by(programs.enrollments_for, "athlete_ids")
-        )
+    @cached_property
+    def athlete_by_id(self) -> AthleteByIdLoader:
+        return AthleteByIdLoader(self._conn)
 
-        async def coached(keys: list[int]) -> dict[int, frozenset[int]]:
-            return {k: frozenset(await coaches.coached_athlete_ids(pool, coach_id=k)) for k in keys}
+    @cached_property
+    def skill_by_id(self) -> SkillByIdLoader:
+        return SkillByIdLoader(self._conn)
 
-        self.coached_athlete_ids_by_coach_id: ByKeyLoader[int, frozenset[int]] = ByKeyLoader(
-            coached
-        )
+    @cached_property
+    def program_by_id(self) -> ProgramByIdLoader:
+        return ProgramByIdLoader(self._conn)
 
-        async def athlete_pages(
-            parents: list[int], first: int, after: int | None, scope: AthleteScope
-        ) -> dict[int, Page[AthleteRecord]]:
-            return await coaches.athlete_pages(
-                pool, coach_ids=parents, first=first, after=after, scope=scope
-            )
+    @cached_property
+    def session_by_id(self) -> SessionByIdLoader:
+        return SessionByIdLoader(self._conn)
 
-        self.athlete_page_by_coach_id: PageByParentLoader[AthleteRecord] = PageByParentLoader(
-            athlete_pages
-        )
+    @cached_property
+    def media_by_id(self) -> MediaByIdLoader:
+        return MediaByIdLoader(self._conn)
 
-        def session_pages(parent: str) -> PageFetch[SessionRecord]:
-            async def fetch(
-                parents: list[int], first: int, after: int | None, status: str | None
-            ) -> dict[int, Page[SessionRecord]]:
-                return await sessions.pages_for(
-                    pool,
-                    parent=parent,
-                    parent_ids=parents,
-                    first=first,
-                    after=after,
-                    status=status,
-                    scope=sessions_visible_to(viewer),
-                )
+    @cached_property
+    def summary_by_session_id(self) -> SummaryBySessionIdLoader:
+        return SummaryBySessionIdLoader(self._conn)
 
-            return fetch
+    @cached_property
+    def coached_athlete_ids_by_coach_id(self) -> CoachedAthleteIdsByCoachIdLoader:
+        return CoachedAthleteIdsByCoachIdLoader(self._conn)
 
-        self.session_page_by_coach_id: PageByParentLoader[SessionRecord] = PageByParentLoader(
-            session_pages("coach")
-        )
-        self.session_page_by_athlete_id: PageByParentLoader[SessionRecord] = PageByParentLoader(
-            session_pages("athlete")
-        )
+    @cached_property
+    def coach_skills_by_coach_id(self) -> CoachSkillsByCoachIdLoader:
+        return CoachSkillsByCoachIdLoader(self._conn)
+
+    @cached_property
+    def athlete_skills_by_athlete_id(self) -> AthleteSkillsByAthleteIdLoader:
+        return AthleteSkillsByAthleteIdLoader(self._conn)
+
+    @cached_property
+    def goals_by_athlete_id(self) -> GoalsByAthleteIdLoader:
+        return GoalsByAthleteIdLoader(self._conn)
+
+    @cached_property
+    def coaches_by_athlete_id(self) -> CoachesByAthleteIdLoader:
+        return CoachesByAthleteIdLoader(self._conn)
+
+    @cached_property
+    def enrollments_by_athlete_id(self) -> EnrollmentsByAthleteIdLoader:
+        return EnrollmentsByAthleteIdLoader(self._conn)
+
+    @cached_property
+    def programs_by_coach_id(self) -> ProgramsByCoachIdLoader:
+        return ProgramsByCoachIdLoader(self._conn)
+
+    @cached_property
+    def skills_by_program_id(self) -> SkillsByProgramIdLoader:
+        return SkillsByProgramIdLoader(self._conn)
+
+    @cached_property
+    def prerequisites_by_skill_id(self) -> PrerequisitesBySkillIdLoader:
+        return PrerequisitesBySkillIdLoader(self._conn)
+
+    @cached_property
+    def unlocks_by_skill_id(self) -> UnlocksBySkillIdLoader:
+        return UnlocksBySkillIdLoader(self._conn)
+
+    @cached_property
+    def ready_media_by_owner(self) -> ReadyMediaByOwnerLoader:
+        return ReadyMediaByOwnerLoader(self._conn)
+
+    @cached_property
+    def athlete_page_by_coach_id(self) -> AthletePageByCoachIdLoader:
+        return AthletePageByCoachIdLoader(self._conn)
+
+    @cached_property
+    def session_page_by_coach_id(self) -> SessionPageByCoachIdLoader:
+        return SessionPageByCoachIdLoader(self._conn, scope=sessions_visible_to(self._viewer))
+
+    @cached_property
+    def session_page_by_athlete_id(self) -> SessionPageByAthleteIdLoader:
+        return SessionPageByAthleteIdLoader(self._conn, scope=sessions_visible_to(self._viewer))

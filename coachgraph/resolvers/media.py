@@ -1,14 +1,12 @@
-"""Media: tickets to upload straight to storage, verification on completion, deletion, purge."""
+"""Media: tickets to upload straight to storage, verification on completion, deletion."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 
 from coachgraph.errors import InvalidInput, NotFound, PermissionDenied
 from coachgraph.media.model import (
     SNIFF_BYTES,
-    MediaStore,
     UploadTicket,
     check_upload,
     new_key,
@@ -27,7 +25,6 @@ from coachgraph.resolvers.policy import (
     require,
 )
 from coachgraph.stores import coaches, media
-from coachgraph.stores.db import Database
 from coachgraph.stores.records import MediaRecord
 
 
@@ -186,18 +183,3 @@ async def download_url(ctx: Context, found: MediaRecord) -> str | None:
         expires_in=ctx.settings.limits.media_download_ttl_seconds,
         base_url=ctx.base_url,
     )
-
-
-async def purge_stale(
-    db: Database, store: MediaStore, *, older_than: timedelta, batch: int = 500
-) -> int:
-    """Remove PENDING media older than `older_than`, rows first, then their bytes."""
-    purged = 0
-    while True:
-        async with db.transaction() as conn:
-            stale = await media.delete_stale_pending(conn, older_than=older_than, limit=batch)
-        for found in stale:  # a row gone before its bytes: at worst an orphan file, never a
-            await store.delete(key=found.storage_key)  # READY row without bytes
-        purged += len(stale)
-        if len(stale) < batch:
-            return purged

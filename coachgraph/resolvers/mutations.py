@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TypeVar
 
 from coachgraph.errors import InvalidInput, NotFound
 from coachgraph.resolvers import validate
 from coachgraph.resolvers.context import Context
-from coachgraph.resolvers.live import status_topic
 from coachgraph.resolvers.policy import (
     AthleteFacts,
     SessionFacts,
@@ -23,85 +23,130 @@ from coachgraph.resolvers.policy import (
 )
 from coachgraph.stores import athletes, coaches, programs, sessions, skills
 from coachgraph.stores.records import (
+    UNSET,
+    AthleteChanges,
     AthleteRecord,
+    CoachChanges,
     CoachRecord,
     EnrollmentRecord,
     ProgramRecord,
     SessionRecord,
     SkillRecord,
+    Unset,
 )
 from coachgraph.stores.sql import Executor
+from coachgraph.subscriptions.topics import status_topic
 
-_UNSET: Any = object()
+T = TypeVar("T")
+V = TypeVar("V")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CoachFields:
-    name: str = _UNSET
-    sports: list[str] = _UNSET
-    timezone: str = _UNSET
-    capacity: int = _UNSET
-    city: str | None = _UNSET
-    headline: str | None = _UNSET
-    bio: str | None = _UNSET
+    """A coach's fields as the client sent them: UNSET where left out, None where null."""
+
+    name: str | Unset | None = UNSET
+    sports: list[str] | Unset | None = UNSET
+    timezone: str | Unset | None = UNSET
+    capacity: int | Unset | None = UNSET
+    city: str | Unset | None = UNSET
+    headline: str | Unset | None = UNSET
+    bio: str | Unset | None = UNSET
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AthleteFields:
-    name: str = _UNSET
-    sport: str = _UNSET
-    timezone: str = _UNSET
-    level: int = _UNSET
-    city: str | None = _UNSET
-    looking_for_coach: bool = _UNSET
+    """An athlete's fields as the client sent them: UNSET where left out, None where null."""
+
+    name: str | Unset | None = UNSET
+    sport: str | Unset | None = UNSET
+    timezone: str | Unset | None = UNSET
+    level: int | Unset | None = UNSET
+    city: str | Unset | None = UNSET
+    looking_for_coach: bool | Unset | None = UNSET
 
 
-def _coach_changes(ctx: Context, given: CoachFields) -> dict[str, Any]:
+def _coach_changes(ctx: Context, given: CoachFields) -> CoachChanges:
+    """Validated values of the fields given (checked in this order; the first error wins)."""
     lim = ctx.settings.limits
-    checks = {
-        "name": lambda v: validate.text(v, field="name", max_length=lim.max_name_length),
-        "sports": lambda v: validate.sports(v, lim),
-        "timezone": validate.timezone,
-        "capacity": lambda v: validate.in_range(v, field="capacity", low=0, high=lim.max_capacity),
-        "city": lambda v: validate.optional_text(v, field="city", max_length=lim.max_name_length),
-        "headline": lambda v: validate.optional_text(
-            v, field="headline", max_length=lim.max_headline_length
+    return CoachChanges(
+        name=_required(
+            given.name,
+            "name",
+            lambda v: validate.text(v, field="name", max_length=lim.max_name_length),
         ),
-        "bio": lambda v: validate.optional_text(v, field="bio", max_length=lim.max_text_length),
-    }
-    return _checked(given, checks)
+        sports=_required(given.sports, "sports", lambda v: validate.sports(v, lim)),
+        timezone=_required(given.timezone, "timezone", validate.timezone),
+        capacity=_required(
+            given.capacity,
+            "capacity",
+            lambda v: validate.in_range(v, field="capacity", low=0, high=lim.max_capacity),
+        ),
+        city=_nullable(
+            given.city,
+            lambda v: validate.optional_text(v, field="city", max_length=lim.max_name_length),
+        ),
+        headline=_nullable(
+            given.headline,
+            lambda v: validate.optional_text(
+                v, field="headline", max_length=lim.max_headline_length
+            ),
+        ),
+        bio=_nullable(
+            given.bio,
+            lambda v: validate.optional_text(v, field="bio", max_length=lim.max_text_length),
+        ),
+    )
 
 
-def _athlete_changes(ctx: Context, given: AthleteFields) -> dict[str, Any]:
+def _athlete_changes(ctx: Context, given: AthleteFields) -> AthleteChanges:
+    """Validated values of the fields given (checked in this order; the first error wins)."""
     lim = ctx.settings.limits
-    checks = {
-        "name": lambda v: validate.text(v, field="name", max_length=lim.max_name_length),
-        "sport": validate.sport,
-        "timezone": validate.timezone,
-        "level": validate.level,
-        "city": lambda v: validate.optional_text(v, field="city", max_length=lim.max_name_length),
-        "looking_for_coach": bool,
-    }
-    return _checked(given, checks)
+    return AthleteChanges(
+        name=_required(
+            given.name,
+            "name",
+            lambda v: validate.text(v, field="name", max_length=lim.max_name_length),
+        ),
+        sport=_required(given.sport, "sport", validate.sport),
+        timezone=_required(given.timezone, "timezone", validate.timezone),
+        level=_required(given.level, "level", validate.level),
+        city=_nullable(
+            given.city,
+            lambda v: validate.optional_text(v, field="city", max_length=lim.max_name_length),
+        ),
+        looking_for_coach=_required(given.looking_for_coach, "looking_for_coach", bool),
+    )
 
 
-_NOT_NULL = frozenset(
-    {"name", "sports", "sport", "timezone", "capacity", "level", "looking_for_coach"}
-)
+def _required(value: T | Unset | None, name: str, check: Callable[[T], V]) -> V | Unset:
+    """A given value checked; null is refused (the column needs a value)."""
+    if isinstance(value, Unset):
+        return value
+    if value is None:
+        field = _camel(name)
+        raise InvalidInput(f"{field} cannot be null", field=field, code="REQUIRED")
+    return check(value)
 
 
-def _checked(given: Any, checks: dict[str, Any]) -> dict[str, Any]:
-    """Validated values of the fields that were given; null is refused where a value is required."""
-    changes = {}
-    for name, check in checks.items():
-        value = getattr(given, name)
-        if value is _UNSET:
-            continue
-        if value is None and name in _NOT_NULL:
-            field = _camel(name)
-            raise InvalidInput(f"{field} cannot be null", field=field, code="REQUIRED")
-        changes[name] = None if value is None else check(value)
-    return changes
+def _nullable(value: T | Unset | None, check: Callable[[T], V | None]) -> V | Unset | None:
+    """A given value checked; null stays null."""
+    if isinstance(value, Unset) or value is None:
+        return value
+    return check(value)
+
+
+def _known(value: T | Unset, name: str) -> T:
+    """A value a new row needs (the schema makes the client send it)."""
+    if isinstance(value, Unset):
+        field = _camel(name)
+        raise InvalidInput(f"{field} is required", field=field, code="REQUIRED")
+    return value
+
+
+def _or(value: T | Unset, default: T) -> T:
+    """A value a new row may leave to its default."""
+    return default if isinstance(value, Unset) else value
 
 
 def _camel(name: str) -> str:
@@ -111,9 +156,18 @@ def _camel(name: str) -> str:
 
 async def create_coach(ctx: Context, given: CoachFields) -> CoachRecord:
     require(can_manage_catalogue(ctx.viewer), "Only admins create coaches")
-    fields = _coach_changes(ctx, given)
+    new = _coach_changes(ctx, given)
     async with ctx.db.transaction() as conn:
-        return await coaches.create(conn, fields=fields)
+        return await coaches.create(
+            conn,
+            name=_known(new.name, "name"),
+            sports=_known(new.sports, "sports"),
+            timezone=_known(new.timezone, "timezone"),
+            capacity=_known(new.capacity, "capacity"),
+            city=_or(new.city, None),
+            headline=_or(new.headline, None),
+            bio=_or(new.bio, None),
+        )
 
 
 async def update_coach(ctx: Context, coach_id: int, given: CoachFields) -> CoachRecord:
@@ -125,9 +179,17 @@ async def update_coach(ctx: Context, coach_id: int, given: CoachFields) -> Coach
 
 async def create_athlete(ctx: Context, given: AthleteFields) -> AthleteRecord:
     require(can_manage_catalogue(ctx.viewer), "Only admins create athletes")
-    fields = _athlete_changes(ctx, given)
+    new = _athlete_changes(ctx, given)
     async with ctx.db.transaction() as conn:
-        return await athletes.create(conn, fields=fields)
+        return await athletes.create(
+            conn,
+            name=_known(new.name, "name"),
+            sport=_known(new.sport, "sport"),
+            timezone=_known(new.timezone, "timezone"),
+            level=_known(new.level, "level"),
+            city=_or(new.city, None),
+            looking_for_coach=_or(new.looking_for_coach, False),
+        )
 
 
 async def update_athlete(ctx: Context, athlete_id: int, given: AthleteFields) -> AthleteRecord:

@@ -13,7 +13,7 @@ import enum
 from dataclasses import dataclass
 from typing import Protocol
 
-from coachgraph.errors import DomainError, NotFound, PermissionDenied, Unauthenticated
+from coachgraph.errors import DomainError, NotFound, PermissionDenied
 from coachgraph.search.model import KINDS, Scope
 from coachgraph.stores.records import AthleteScope, SessionScope
 
@@ -184,11 +184,6 @@ def can_write_session_data(viewer: Viewer, session: SessionFacts) -> bool:
 def require(allowed: bool, message: str = "You may not do this") -> None:
     if not allowed:
         raise PermissionDenied(message)
-
-
-def require_signed_in(viewer: Viewer) -> None:
-    if viewer.role is None:
-        raise Unauthenticated("Sign in to do this")
 
 
 def athlete_scope(viewer: Viewer) -> AthleteScope:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from coachgraph.errors import NotFound, PermissionDenied
 from coachgraph.resolvers import validate
@@ -26,6 +27,7 @@ from coachgraph.stores.records import (
     SkillRecord,
 )
 
+T = TypeVar("T")
 Count = Callable[[], Awaitable[int]]
 
 
@@ -100,12 +102,12 @@ async def coaches_page(
     city: str | None,
     accepting: bool | None,
 ) -> tuple[Page[CoachRecord], Count]:
-    """The page and a count thunk: the count runs only if totalCount is asked for."""
-    size, cursor = validate.page_args(first, after, ctx.settings.limits)
-    pool = ctx.db.pool
-    sport = _norm(sport)
-    return (
-        await coaches.list_page(
+    pool, sport = ctx.db.pool, _norm(sport)
+    return await _listed(
+        ctx,
+        first,
+        after,
+        lambda size, cursor: coaches.list_page(
             pool, first=size, after=cursor, sport=sport, city=city, accepting=accepting
         ),
         lambda: coaches.count(pool, sport=sport, city=city, accepting=accepting),
@@ -121,13 +123,13 @@ async def athletes_page(
     city: str | None,
     looking_for_coach: bool | None,
 ) -> tuple[Page[AthleteRecord], Count]:
-    size, cursor = validate.page_args(first, after, ctx.settings.limits)
-    scope = athlete_scope(ctx.viewer)
-    pool = ctx.db.pool
-    sport = _norm(sport)
+    pool, sport, scope = ctx.db.pool, _norm(sport), athlete_scope(ctx.viewer)
     looking = looking_for_coach
-    return (
-        await athletes.list_page(
+    return await _listed(
+        ctx,
+        first,
+        after,
+        lambda size, cursor: athletes.list_page(
             pool,
             scope=scope,
             first=size,
@@ -145,11 +147,14 @@ async def athletes_page(
 async def skills_page(
     ctx: Context, first: int | None, after: str | None, *, sport: str | None
 ) -> tuple[Page[SkillRecord], Count]:
-    size, cursor = validate.page_args(first, after, ctx.settings.limits, default=50)
-    pool = ctx.db.pool
-    return (
-        await skills.list_page(pool, first=size, after=cursor, sport=_norm(sport)),
-        lambda: skills.count(pool, sport=_norm(sport)),
+    pool, sport = ctx.db.pool, _norm(sport)
+    return await _listed(
+        ctx,
+        first,
+        after,
+        lambda size, cursor: skills.list_page(pool, first=size, after=cursor, sport=sport),
+        lambda: skills.count(pool, sport=sport),
+        default=50,
     )
 
 
@@ -162,15 +167,31 @@ async def programs_page(
     coach_id: int | None,
     max_level: int | None,
 ) -> tuple[Page[ProgramRecord], Count]:
-    size, cursor = validate.page_args(first, after, ctx.settings.limits)
-    pool = ctx.db.pool
-    sport = _norm(sport)
-    return (
-        await programs.list_page(
+    pool, sport = ctx.db.pool, _norm(sport)
+    return await _listed(
+        ctx,
+        first,
+        after,
+        lambda size, cursor: programs.list_page(
             pool, first=size, after=cursor, sport=sport, coach_id=coach_id, max_level=max_level
         ),
         lambda: programs.count(pool, sport=sport, coach_id=coach_id, max_level=max_level),
     )
+
+
+async def _listed(
+    ctx: Context,
+    first: int | None,
+    after: str | None,
+    fetch: Callable[[int, int | None], Awaitable[Page[T]]],
+    count: Count,
+    *,
+    default: int = validate.DEFAULT_FIRST,
+) -> tuple[Page[T], Count]:
+    """The page `fetch(size, cursor)` reads and the count thunk, which runs only if
+    totalCount is asked for (both apply the same filter)."""
+    size, cursor = validate.page_args(first, after, ctx.settings.limits, default=default)
+    return await fetch(size, cursor), count
 
 
 async def athletes_of_coach(

@@ -3,13 +3,28 @@ ranking for athletes."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from coachgraph.errors import InvalidInput
 from coachgraph.resolvers import queries, validate
 from coachgraph.resolvers.context import Context
+from coachgraph.resolvers.loaders import ByKeyLoader
 from coachgraph.resolvers.policy import AthleteAccess, search_scope
-from coachgraph.search.model import Filters, Hit, Prepared, Query
+from coachgraph.search.model import (
+    FACET_FIELDS,
+    FacetCounts,
+    Filters,
+    Hit,
+    Prepared,
+    Query,
+    SearchIndex,
+)
+from coachgraph.stores.records import AthleteRecord, CoachRecord, ProgramRecord, SkillRecord
+
+SearchRecord = CoachRecord | AthleteRecord | ProgramRecord | SkillRecord
 
 
 @dataclass
@@ -29,6 +44,143 @@ class Results:
     has_next: bool
     offset: int
     prepared: Prepared | None
+
+
+class Totals:
+    """The count and the facets of one search, each asked of the backend at most once: early
+    (beside the page) when selected, else on first use."""
+
+    def __init__(self, search: SearchIndex, prepared: Prepared | None) -> None:
+        self.search, self.prepared = search, prepared
+        self.dropped = 0  # matches of the page the viewer may no longer see
+        self._count: asyncio.Future[int] | None = None
+        self._facets: asyncio.Future[FacetCounts] | None = None
+
+    async def _none(self) -> int:
+        return 0
+
+    def count(self) -> asyncio.Future[int]:
+        if self._count is None:
+            self._count = asyncio.ensure_future(
+                self._none() if self.prepared is None else self.search.count(self.prepared)
+            )
+        return self._count
+
+    def facets(self) -> asyncio.Future[FacetCounts]:
+        if self._facets is None:
+            self._facets = asyncio.ensure_future(self._facet_counts())
+        return self._facets
+
+    async def _facet_counts(self) -> FacetCounts:
+        if self.prepared is None:
+            return FacetCounts({field: [] for field in FACET_FIELDS}, exact=True)
+        return await self.search.facets(self.prepared)
+
+    async def cancel(self) -> None:
+        """Stop the count and facets, and wait until they have: each holds a pooled
+        connection until its query is cancelled on the server and the connection released."""
+        started = [f for f in (self._count, self._facets) if f is not None]
+        for future in started:
+            future.cancel()
+        await asyncio.gather(*started, return_exceptions=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """A page of results the viewer may see now: (position in the index's results, hit,
+    record) each; the count and facets of the whole search in `totals`."""
+
+    rows: list[tuple[int, Hit, SearchRecord]]
+    has_next: bool
+    totals: Totals
+
+
+def filters(
+    ctx: Context,
+    *,
+    sports: list[str] | None,
+    cities: list[str] | None,
+    min_level: int | None,
+    max_level: int | None,
+    skill_ids: Sequence[str] | None,
+) -> Filters:
+    """The search filter of API.md: sports in lower case, skill ids decoded."""
+    limit = ctx.settings.limits.max_list_input
+    return Filters(
+        sports=[s.strip().lower() for s in sports] if sports is not None else None,
+        cities=cities,
+        min_level=min_level,
+        max_level=max_level,
+        skill_ids=(
+            validate.ids(skill_ids, "Skill", field="filter.skillIds", limit=limit)
+            if skill_ids is not None
+            else None
+        ),
+    )
+
+
+async def search(
+    ctx: Context,
+    *,
+    text: str,
+    kinds: list[str] | None,
+    filters: Filters,
+    first: int | None,
+    after: str | None,
+    count: bool,
+    facets: bool,
+) -> Found:
+    """One page of a search; the count and facets, when asked for (`count`, `facets`), run
+    beside it (each on its own connection), else when first read from `totals`."""
+    planned = await plan(ctx, text=text, kinds=kinds, filters=filters, first=first, after=after)
+    totals = Totals(ctx.search, planned.prepared)
+    if planned.prepared is not None:
+        if count:
+            totals.count()
+        if facets:
+            totals.facets()
+    try:
+        found = await page(ctx, planned)
+        records = await _records(ctx, found.hits)
+        visible = await readable(ctx, found.hits)
+    except BaseException:
+        await totals.cancel()
+        raise
+    # a record deleted, or no longer visible, since the projection last ran is dropped; the
+    # positions stay those in the index's results, so the next page neither repeats nor skips
+    rows = [
+        (found.offset + i + 1, hit, record)
+        for i, (hit, record, ok) in enumerate(zip(found.hits, records, visible, strict=True))
+        if record is not None and ok
+    ]
+    totals.dropped = len(found.hits) - len(rows)
+    return Found(rows, found.has_next, totals)
+
+
+def _loader(ctx: Context, kind: str) -> ByKeyLoader[int, Any]:
+    loaders = ctx.loaders
+    if kind == "COACH":
+        return loaders.coach_by_id
+    if kind == "ATHLETE":
+        return loaders.athlete_by_id
+    if kind == "PROGRAM":
+        return loaders.program_by_id
+    return loaders.skill_by_id
+
+
+async def _records(ctx: Context, hits: list[Hit]) -> list[SearchRecord | None]:
+    """Each hit's record (None: gone), loaded one statement per kind."""
+    by_kind: dict[str, list[int]] = {}
+    for h in hits:
+        by_kind.setdefault(h.kind, []).append(h.id)
+    loaded = await asyncio.gather(
+        *(_loader(ctx, kind).load_many(ids) for kind, ids in by_kind.items())
+    )
+    records = {
+        kind: dict(zip(ids, rows, strict=True))
+        for (kind, ids), rows in zip(by_kind.items(), loaded, strict=True)
+    }
+    return [records[h.kind][h.id] for h in hits]
 
 
 async def plan(

@@ -11,6 +11,8 @@ from coachgraph.config import Limits
 from coachgraph.errors import InvalidInput
 from coachgraph.ids import MAX_POSITION, decode_cursor, decode_id
 
+DEFAULT_FIRST = 20  # a page's size when `first` is null
+
 
 def text(value: str, *, field: str, max_length: int) -> str:
     """Trimmed, non-empty, printable text of bounded length."""
@@ -76,7 +78,7 @@ def page_args(
     after: str | None,
     limits: Limits,
     *,
-    default: int = 20,
+    default: int = DEFAULT_FIRST,
     max_cursor: int = MAX_POSITION,
 ) -> tuple[int, int | None]:
     """Validated `first` (0..max page size; null means the default) and the decoded cursor

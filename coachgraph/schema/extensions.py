@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
 
 from graphql import GraphQLError
-from strawberry.extensions import SchemaExtension
 
 from coachgraph.errors import DomainError
 
@@ -29,7 +27,7 @@ def present_error(error: GraphQLError) -> GraphQLError:
         # request-level: syntax, validation, variable coercion, budgets
         code = "QUERY_TOO_COMPLEX" if _TOO_COMPLEX.search(error.message) else "BAD_USER_INPUT"
         message = error.message
-    else:  # logged by Schema.process_errors before it is masked here
+    else:  # logged by present_errors before it is masked here
         code, message = "INTERNAL", "Internal server error"
     return GraphQLError(
         message,
@@ -49,11 +47,11 @@ def is_unexpected(error: GraphQLError) -> bool:
     )
 
 
-class ErrorCodes(SchemaExtension):
-    """Run last: rewrites the errors of every result before they leave the engine."""
-
-    def on_operation(self) -> Iterator[None]:
-        yield
-        result = self.execution_context.result
-        if result is not None and result.errors:
-            result.errors = [present_error(e) for e in result.errors]
+def present_errors(errors: list[GraphQLError]) -> None:
+    """In place, the errors of a result as they leave the server: the unexpected ones logged
+    (refusals and bad input are the client's business), then each presented. Idempotent: a
+    presented error is neither logged nor changed again."""
+    for error in errors:
+        if is_unexpected(error):
+            log.error("unexpected error at %s", error.path, exc_info=error.original_error)
+    errors[:] = [present_error(e) for e in errors]

@@ -97,9 +97,8 @@ class SkillPath:
         return [Program.from_record(r) for r in rows if r is not None]
 
 
-async def coach_matches(info: Info, athlete_id: int, first: int | None) -> list[CoachMatch]:
-    """matchCoaches, shared by the query and the matchUpdates subscription."""
-    matches = await matching.match_coaches(info.context, athlete_id, first)
+async def present_coach_matches(info: Info, matches: list[Match]) -> list[CoachMatch]:
+    """Coach matches as matchCoaches and the matchUpdates subscription return them."""
 
     async def load(coach_id: int) -> Coach:
         return Coach.from_record(await queries.coach(info.context, coach_id))
@@ -117,7 +116,8 @@ class MatchingQuery:
         self, info: Info, athlete_id: strawberry.ID, first: int | None = 10
     ) -> list[CoachMatch]:
         raw_id = decode_id(athlete_id, "Athlete", field="athleteId")
-        return await coach_matches(info, raw_id, first)
+        matches = await matching.match_coaches(info.context, raw_id, first)
+        return await present_coach_matches(info, matches)
 
     @strawberry.field(description="Athletes looking for a coach that this coach would serve best.")
     async def match_athletes(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime
 
 import strawberry
@@ -18,28 +17,22 @@ from strawberry.types import ExecutionContext
 
 from coachgraph.config import Limits
 
-from .extensions import ErrorCodes, is_unexpected, present_error
+from .extensions import present_errors
 from .limits import budget_rule
 from .mutation import Mutation
 from .query import Query
 from .scalars import DATETIME, TextCheckedExecution
 from .subscription import Subscription
 
-log = logging.getLogger(__name__)
-
 
 class Schema(strawberry.Schema):
-    """Logs only unexpected errors (refusals and bad input are the client's business), and
-    gives every error its extensions.code, subscriptions' included."""
+    """Presents every error list the engine produces, subscriptions' included."""
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
-        for error in errors:
-            if is_unexpected(error):
-                log.error("unexpected error at %s", error.path, exc_info=error.original_error)
         # in place: this is the list the result sends, over HTTP and WebSocket alike
-        errors[:] = [present_error(e) for e in errors]
+        present_errors(errors)
 
 
 def build_schema(limits: Limits | None = None) -> strawberry.Schema:
@@ -57,7 +50,6 @@ def build_schema(limits: Limits | None = None) -> strawberry.Schema:
         execution_context_class=TextCheckedExecution,  # no NUL or lone surrogate in input text
         config=StrawberryConfig(auto_camel_case=True),
         extensions=[
-            ErrorCodes,
             lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
             lambda: ParserCache(maxsize=256),
             lambda: AddValidationRules(rules),

@@ -7,21 +7,12 @@ from collections.abc import AsyncGenerator
 
 import strawberry
 
-from coachgraph.errors import SlowConsumer
-from coachgraph.ids import decode_cursor, decode_id
-from coachgraph.resolvers import live, queries
-from coachgraph.resolvers.context import Context
-from coachgraph.resolvers.loaders import Loaders
-from coachgraph.subscriptions.broker import Overflow
+from coachgraph.ids import decode_id
+from coachgraph.resolvers import live
 
 from .live import MetricKind, MetricSample
-from .matching import CoachMatch, coach_matches
+from .matching import CoachMatch, present_coach_matches
 from .types import Info, TrainingSession
-
-
-def fresh_loaders(ctx: Context) -> None:
-    """A long-lived subscription must not serve rows cached at its start."""
-    ctx.loaders = Loaders(ctx.db, ctx.viewer)
 
 
 @strawberry.type
@@ -36,17 +27,9 @@ class Subscription:
         kinds: list[MetricKind] | None = None,
         after: str | None = None,
     ) -> AsyncGenerator[MetricSample, None]:
-        ctx = info.context
         raw_id = decode_id(session_id, "TrainingSession", field="sessionId")
-        await queries.session(ctx, raw_id)  # who may read the session may read its samples
-        cursor = decode_cursor(after) if after is not None else None
-        stream = live.sample_stream(
-            ctx.db,
-            ctx.broker,
-            session_id=raw_id,
-            kinds=[k.value for k in kinds] if kinds else None,
-            after=cursor,
-            limits=ctx.settings.limits,
+        stream = live.session_samples(
+            info.context, raw_id, kinds=[k.value for k in kinds] if kinds else None, after=after
         )
         async with contextlib.aclosing(stream):
             async for sample in stream:
@@ -56,23 +39,11 @@ class Subscription:
     async def session_updates(
         self, info: Info, session_id: strawberry.ID
     ) -> AsyncGenerator[TrainingSession, None]:
-        ctx = info.context
         raw_id = decode_id(session_id, "TrainingSession", field="sessionId")
-        await queries.session(ctx, raw_id)
-        limits = ctx.settings.limits
-        sub = await ctx.broker.subscribe(
-            live.status_topic(raw_id), queue_size=limits.subscriber_queue
-        )
-        try:
-            while True:
-                try:
-                    await sub.get()
-                except Overflow:
-                    raise SlowConsumer(None) from None
-                fresh_loaders(ctx)
-                yield TrainingSession.from_record(await queries.session(ctx, raw_id))
-        finally:
-            sub.close()
+        stream = live.session_updates(info.context, raw_id)
+        async with contextlib.aclosing(stream):
+            async for session in stream:
+                yield TrainingSession.from_record(session)
 
     @strawberry.subscription(
         description="The athlete's coach matches at once, then a new list whenever they change."
@@ -80,31 +51,8 @@ class Subscription:
     async def match_updates(
         self, info: Info, athlete_id: strawberry.ID, first: int | None = 10
     ) -> AsyncGenerator[list[CoachMatch], None]:
-        ctx = info.context
         raw_id = decode_id(athlete_id, "Athlete", field="athleteId")
-        limits = ctx.settings.limits
-        # subscribe before the first computation: a change in between is not missed
-        sub = await ctx.broker.subscribe(live.GRAPH_TOPIC, queue_size=limits.subscriber_queue)
-        try:
-            matches = await coach_matches(info, raw_id, first)
-            shown = _signature(matches)
-            yield matches
-            while True:
-                try:
-                    await sub.get()
-                except Overflow:  # changes are idempotent: recompute, start a new queue
-                    sub.close()
-                    sub = await ctx.broker.subscribe(
-                        live.GRAPH_TOPIC, queue_size=limits.subscriber_queue
-                    )
-                fresh_loaders(ctx)
-                matches = await coach_matches(info, raw_id, first)
-                if _signature(matches) != shown:
-                    shown = _signature(matches)
-                    yield matches
-        finally:
-            sub.close()
-
-
-def _signature(matches: list[CoachMatch]) -> list[tuple[str, float]]:
-    return [(str(m.coach.id), round(m.score, 6)) for m in matches]
+        stream = live.coach_match_updates(info.context, raw_id, first)
+        async with contextlib.aclosing(stream):
+            async for matches in stream:
+                yield await present_coach_matches(info, matches)

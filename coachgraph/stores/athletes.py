@@ -2,25 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import asyncpg
-
 from coachgraph.errors import NotFound
-from coachgraph.stores import outbox
-from coachgraph.stores.records import AthleteRecord, AthleteScope, LeveledSkill, Page, SkillRecord
+from coachgraph.stores import outbox, profiles
+from coachgraph.stores.records import (
+    AthleteChanges,
+    AthleteRecord,
+    AthleteScope,
+    LeveledSkill,
+    Page,
+    SkillRecord,
+)
 from coachgraph.stores.sql import (
     Executor,
     athlete_scope_args,
     athlete_scope_sql,
     group,
     maker,
-    missing_reference,
     page,
+    returned,
 )
 
 COLUMNS = "a.id, a.name, a.sport, a.city, a.timezone, a.level, a.looking_for_coach, a.created_at"
-UPDATABLE = frozenset({"name", "sport", "city", "timezone", "level", "looking_for_coach"})
+PROFILE = profiles.Profile("athlete", "athletes", "a", COLUMNS, "Athlete")
 make_athlete = maker(AthleteRecord)
 make_skill = maker(SkillRecord)
 
@@ -90,71 +93,42 @@ async def count(
     return total
 
 
-async def create(conn: Executor, *, fields: dict[str, Any]) -> AthleteRecord:
+async def create(
+    conn: Executor,
+    *,
+    name: str,
+    sport: str,
+    timezone: str,
+    level: int,
+    city: str | None = None,
+    looking_for_coach: bool = False,
+) -> AthleteRecord:
     """Insert an athlete and its outbox event (call inside a transaction)."""
     row = await conn.fetchrow(
         "INSERT INTO athletes AS a (name, sport, city, timezone, level, looking_for_coach) "
         f"VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}",
-        fields["name"],
-        fields["sport"],
-        fields.get("city"),
-        fields["timezone"],
-        fields["level"],
-        fields.get("looking_for_coach", False),
+        name,
+        sport,
+        city,
+        timezone,
+        level,
+        looking_for_coach,
     )
-    athlete = make_athlete(row)
+    athlete = make_athlete(returned(row))
     await outbox.append(
         conn, aggregate="athlete", aggregate_id=athlete.id, event="athlete.created", payload={}
     )
     return athlete
 
 
-async def update(conn: Executor, *, athlete_id: int, changes: dict[str, Any]) -> AthleteRecord:
-    """Apply `changes` (column → value) to an athlete."""
-    assert set(changes) <= UPDATABLE, changes
-    sets = "".join(f"{col} = ${i}, " for i, col in enumerate(changes, start=2))
-    row = await conn.fetchrow(
-        f"UPDATE athletes a SET {sets}updated_at = now() WHERE a.id = $1 RETURNING {COLUMNS}",
-        athlete_id,
-        *changes.values(),
-    )
-    if row is None:
-        raise NotFound("Athlete", athlete_id)
-    await outbox.append(
-        conn,
-        aggregate="athlete",
-        aggregate_id=athlete_id,
-        event="athlete.updated",
-        payload={"fields": sorted(changes)},
-    )
-    return make_athlete(row)
+async def update(conn: Executor, *, athlete_id: int, changes: AthleteChanges) -> AthleteRecord:
+    """Apply `changes` to an athlete."""
+    return make_athlete(await profiles.update(conn, PROFILE, row_id=athlete_id, changes=changes))
 
 
 async def set_skill(conn: Executor, *, athlete_id: int, skill_id: int, level: int) -> None:
     """Record the athlete's level in a skill (insert or change)."""
-    try:
-        await conn.execute(
-            "INSERT INTO athlete_skills (athlete_id, skill_id, level) VALUES ($1, $2, $3) "
-            "ON CONFLICT (athlete_id, skill_id) DO UPDATE SET level = EXCLUDED.level",
-            athlete_id,
-            skill_id,
-            level,
-        )
-    except asyncpg.ForeignKeyViolationError as err:
-        raise missing_reference(
-            err,
-            {
-                "athlete_skills_athlete_id_fkey": ("Athlete", athlete_id),
-                "athlete_skills_skill_id_fkey": ("Skill", skill_id),
-            },
-        ) from None
-    await outbox.append(
-        conn,
-        aggregate="athlete",
-        aggregate_id=athlete_id,
-        event="athlete.skill_set",
-        payload={"skill_id": skill_id, "level": level},
-    )
+    await profiles.set_skill(conn, PROFILE, owner_id=athlete_id, skill_id=skill_id, level=level)
 
 
 async def set_goals(conn: Executor, *, athlete_id: int, skill_ids: list[int]) -> None:

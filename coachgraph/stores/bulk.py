@@ -3,10 +3,44 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
-from coachgraph.seed import Bases, Dataset
 from coachgraph.stores import outbox
-from coachgraph.stores.sql import Executor
+from coachgraph.stores.sql import Connection, Executor, returned
+
+
+@dataclass
+class Dataset:
+    """Rows ready for COPY, with ids starting after `base` ids per table."""
+
+    skills: list[tuple[Any, ...]] = field(default_factory=list)
+    prerequisites: list[tuple[int, int]] = field(default_factory=list)
+    coaches: list[tuple[Any, ...]] = field(default_factory=list)
+    coach_skills: list[tuple[int, int, int]] = field(default_factory=list)
+    programs: list[tuple[Any, ...]] = field(default_factory=list)
+    program_skills: list[tuple[int, int]] = field(default_factory=list)
+    athletes: list[tuple[Any, ...]] = field(default_factory=list)
+    athlete_skills: list[tuple[int, int, int]] = field(default_factory=list)
+    athlete_goals: list[tuple[int, int]] = field(default_factory=list)
+    assignments: list[tuple[int, int]] = field(default_factory=list)
+    enrollments: list[tuple[int, int]] = field(default_factory=list)
+    sessions: list[tuple[Any, ...]] = field(default_factory=list)
+
+    def sizes(self) -> dict[str, int]:
+        return {name: len(rows) for name, rows in vars(self).items()}
+
+
+@dataclass(frozen=True, slots=True)
+class Bases:
+    """The largest id already used in each table, so a seed appends."""
+
+    skill: int = 0
+    coach: int = 0
+    athlete: int = 0
+    program: int = 0
+    session: int = 0
+
 
 TABLES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("skills", "skills", ("id", "slug", "name", "sport")),
@@ -59,11 +93,11 @@ async def bases(conn: Executor) -> Bases:
         "(SELECT coalesce(max(id), 0) FROM programs) AS program, "
         "(SELECT coalesce(max(id), 0) FROM training_sessions) AS session"
     )
-    return Bases(**row)
+    return Bases(**returned(row))
 
 
 async def load(
-    conn: Executor, data: Dataset, *, progress: Callable[[str, int], None] = lambda *_: None
+    conn: Connection, data: Dataset, *, progress: Callable[[str, int], None] = lambda *_: None
 ) -> None:
     """COPY every table of `data`, then fix counters and identity sequences (one transaction)."""
     async with conn.transaction():

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import asyncpg
 
 from coachgraph.errors import Conflict, NotFound
-from coachgraph.stores import outbox
+from coachgraph.stores import outbox, profiles
 from coachgraph.stores.records import (
     AthleteRecord,
     AthleteScope,
+    CoachChanges,
     CoachRecord,
     LeveledSkill,
     Page,
@@ -23,8 +22,8 @@ from coachgraph.stores.sql import (
     group,
     lateral_pages,
     maker,
-    missing_reference,
     page,
+    returned,
 )
 
 COLUMNS = (
@@ -33,7 +32,7 @@ COLUMNS = (
 )
 make_coach = maker(CoachRecord)
 make_athlete = maker(AthleteRecord)
-UPDATABLE = frozenset({"name", "headline", "bio", "sports", "city", "timezone", "capacity"})
+PROFILE = profiles.Profile("coach", "coaches", "c", COLUMNS, "Coach")
 
 
 async def get_many(conn: Executor, *, ids: list[int]) -> dict[int, CoachRecord]:
@@ -83,76 +82,48 @@ async def count(
     return total
 
 
-async def create(conn: Executor, *, fields: dict[str, Any]) -> CoachRecord:
+async def create(
+    conn: Executor,
+    *,
+    name: str,
+    sports: list[str],
+    timezone: str,
+    capacity: int,
+    city: str | None = None,
+    headline: str | None = None,
+    bio: str | None = None,
+) -> CoachRecord:
     """Insert a coach and its outbox event (call inside a transaction)."""
     row = await conn.fetchrow(
         "INSERT INTO coaches AS c (name, headline, bio, sports, city, timezone, capacity) "
         f"VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}",
-        fields["name"],
-        fields.get("headline"),
-        fields.get("bio"),
-        fields["sports"],
-        fields.get("city"),
-        fields["timezone"],
-        fields["capacity"],
+        name,
+        headline,
+        bio,
+        sports,
+        city,
+        timezone,
+        capacity,
     )
-    coach = make_coach(row)
+    coach = make_coach(returned(row))
     await outbox.append(
         conn, aggregate="coach", aggregate_id=coach.id, event="coach.created", payload={}
     )
     return coach
 
 
-async def update(conn: Executor, *, coach_id: int, changes: dict[str, Any]) -> CoachRecord:
-    """Apply `changes` (column → value) to a coach; Conflict if capacity would drop below load."""
-    assert set(changes) <= UPDATABLE, changes
-    sets = ", ".join(f"{col} = ${i}" for i, col in enumerate(changes, start=2))
-    sets = f"{sets}, updated_at = now()" if sets else "updated_at = now()"
+async def update(conn: Executor, *, coach_id: int, changes: CoachChanges) -> CoachRecord:
+    """Apply `changes` to a coach; Conflict if capacity would drop below load."""
     try:
-        row = await conn.fetchrow(
-            f"UPDATE coaches c SET {sets} WHERE c.id = $1 RETURNING {COLUMNS}",
-            coach_id,
-            *changes.values(),
-        )
+        row = await profiles.update(conn, PROFILE, row_id=coach_id, changes=changes)
     except asyncpg.CheckViolationError:
         raise Conflict("Capacity cannot be lower than the number of active athletes") from None
-    if row is None:
-        raise NotFound("Coach", coach_id)
-    await outbox.append(
-        conn,
-        aggregate="coach",
-        aggregate_id=coach_id,
-        event="coach.updated",
-        payload={"fields": sorted(changes)},
-    )
     return make_coach(row)
 
 
 async def set_skill(conn: Executor, *, coach_id: int, skill_id: int, level: int) -> None:
     """Teach a skill at a level (insert or change)."""
-    try:
-        await conn.execute(
-            "INSERT INTO coach_skills (coach_id, skill_id, level) VALUES ($1, $2, $3) "
-            "ON CONFLICT (coach_id, skill_id) DO UPDATE SET level = EXCLUDED.level",
-            coach_id,
-            skill_id,
-            level,
-        )
-    except asyncpg.ForeignKeyViolationError as err:
-        raise missing_reference(
-            err,
-            {
-                "coach_skills_coach_id_fkey": ("Coach", coach_id),
-                "coach_skills_skill_id_fkey": ("Skill", skill_id),
-            },
-        ) from None
-    await outbox.append(
-        conn,
-        aggregate="coach",
-        aggregate_id=coach_id,
-        event="coach.skill_set",
-        payload={"skill_id": skill_id, "level": level},
-    )
+    await profiles.set_skill(conn, PROFILE, owner_id=coach_id, skill_id=skill_id, level=level)
 
 
 async def skills_for(conn: Executor, *, coach_ids: list[int]) -> dict[int, list[LeveledSkill]]:

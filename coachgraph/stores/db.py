@@ -8,19 +8,23 @@ import json
 import logging
 import os
 import subprocess
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import asyncpg
 from asyncpg import exceptions as pgerr
 
 from coachgraph.errors import Unavailable
 
+if TYPE_CHECKING:
+    from coachgraph.stores.sql import Connection
+
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DATABASE_NAME = "coachgraph"
 STORE = "postgres"
@@ -32,6 +36,10 @@ _CONNECTION_LOST: tuple[type[BaseException], ...] = (
     pgerr.AdminShutdownError,
     pgerr.CrashShutdownError,
     ConnectionError,  # reset, refused, broken pipe
+    # a connection whose session the server terminated mid-operation can come back from the
+    # pool with its protocol stuck ("another operation is in progress"): it is lost, and
+    # expiring the pool drops it (asyncpg#1069, sqlalchemy#13241)
+    pgerr.InternalClientError,
 )
 # ...or reaching it did: what a pool method or an acquisition may also raise
 _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
@@ -62,15 +70,11 @@ class StatementCounter:
     """Counts SQL statements sent to PostgreSQL (asyncpg query loggers call it)."""
 
     count: int = 0
-    queries: list[str] = field(default_factory=list)
-    keep_text: bool = False
 
     def __call__(self, record: Any) -> None:
         if _is_driver_introspection(record.query):
             return
         self.count += 1
-        if self.keep_text:
-            self.queries.append(record.query)
 
 
 async def _keep_session(conn: asyncpg.Connection) -> None:
@@ -96,9 +100,6 @@ class GuardedPool:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.raw = pool
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.raw, name)
-
     async def check(self, err: BaseException) -> None:
         """Raise `Unavailable` from `err` if it says the server cannot be reached; else return
         (the caller re-raises `err`)."""
@@ -112,27 +113,46 @@ class GuardedPool:
             await self.raw.expire_connections()
         raise Unavailable(STORE) from err
 
-    async def _guarded(self, call: Callable[..., Awaitable[Any]], /, *args: Any, **kw: Any) -> Any:
+    async def _guarded(self, call: Callable[..., Awaitable[T]], /, *args: Any, **kw: Any) -> T:
         try:
             return await call(*args, **kw)
         except Exception as err:
             await self.check(err)
             raise
 
-    async def execute(self, *args: Any, **kwargs: Any) -> Any:
-        return await self._guarded(self.raw.execute, *args, **kwargs)
+    async def execute(self, query: str, *args: object) -> str:
+        return await self._guarded(self.raw.execute, query, *args)
 
-    async def executemany(self, *args: Any, **kwargs: Any) -> Any:
-        return await self._guarded(self.raw.executemany, *args, **kwargs)
+    async def executemany(self, command: str, args: Iterable[Sequence[object]]) -> None:
+        await self._guarded(self.raw.executemany, command, args)
 
-    async def fetch(self, *args: Any, **kwargs: Any) -> Any:
-        return await self._guarded(self.raw.fetch, *args, **kwargs)
+    async def fetch(self, query: str, *args: object) -> list[asyncpg.Record]:
+        return await self._guarded(self.raw.fetch, query, *args)
 
-    async def fetchval(self, *args: Any, **kwargs: Any) -> Any:
-        return await self._guarded(self.raw.fetchval, *args, **kwargs)
+    async def fetchval(
+        self,
+        query: str,
+        *args: object,
+        timeout: float | None = None,  # noqa: ASYNC109 (asyncpg's own parameter)
+    ) -> Any:
+        return await self._guarded(self.raw.fetchval, query, *args, timeout=timeout)
 
-    async def fetchrow(self, *args: Any, **kwargs: Any) -> Any:
-        return await self._guarded(self.raw.fetchrow, *args, **kwargs)
+    async def fetchrow(self, query: str, *args: object) -> asyncpg.Record | None:
+        return await self._guarded(self.raw.fetchrow, query, *args)
+
+    async def copy_records_to_table(
+        self,
+        table_name: str,
+        *,
+        records: Iterable[Sequence[object]],
+        columns: Sequence[str] | None = None,
+    ) -> str:
+        return await self._guarded(
+            self.raw.copy_records_to_table,
+            table_name,
+            records=records,
+            columns=columns,
+        )
 
     def acquire(self, *, timeout: float | None = None) -> GuardedAcquire:
         return GuardedAcquire(self, timeout)
@@ -149,13 +169,14 @@ class GuardedAcquire:
         self._inner = pool.raw.acquire(timeout=timeout)
         self._conn: asyncpg.Connection | None = None
 
-    async def __aenter__(self) -> asyncpg.Connection:
+    async def __aenter__(self) -> Connection:
         try:
-            self._conn = await self._inner.__aenter__()
+            conn: Connection = await self._inner.__aenter__()
         except Exception as err:
             await self._pool.check(err)
             raise
-        return self._conn
+        self._conn = conn
+        return conn
 
     async def __aexit__(
         self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None
@@ -183,7 +204,7 @@ class GuardedAcquire:
         except pgerr.InterfaceError:  # "released back to the pool": asyncpg does so on close
             return True
 
-    def __await__(self) -> Generator[Any, None, asyncpg.Connection]:
+    def __await__(self) -> Generator[Any, None, Connection]:
         return self.__aenter__().__await__()
 
 
@@ -229,7 +250,7 @@ class Database:
         return self.counter.count if self.counter else 0
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
+    async def transaction(self) -> AsyncIterator[Connection]:
         """One connection inside one transaction, committed on exit, rolled back on error."""
         async with self.pool.acquire() as conn, conn.transaction():
             yield conn

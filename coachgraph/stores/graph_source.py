@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from coachgraph.stores.sql import Executor
+from coachgraph.stores.sql import Executor, returned
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,9 +178,11 @@ START = Position(0, 0)
 
 async def horizon(conn: Executor) -> Position:
     """The position after every event whose transaction is settled."""
-    row = await conn.fetchrow(
-        "SELECT coalesce(max(txid::text::numeric), 0) AS txid, coalesce(max(id), 0) AS id "
-        "FROM outbox WHERE txid < pg_snapshot_xmin(pg_current_snapshot())"
+    row = returned(
+        await conn.fetchrow(
+            "SELECT coalesce(max(txid::text::numeric), 0) AS txid, coalesce(max(id), 0) AS id "
+            "FROM outbox WHERE txid < pg_snapshot_xmin(pg_current_snapshot())"
+        )
     )
     return Position(int(row["txid"]), int(row["id"]))
 
@@ -218,11 +220,13 @@ async def events_after(conn: Executor, *, position: Position, limit: int) -> lis
 
 async def lag(conn: Executor, *, position: Position) -> tuple[int, float | None]:
     """Events not yet applied after `position`, and the age in seconds of the oldest."""
-    row = await conn.fetchrow(
-        "SELECT count(*) AS n, extract(epoch FROM now() - min(created_at)) AS age FROM outbox "
-        "WHERE (txid, id) > ($1::text::xid8, $2)",
-        str(position.txid),
-        position.id,
+    row = returned(
+        await conn.fetchrow(
+            "SELECT count(*) AS n, extract(epoch FROM now() - min(created_at)) AS age "
+            "FROM outbox WHERE (txid, id) > ($1::text::xid8, $2)",
+            str(position.txid),
+            position.id,
+        )
     )
     return int(row["n"]), (float(row["age"]) if row["age"] is not None else None)
 

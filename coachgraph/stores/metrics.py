@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from coachgraph.errors import Conflict, NotFound, PermissionDenied
-from coachgraph.stores.sql import Executor
+from coachgraph.stores.sql import Executor, returned
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,17 +83,19 @@ async def append(
     athlete, and the same statement holds that relationship FOR SHARE until commit, so an
     unassignment either came first (the batch is refused) or waits for the commit.
     """
-    row = await conn.fetchrow(
-        "WITH link AS (SELECT FROM coach_athletes ca JOIN training_sessions s "
-        "ON ca.coach_id = s.coach_id AND ca.athlete_id = s.athlete_id "
-        "WHERE s.id = $1 AND $3 FOR SHARE OF ca), "
-        "allowed AS (SELECT NOT $3 OR EXISTS (SELECT FROM link) AS ok), "
-        "bumped AS (UPDATE training_sessions SET sample_seq = sample_seq + $2 "
-        "WHERE id = $1 AND status = 'LIVE' AND (SELECT ok FROM allowed) RETURNING sample_seq) "
-        "SELECT (SELECT ok FROM allowed) AS allowed, (SELECT sample_seq FROM bumped) AS last",
-        session_id,
-        len(samples),
-        by_its_coach,
+    row = returned(
+        await conn.fetchrow(
+            "WITH link AS (SELECT FROM coach_athletes ca JOIN training_sessions s "
+            "ON ca.coach_id = s.coach_id AND ca.athlete_id = s.athlete_id "
+            "WHERE s.id = $1 AND $3 FOR SHARE OF ca), "
+            "allowed AS (SELECT NOT $3 OR EXISTS (SELECT FROM link) AS ok), "
+            "bumped AS (UPDATE training_sessions SET sample_seq = sample_seq + $2 "
+            "WHERE id = $1 AND status = 'LIVE' AND (SELECT ok FROM allowed) RETURNING sample_seq) "
+            "SELECT (SELECT ok FROM allowed) AS allowed, (SELECT sample_seq FROM bumped) AS last",
+            session_id,
+            len(samples),
+            by_its_coach,
+        )
     )
     if not row["allowed"]:
         raise PermissionDenied("A former coach writes no samples of this session")

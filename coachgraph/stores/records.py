@@ -2,11 +2,49 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Generic, TypeVar
+from typing import Final, Generic, TypeVar
 
 T = TypeVar("T")
+
+
+class Unset(enum.Enum):
+    """The type of `UNSET`: a field left out of a change, as opposed to one set to null."""
+
+    UNSET = "UNSET"
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Final = Unset.UNSET
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CoachChanges:
+    """The columns of a coach to change; UNSET ones stay as they are."""
+
+    name: str | Unset = UNSET
+    sports: list[str] | Unset = UNSET
+    timezone: str | Unset = UNSET
+    capacity: int | Unset = UNSET
+    city: str | Unset | None = UNSET
+    headline: str | Unset | None = UNSET
+    bio: str | Unset | None = UNSET
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AthleteChanges:
+    """The columns of an athlete to change; UNSET ones stay as they are."""
+
+    name: str | Unset = UNSET
+    sport: str | Unset = UNSET
+    timezone: str | Unset = UNSET
+    level: int | Unset = UNSET
+    city: str | Unset | None = UNSET
+    looking_for_coach: bool | Unset = UNSET
 
 
 @dataclass(frozen=True, slots=True)

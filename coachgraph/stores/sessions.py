@@ -11,6 +11,7 @@ from coachgraph.stores.sql import (
     Executor,
     lateral_pages,
     maker,
+    returned,
     session_scope_args,
     session_scope_sql,
 )
@@ -81,14 +82,16 @@ async def schedule(
     notes: str | None,
 ) -> SessionRecord:
     """Schedule a session between a coach and one of its athletes (inside a transaction)."""
-    pair = await conn.fetchrow(
-        "SELECT (SELECT 1 FROM coaches WHERE id = $1) AS coach, "
-        "(SELECT 1 FROM athletes WHERE id = $2) AS athlete, "
-        "(SELECT 1 FROM coach_athletes WHERE coach_id = $1 AND athlete_id = $2) AS assigned, "
-        "(SELECT coach_id FROM programs WHERE id = $3) AS program_coach",
-        coach_id,
-        athlete_id,
-        program_id,
+    pair = returned(
+        await conn.fetchrow(
+            "SELECT (SELECT 1 FROM coaches WHERE id = $1) AS coach, "
+            "(SELECT 1 FROM athletes WHERE id = $2) AS athlete, "
+            "(SELECT 1 FROM coach_athletes WHERE coach_id = $1 AND athlete_id = $2) AS assigned, "
+            "(SELECT coach_id FROM programs WHERE id = $3) AS program_coach",
+            coach_id,
+            athlete_id,
+            program_id,
+        )
     )
     if pair["coach"] is None:
         raise NotFound("Coach", coach_id)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import operator
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, fields
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import asyncpg
 
@@ -16,7 +17,55 @@ from coachgraph.stores.records import AthleteScope, Page, SessionScope
 T = TypeVar("T")
 K = TypeVar("K")
 
-Executor = Any  # asyncpg.Pool or asyncpg.Connection: both have fetch/fetchrow/execute
+
+class Executor(Protocol):
+    """What a store calls to run SQL: an asyncpg Pool or Connection, or the GuardedPool."""
+
+    async def execute(self, query: str, *args: object) -> str:
+        """Run a statement; return its status (e.g. `UPDATE 1`)."""
+        ...
+
+    async def fetch(self, query: str, *args: object) -> list[asyncpg.Record]:
+        """Every row of a query."""
+        ...
+
+    async def fetchrow(self, query: str, *args: object) -> asyncpg.Record | None:
+        """The first row of a query, `None` if there is none."""
+        ...
+
+    async def fetchval(
+        self,
+        query: str,
+        *args: object,
+        timeout: float | None = None,  # noqa: ASYNC109 (asyncpg's own parameter)
+    ) -> Any:
+        """One column of the first row, `None` if there is none."""
+        ...
+
+    async def copy_records_to_table(
+        self,
+        table_name: str,
+        *,
+        records: Iterable[Sequence[object]],
+        columns: Sequence[str] | None = None,
+    ) -> str:
+        """COPY `records` into a table; return the status."""
+        ...
+
+
+class Connection(Executor, Protocol):
+    """One connection: an Executor that also opens transactions (a pool cannot)."""
+
+    def transaction(self) -> AbstractAsyncContextManager[object]:
+        """A transaction (a savepoint inside one), committed on exit, rolled back on error."""
+        ...
+
+
+def returned(row: asyncpg.Record | None) -> asyncpg.Record:
+    """The row of a statement that always returns one (INSERT ... RETURNING, an aggregate)."""
+    if row is None:
+        raise RuntimeError("the statement returned no row")
+    return row
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +98,7 @@ def athlete_scope_sql(first_param: int, columns: AthleteColumns = ATHLETE_ROWS) 
     )
 
 
-def athlete_scope_args(scope: AthleteScope) -> list[Any]:
+def athlete_scope_args(scope: AthleteScope) -> list[object]:
     return [scope.everyone, scope.looking_for_coach, scope.athlete_id, scope.coach_id]
 
 
@@ -63,7 +112,7 @@ def session_scope_sql(first_param: int) -> str:
     )
 
 
-def session_scope_args(scope: SessionScope) -> list[Any]:
+def session_scope_args(scope: SessionScope) -> list[object]:
     return [scope.everyone, scope.coach_id, scope.athlete_id, scope.current_coach]
 
 

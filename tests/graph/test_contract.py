@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from coachgraph.graph import recommend
 from coachgraph.graph.model import GraphStore
+from coachgraph.graph.projector import CHANNEL
 from coachgraph.stores.db import Database
 from tests.factories import Factory
 from tests.graph.conftest import projector
+from tests.servers import until
 
 
 async def project(db: Database, graph: GraphStore) -> None:
@@ -156,24 +158,33 @@ async def test_projection_follows_changes(
     assert (await p.lag()).pending == 0
 
 
-async def test_background_projector_is_woken_by_notify(db: Database, factory: Factory) -> None:
-    import asyncio
+async def listeners(db: Database) -> int:
+    """Connections LISTENing on the outbox channel, as the server itself lists them."""
+    count: int = await db.pool.fetchval(
+        "SELECT count(*) FROM pg_stat_activity WHERE state = 'idle' AND query ILIKE $1",
+        f"LISTEN%{CHANNEL}%",
+    )
+    return count
 
+
+async def test_background_projector_is_woken_by_notify(db: Database, factory: Factory) -> None:
     from coachgraph.graph.memory import MemoryGraph
 
     graph = MemoryGraph()
     p = projector(db, graph)
-    p.poll_seconds = 30  # so only NOTIFY can wake it within the test's patience
+    p.poll_seconds = 3600  # only NOTIFY can wake it within the wait below
     await p.rebuild()
+    before = await listeners(db)
     p.start()
     try:
-        await asyncio.sleep(0.5)  # let it LISTEN
+        # ready once Postgres lists its LISTEN (a NOTIFY before that would reach nobody)
+
+        async def listening() -> bool:
+            return await listeners(db) > before
+
+        await until(listening, "the projector's LISTEN")
         coach = await factory.coach(name="Live")
-        for _ in range(100):
-            if coach.id in graph.coaches:
-                break
-            await asyncio.sleep(0.05)
-        assert coach.id in graph.coaches
+        await until(lambda: coach.id in graph.coaches, "the NOTIFY to wake the projector")
         assert (await p.lag()).pending == 0
     finally:
         await p.stop()

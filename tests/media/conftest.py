@@ -12,12 +12,12 @@ import httpx
 import pytest
 from moto.server import ThreadedMotoServer
 
-from coachgraph.api.resources import Resources
 from coachgraph.app import create_app
 from coachgraph.config import Settings
 from coachgraph.media.model import MediaStore
+from coachgraph.runtime import Resources
 from coachgraph.stores.db import Database
-from tests.servers import free_port, serve
+from tests.servers import serve
 
 BUCKET = "coachgraph-media"
 S3_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
@@ -25,12 +25,13 @@ S3_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "test
 
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
-    """A real S3 endpoint over HTTP (moto's server), bound to loopback."""
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
+    """A real S3 endpoint over HTTP (moto's server), bound to loopback on a port of the
+    kernel's choosing, which the server then reports."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()  # returns once the socket is bound
     try:
-        yield f"http://127.0.0.1:{port}"
+        host, port = server.get_host_and_port()
+        yield f"http://{host}:{port}"
     finally:
         server.stop()
 

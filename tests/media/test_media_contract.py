@@ -13,7 +13,7 @@ import pytest
 
 from coachgraph.ids import to_global_id
 from coachgraph.media.model import valid_key
-from coachgraph.resolvers.media import purge_stale
+from coachgraph.media.purge import purge_stale
 from tests.conftest import token_for
 from tests.factories import Factory
 from tests.media.conftest import MediaAPI

@@ -13,9 +13,9 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 
-from coachgraph.api.resources import Resources
 from coachgraph.app import create_app
 from coachgraph.config import Settings
+from coachgraph.runtime import Resources
 from coachgraph.stores.db import Database
 from tests.conftest import GraphQLClient
 

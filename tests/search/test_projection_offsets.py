@@ -14,8 +14,7 @@ from tests.factories import Factory
 async def start(db: Database) -> tuple[Projector, MemoryGraph]:
     """What the API does at start: a fresh memory graph, the search as a sink."""
     graph = MemoryGraph()
-    projector = Projector(db, graph, name="graph:memory")
-    projector.sinks.append(PostgresSearch(db))
+    projector = Projector(db, graph, name="graph:memory", sinks=[PostgresSearch(db)])
     await projector.prepare()
     await projector.catch_up()
     return projector, graph

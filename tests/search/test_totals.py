@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from coachgraph.schema.search import _Totals
+from coachgraph.resolvers.search import Totals
 from coachgraph.search.model import FacetCounts
 
 
@@ -40,7 +40,7 @@ class _Stalled:
 
 async def test_cancelled_totals_are_waited_for() -> None:
     backend = _Stalled()
-    totals = _Totals(backend, prepared=object())  # type: ignore[arg-type]
+    totals = Totals(backend, prepared=object())  # type: ignore[arg-type]
     count, facets = totals.count(), totals.facets()
     await backend.both_started.wait()
     await totals.cancel()

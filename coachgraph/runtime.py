@@ -1,48 +1,49 @@
-"""Long-lived clients, opened in the app's lifespan and closed there."""
+"""The composition root: Settings in; the database, backends, projector, broker, limiter and
+background jobs out. Opened in order and closed in reverse, by the app's lifespan and by the
+CLI alike. Configuration picks each backend (a URL set switches a store from its embedded
+default to the real service); nothing else in the package chooses or wires one.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
-from coachgraph.api.auth import resolve_secret
-from coachgraph.api.ratelimit import Limiter
 from coachgraph.config import Settings
 from coachgraph.graph.memory import MemoryGraph
 from coachgraph.graph.model import GraphStore
 from coachgraph.graph.neo4j import Neo4jGraph
-from coachgraph.graph.projector import Projector
+from coachgraph.graph.projector import Dirty, Listener, Projector, Sink
+from coachgraph.limiter import Limiter
 from coachgraph.media.local import LocalMediaStore
 from coachgraph.media.model import MediaStore
+from coachgraph.media.purge import purge_periodically
 from coachgraph.media.s3 import S3MediaStore
-from coachgraph.resolvers.live import GRAPH_TOPIC
-from coachgraph.resolvers.media import purge_stale
 from coachgraph.retry import Backoff
 from coachgraph.search.meili import MeiliSearch
 from coachgraph.search.model import SearchIndex
 from coachgraph.search.postgres import PostgresSearch
+from coachgraph.secret import resolve_secret
 from coachgraph.stores.db import Database, EmbeddedPostgres
 from coachgraph.stores.migrate import Migration, migrate
 from coachgraph.subscriptions.broker import Broker, MemoryBroker
 from coachgraph.subscriptions.redis import RedisBroker
-
-log = logging.getLogger(__name__)
+from coachgraph.subscriptions.topics import GRAPH_TOPIC
 
 
 @dataclass
 class Resources:
-    """What every request may use: settings, the database, the graph, the secret, the limiter."""
+    """What every request may use: settings, the database, the backends, the secret, the limiter."""
 
     settings: Settings
     db: Database
     jwt_secret: str
-    limiter: Limiter  # every door's rate limits (api/ratelimit.py)
+    limiter: Limiter  # every door's rate limits (api/ratelimit.py counts against it)
     graph: GraphStore
     projector: Projector
     media: MediaStore
@@ -52,6 +53,9 @@ class Resources:
 
     async def close(self) -> None:
         await self.exits.aclose()
+
+
+# --- backends, chosen by configuration --------------------------------------------------------
 
 
 def graph_store(settings: Settings) -> GraphStore:
@@ -108,21 +112,15 @@ def media_store(settings: Settings, secret: str) -> MediaStore:
     return LocalMediaStore(Path(settings.data_dir) / "media", secret=secret)
 
 
-async def purge_periodically(db: Database, store: MediaStore, settings: Settings) -> None:
-    """The background job that removes PENDING media older than the limit, and their bytes."""
-    limits = settings.limits
-    age = timedelta(seconds=limits.media_pending_max_age_seconds)
-    while True:
-        try:
-            purged = await purge_stale(db, store, older_than=age)
-            if purged:
-                log.info("purged %d stale pending media", purged)
-        except Exception:  # the job must outlive a passing database or storage fault
-            log.exception("purging stale media failed; trying again later")
-        await asyncio.sleep(limits.media_purge_interval_seconds)
-
-
-def projector_for(settings: Settings, db: Database, graph: GraphStore) -> Projector:
+def projector_for(
+    settings: Settings,
+    db: Database,
+    graph: GraphStore,
+    *,
+    sinks: Iterable[Sink] = (),
+    listeners: Iterable[Listener] = (),
+) -> Projector:
+    """The projector that keeps `graph` (and `sinks`) in step with the outbox."""
     name = (
         f"graph:{graph.name}:{settings.neo4j_database or 'default'}"
         if graph.persistent
@@ -132,10 +130,25 @@ def projector_for(settings: Settings, db: Database, graph: GraphStore) -> Projec
         db,
         graph,
         name=name,
+        sinks=sinks,
+        listeners=listeners,
         batch_size=settings.limits.projector_batch,
         poll_seconds=settings.projector_poll_seconds,
         retry=Backoff.from_limits(settings.limits),
     )
+
+
+def announcer(broker: Broker) -> Listener:
+    """A projector listener that publishes which records each batch changed (live matches)."""
+
+    async def announce(dirty: Dirty) -> None:
+        changed = {kind: sorted(ids) for kind, ids in dirty.items()}
+        await broker.publish(GRAPH_TOPIC, {"changed": changed})
+
+    return announce
+
+
+# --- the database -----------------------------------------------------------------------------
 
 
 async def database_url(settings: Settings) -> tuple[str, EmbeddedPostgres | None]:
@@ -177,6 +190,15 @@ async def open_database(
             await embedded.stop()
 
 
+# --- everything, in order ---------------------------------------------------------------------
+
+
+def start_job(stack: AsyncExitStack, job: Coroutine[Any, Any, None], *, name: str) -> None:
+    """Run `job` in the background until the stack unwinds, which cancels it."""
+    task = asyncio.create_task(job, name=name)
+    stack.push_async_callback(_cancel, task)
+
+
 async def _cancel(task: asyncio.Task[None]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
@@ -190,9 +212,13 @@ async def open_resources(
     count_statements: bool = False,
     start_projector: bool = True,
 ) -> Resources:
-    """Connect, migrate, project, and hand back everything a request needs."""
+    """Connect, migrate, project, and hand back everything a request needs.
+
+    Opened in order (limiter, database, graph, search, broker, projector, media, jobs) and
+    closed in reverse by `Resources.close`: the jobs and the projector stop before the stores
+    they feed are closed."""
     secret = resolve_secret(settings, create=create_secret)
-    stack = AsyncExitStack()  # Resources.close unwinds it: last opened, first closed
+    stack = AsyncExitStack()
     try:
         limiter = Limiter.open(settings)
         stack.push_async_callback(limiter.close)
@@ -202,30 +228,25 @@ async def open_resources(
         graph = graph_store(settings)
         stack.push_async_callback(graph.close)
         await graph.start()
-        projector = projector_for(settings, db, graph)
-        stack.push_async_callback(projector.stop)
         search = search_index(settings, db)
         stack.push_async_callback(search.close)
         await search.start()
-        projector.sinks.append(search)
-        await projector.prepare()
-        await projector.catch_up()
         broker = broker_for(settings)
         await broker.start()
         stack.push_async_callback(broker.close)
-
-        async def announce(dirty: dict[str, set[int]]) -> None:
-            changed = {kind: sorted(ids) for kind, ids in dirty.items()}
-            await broker.publish(GRAPH_TOPIC, {"changed": changed})
-
-        projector.listeners.append(announce)
+        projector = projector_for(
+            settings, db, graph, sinks=[search], listeners=[announcer(broker)]
+        )
+        stack.push_async_callback(projector.stop)
+        await projector.prepare()
+        await projector.catch_up()
         media = media_store(settings, secret)
         await media.start()
         stack.push_async_callback(media.close)
         if start_projector:
             projector.start()
-            purger = asyncio.create_task(purge_periodically(db, media, settings))
-            stack.push_async_callback(_cancel, purger)
+            purge = purge_periodically(db, media, settings.limits)
+            start_job(stack, purge, name="purge-stale-media")
     except BaseException:
         await stack.aclose()
         raise

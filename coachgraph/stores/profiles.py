@@ -1,0 +1,85 @@
+"""What coaches and athletes share: a profile update and a skill at a level, each written once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import asyncpg
+
+from coachgraph.errors import NotFound
+from coachgraph.stores import outbox
+from coachgraph.stores.records import AthleteChanges, CoachChanges, Unset
+from coachgraph.stores.sql import Executor, missing_reference
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """Where one kind of profile lives: `table` aliased `alias`, the skill table
+    `{kind}_skills`, outbox aggregate `kind`, and the GraphQL type named in a NotFound."""
+
+    kind: str
+    table: str
+    alias: str
+    columns: str
+    type_name: str
+
+
+def changed(changes: CoachChanges | AthleteChanges) -> dict[str, object]:
+    """The columns `changes` sets (column → value), in field order."""
+    given = ((f.name, getattr(changes, f.name)) for f in fields(changes))
+    return {name: value for name, value in given if not isinstance(value, Unset)}
+
+
+async def update(
+    conn: Executor, profile: Profile, *, row_id: int, changes: CoachChanges | AthleteChanges
+) -> asyncpg.Record:
+    """Apply `changes` to one profile and record a `{kind}.updated` event; the updated row."""
+    columns = changed(changes)
+    alias = profile.alias
+    sets = "".join(f"{column} = ${i}, " for i, column in enumerate(columns, start=2))
+    row = await conn.fetchrow(
+        f"UPDATE {profile.table} {alias} SET {sets}updated_at = now() "
+        f"WHERE {alias}.id = $1 RETURNING {profile.columns}",
+        row_id,
+        *columns.values(),
+    )
+    if row is None:
+        raise NotFound(profile.type_name, row_id)
+    await outbox.append(
+        conn,
+        aggregate=profile.kind,
+        aggregate_id=row_id,
+        event=f"{profile.kind}.updated",
+        payload={"fields": sorted(columns)},
+    )
+    return row
+
+
+async def set_skill(
+    conn: Executor, profile: Profile, *, owner_id: int, skill_id: int, level: int
+) -> None:
+    """Record the profile's level in a skill (insert or change) and a `{kind}.skill_set` event."""
+    table, owner = f"{profile.kind}_skills", f"{profile.kind}_id"
+    try:
+        await conn.execute(
+            f"INSERT INTO {table} ({owner}, skill_id, level) VALUES ($1, $2, $3) "
+            f"ON CONFLICT ({owner}, skill_id) DO UPDATE SET level = EXCLUDED.level",
+            owner_id,
+            skill_id,
+            level,
+        )
+    except asyncpg.ForeignKeyViolationError as err:
+        raise missing_reference(
+            err,
+            {
+                f"{table}_{owner}_fkey": (profile.type_name, owner_id),
+                f"{table}_skill_id_fkey": ("Skill", skill_id),
+            },
+        ) from None
+    await outbox.append(
+        conn,
+        aggregate=profile.kind,
+        aggregate_id=owner_id,
+        event=f"{profile.kind}.skill_set",
+        payload={"skill_id": skill_id, "level": level},
+    )
