@@ -28,7 +28,7 @@ from typing import Any
 
 from benchmarks.common import percentile, seeded
 from coachgraph.ids import to_global_id
-from coachgraph.search.model import Filters, Query, Scope
+from coachgraph.search.model import Filters, Scope, SearchQuery
 from coachgraph.search.postgres import PostgresSearch
 from coachgraph.stores import search_docs
 from coachgraph.stores.db import Database
@@ -127,7 +127,7 @@ async def naive(db: Database, text: str, f: Filters) -> tuple[float, float]:
 # --------------------------------------------------------------------------- our backend
 async def ours(search: PostgresSearch, text: str, f: Filters) -> tuple[float, float, int]:
     started = time.perf_counter()
-    prepared = await search.prepare(Query(text, ALL, f, 8))
+    prepared = await search.prepare(SearchQuery(text, ALL, f, 8))
     hits = []
     if prepared is not None:  # as the API runs them: the count beside the page
         hits, _ = await asyncio.gather(
@@ -304,7 +304,7 @@ async def main() -> None:
             search8 = PostgresSearch(pool8)
 
             async def call8(item: Any) -> None:
-                prepared = await search8.prepare(Query(item[1], ALL, item[2], 8))
+                prepared = await search8.prepare(SearchQuery(item[1], ALL, item[2], 8))
                 if prepared is not None:
                     await asyncio.gather(
                         search8.hits(prepared, offset=0, limit=11), search8.count(prepared)

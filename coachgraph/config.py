@@ -101,6 +101,37 @@ class Limits:
     ingest_rate_burst: int = 120
     media_rate_per_minute: int = 6_000  # signed upload and download routes
     media_rate_burst: int = 600
+    # how a client is told apart, and the rate limiter's own Redis (fallback: counted in-process)
+    max_token_chars: int = 8_192  # a longer Authorization header is not decoded: the address counts
+    max_forwarded_hops: int = 32  # X-Forwarded-For hops looked at behind trusted proxies
+    limiter_redis_timeout_ms: int = 1_000  # per command and per connect
+    limiter_local_fallback_ms: int = 5_000  # after Redis fails, count in-process this long
+    # GraphQL documents: parsed and validated documents remembered, per process
+    parser_cache_size: int = 256
+    validation_cache_size: int = 256
+    # graph: the Neo4j driver, the projector's own connection, rebuilds, skill paths
+    neo4j_pool_size: int = 50  # driver connections
+    neo4j_connect_timeout_ms: int = 30_000  # to connect, and to wait for a pooled connection
+    projector_connect_timeout_ms: int = 10_000  # to open (and close) its LISTEN connection
+    graph_rebuild_chunk: int = 20_000  # records read per statement when the graph is rebuilt
+    skill_path_max_programs: int = 10  # programs suggested along a skill path
+    # search: rebuilds (both backends), spelling corrections and facet values (Postgres),
+    # Meilisearch's HTTP calls and facet values
+    search_rebuild_batch: int = 5_000  # records per statement when an index is rebuilt
+    search_max_corrections: int = 3  # closest spellings that stand in for an unknown word
+    search_facet_cache_size: int = 100_000  # distinct (sports, city, level) combinations kept
+    meili_request_timeout_seconds: int = 30  # one HTTP call to Meilisearch (whole seconds)
+    meili_max_facet_values: int = 100  # distinct values counted per facet
+    # broker: the Redis stream reader (one per process)
+    redis_read_block_ms: int = 1_000  # how long one XREAD waits for new entries
+    redis_read_count: int = 1_000  # entries one XREAD takes at most
+    # media: local files are read and written in chunks (one worker-thread hop each); stale
+    # PENDING uploads are purged in batches
+    media_io_chunk_bytes: int = 1_048_576  # 1 MiB
+    media_cache_max_age_seconds: int = 60  # Cache-Control: private, max-age= on a download
+    media_purge_batch: int = 500  # stale uploads removed per statement
+    # live sessions: how far a sample's time may lie before its session's start or after now
+    sample_clock_slack_ms: int = 5_000
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,9 +22,6 @@ from coachgraph.config import Limits, Settings
 
 log = logging.getLogger(__name__)
 
-REDIS_TIMEOUT_SECONDS = 1.0
-REDIS_RETRY_SECONDS = 5.0  # after Redis fails, count in this process for this long
-
 
 class Door(enum.Enum):
     HTTP = "http"
@@ -98,16 +95,17 @@ class Limiter:
             SlidingWindowCounterRateLimiter(self._local) if self._local is not None else None
         )
         self._storage_down_until = 0.0
+        # after the shared storage fails, count in this process for this long
+        self._fallback_seconds = limits.limiter_local_fallback_ms / 1000
 
     @classmethod
     def open(cls, settings: Settings) -> Limiter:
         """In Redis when REDIS_URL is set (shared by every replica), else in this process."""
         if not settings.redis_url:
             return cls(settings.limits, MemoryStorage())
+        timeout = settings.limits.limiter_redis_timeout_ms / 1000
         pool = aioredis.ConnectionPool.from_url(
-            settings.redis_url,
-            socket_timeout=REDIS_TIMEOUT_SECONDS,
-            socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+            settings.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout
         )
         storage = RedisStorage(
             _storage_uri(settings.redis_url),
@@ -139,9 +137,9 @@ class Limiter:
             log.warning(
                 "rate-limit storage unavailable (%s); counting in this process for %.0f s",
                 err.storage_error,
-                REDIS_RETRY_SECONDS,
+                self._fallback_seconds,
             )
-            self._storage_down_until = time.monotonic() + REDIS_RETRY_SECONDS
+            self._storage_down_until = time.monotonic() + self._fallback_seconds
             return await self._hit(self._local_strategy, door, client)
 
     async def _hit(

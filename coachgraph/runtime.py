@@ -18,7 +18,7 @@ from coachgraph.config import Settings
 from coachgraph.graph.memory import MemoryGraph
 from coachgraph.graph.model import GraphStore
 from coachgraph.graph.neo4j import Neo4jGraph
-from coachgraph.graph.projector import Dirty, Listener, Projector, Sink
+from coachgraph.graph.projector import Listener, Projector, Sink
 from coachgraph.limiter import Limiter
 from coachgraph.media.local import LocalMediaStore
 from coachgraph.media.model import MediaStore
@@ -31,6 +31,7 @@ from coachgraph.search.postgres import PostgresSearch
 from coachgraph.secret import resolve_secret
 from coachgraph.stores.db import Database, EmbeddedPostgres
 from coachgraph.stores.migrate import Migration, migrate
+from coachgraph.stores.outbox import Dirty
 from coachgraph.subscriptions.broker import Broker, MemoryBroker
 from coachgraph.subscriptions.redis import RedisBroker
 from coachgraph.subscriptions.topics import GRAPH_TOPIC
@@ -61,13 +62,16 @@ class Resources:
 def graph_store(settings: Settings) -> GraphStore:
     """Neo4j when NEO4J_URI is set, else the in-memory networkx graph."""
     if settings.neo4j_uri:
+        limits = settings.limits
         return Neo4jGraph(
             settings.neo4j_uri,
             user=settings.neo4j_user,
             password=settings.neo4j_password,
             database=settings.neo4j_database,
+            pool_size=limits.neo4j_pool_size,
+            timeout=limits.neo4j_connect_timeout_ms / 1000,
             write_batch=settings.neo4j_write_batch,
-            query_timeout=settings.limits.graph_query_timeout_ms / 1000,
+            query_timeout=limits.graph_query_timeout_ms / 1000,
         )
     return MemoryGraph()
 
@@ -81,6 +85,8 @@ def broker_for(settings: Settings) -> Broker:
             max_length=limits.stream_max_length,
             timeout=limits.store_timeout_ms / 1000,
             retry=Backoff.from_limits(limits),
+            read_block_ms=limits.redis_read_block_ms,
+            read_count=limits.redis_read_count,
         )
     return MemoryBroker()
 
@@ -94,14 +100,21 @@ def search_index(settings: Settings, db: Database) -> SearchIndex:
             settings.meili_url,
             api_key=settings.meili_api_key,
             index=settings.meili_index,
+            batch=limits.search_rebuild_batch,
             task_timeout_ms=limits.meili_task_timeout_ms,
+            request_timeout_seconds=limits.meili_request_timeout_seconds,
             max_total_hits=limits.meili_max_total_hits,
+            max_facet_values=limits.meili_max_facet_values,
         )
     return PostgresSearch(
         db,
         candidates=limits.search_candidates,
         facet_limit=limits.search_facet_limit,
         min_prefix=limits.search_min_prefix,
+        max_corrections=limits.search_max_corrections,
+        facet_cache_size=limits.search_facet_cache_size,
+        rebuild_batch=limits.search_rebuild_batch,
+        timeout=limits.store_timeout_ms / 1000,
     )
 
 
@@ -109,7 +122,11 @@ def media_store(settings: Settings, secret: str) -> MediaStore:
     """S3 when S3_BUCKET is set, else files under the data dir behind signed app routes."""
     if settings.s3_bucket:
         return S3MediaStore(settings)
-    return LocalMediaStore(Path(settings.data_dir) / "media", secret=secret)
+    return LocalMediaStore(
+        Path(settings.data_dir) / "media",
+        secret=secret,
+        write_chunk=settings.limits.media_io_chunk_bytes,
+    )
 
 
 def projector_for(
@@ -135,6 +152,8 @@ def projector_for(
         batch_size=settings.limits.projector_batch,
         poll_seconds=settings.projector_poll_seconds,
         retry=Backoff.from_limits(settings.limits),
+        connect_timeout=settings.limits.projector_connect_timeout_ms / 1000,
+        rebuild_chunk=settings.limits.graph_rebuild_chunk,
     )
 
 

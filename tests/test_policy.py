@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from coachgraph.config import Limits
 from coachgraph.ids import to_global_id as gid
 from coachgraph.resolvers import policy
 from coachgraph.resolvers.policy import (
@@ -342,7 +343,7 @@ async def test_athlete_rule_renderings_agree(factory: Factory) -> None:
     world = await matrix_world(factory)
     db = factory.db
     async with db.transaction() as conn:
-        await search_docs.rebuild(conn)
+        await search_docs.rebuild(conn, batch=Limits().search_rebuild_batch)
     names = {raw: name for name, raw in world.athletes.items()}
     for viewer_name, viewer in world.viewers.items():
         scope = policy.athletes_visible_to(viewer)

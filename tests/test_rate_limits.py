@@ -241,16 +241,31 @@ def scope_of(peer: str, *forwarded: str) -> dict[str, Any]:
 )
 def test_client_address(peer: str, forwarded: list[str], expected: str) -> None:
     trusted = (ipaddress.ip_network("10.0.0.0/8"),)
-    assert client_address(scope_of(peer, *forwarded), trusted) == expected
+    hops = Limits().max_forwarded_hops
+    assert client_address(scope_of(peer, *forwarded), trusted, max_hops=hops) == expected
+
+
+def test_client_address_looks_at_the_last_max_hops_only() -> None:
+    trusted = (ipaddress.ip_network("10.0.0.0/8"),)
+    scope = scope_of("10.0.0.1", "192.0.2.1, 10.0.0.2")
+    assert client_address(scope, trusted, max_hops=2) == "192.0.2.1"
+    assert client_address(scope, trusted, max_hops=1) == "10.0.0.2"
 
 
 def test_client_key() -> None:
     admin = token_for("admin")
-    assert client_key(SECRET, f"Bearer {token_for('coach', 7)}", "1.2.3.4").startswith("sub:")
-    assert client_key(SECRET, f"Bearer {admin}", "1.2.3.4").startswith("token:")
-    assert client_key(SECRET, "Bearer forged", "1.2.3.4") == "ip:1.2.3.4"
-    assert client_key(SECRET, "Bearer " + "x" * 100_000, "1.2.3.4") == "ip:1.2.3.4"
-    assert client_key(SECRET, None, "1.2.3.4") == "ip:1.2.3.4"
+    coach = f"Bearer {token_for('coach', 7)}"
+
+    def key(authorization: str | None, *, max_token_chars: int = Limits().max_token_chars) -> str:
+        return client_key(SECRET, authorization, "1.2.3.4", max_token_chars=max_token_chars)
+
+    assert key(coach).startswith("sub:")
+    assert key(f"Bearer {admin}").startswith("token:")
+    assert key("Bearer forged") == "ip:1.2.3.4"
+    assert key("Bearer " + "x" * 100_000) == "ip:1.2.3.4"
+    assert key(None) == "ip:1.2.3.4"
+    assert key(coach, max_token_chars=len(coach)).startswith("sub:")
+    assert key(coach, max_token_chars=len(coach) - 1) == "ip:1.2.3.4"  # not decoded
 
 
 def test_trusted_proxies_setting() -> None:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
 from coachgraph import seed
 from coachgraph.api.auth import viewer_from_token
-from coachgraph.config import Settings, SettingsError
+from coachgraph.config import Limits, Settings, SettingsError
 from coachgraph.errors import InvalidInput
 from coachgraph.ids import decode_id, from_global_id, to_global_id
 from coachgraph.resolvers.policy import Role
@@ -84,6 +85,16 @@ def test_settings_from_env() -> None:
     ):
         with pytest.raises(SettingsError):
             Settings.from_env(bad)
+
+
+def test_every_limit_is_read_from_the_environment() -> None:
+    """Each Limits field is COACHGRAPH_LIMIT_<NAME>: set every one to its own value, read back."""
+    names = [f.name for f in fields(Limits)]
+    wanted = {name: i + 2 for i, name in enumerate(names)}  # distinct, small enough to be valid
+    env = {f"COACHGRAPH_LIMIT_{name.upper()}": str(value) for name, value in wanted.items()}
+    limits = Settings.from_env(env).limits
+    assert {name: getattr(limits, name) for name in names} == wanted
+    assert Settings.from_env({}).limits == Limits()  # unset: the defaults
 
 
 def test_published_placeholder_secrets_are_refused() -> None:

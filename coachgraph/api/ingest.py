@@ -91,7 +91,12 @@ async def ingest(request: Request) -> JSONResponse:
         # no connection is taken before the first chunk is read and parsed: a client that
         # dawdles before it holds nothing of the pool
         done = await live.record_chunks(
-            resources.db, resources.broker, viewer, session_id, await _first_read(chunks)
+            resources.db,
+            resources.broker,
+            viewer,
+            session_id,
+            await _first_read(chunks),
+            clock_slack=live.clock_slack(limits),
         )
     except Refusal as err:
         return err.route_response()

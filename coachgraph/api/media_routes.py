@@ -14,12 +14,6 @@ from coachgraph.media.local import LocalMediaStore, SignatureError, UploadRefuse
 from coachgraph.runtime import Resources
 
 
-class MediaFileResponse(FileResponse):
-    """Reads 1 MiB per worker-thread hop instead of 64 KiB: far fewer hops per large video."""
-
-    chunk_size = 1 << 20
-
-
 def _refusal(status: int, message: str) -> JSONResponse:
     """Every refusal is JSON with a code (BAD_USER_INPUT unless the status says otherwise)."""
     return Refusal.of_status(status, message).route_response()
@@ -91,11 +85,17 @@ async def download(request: Request) -> Response:
     found = await store.stat(key=key)
     if found is None:
         return _refusal(404, "No such file")
-    return MediaFileResponse(
+    limits = request.state.resources.settings.limits
+    cache = f"private, max-age={limits.media_cache_max_age_seconds}"
+    response = FileResponse(
         path,
         media_type=found.content_type,
-        headers={"Cache-Control": "private, max-age=60", "X-Content-Type-Options": "nosniff"},
+        headers={"Cache-Control": cache, "X-Content-Type-Options": "nosniff"},
     )
+    # media_io_chunk_bytes (1 MiB) per worker-thread hop instead of Starlette's 64 KiB: far
+    # fewer hops per large video
+    response.chunk_size = limits.media_io_chunk_bytes
+    return response
 
 
 routes = [

@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from coachgraph.api.auth import viewer_from_header
 from coachgraph.api.doors import Refusal, deny_websocket
-from coachgraph.config import IPNetwork
+from coachgraph.config import IPNetwork, Limits
 from coachgraph.errors import Unauthenticated
 from coachgraph.limiter import Door, Limiter
 
@@ -34,8 +34,6 @@ if TYPE_CHECKING:
 
 
 EXEMPT = frozenset({"/healthz", "/metrics"})  # probes and scrapers poll these
-MAX_TOKEN_CHARS = 8_192  # a longer Authorization header is not decoded: the address counts
-MAX_FORWARDED_HOPS = 32
 CODE = "RATE_LIMITED"
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -44,8 +42,9 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 # --- who the client is ------------------------------------------------------------------------
 
 
-def client_address(scope: Scope, trusted: tuple[IPNetwork, ...]) -> str:
-    """The peer address; behind trusted proxies, the rightmost untrusted X-Forwarded-For hop."""
+def client_address(scope: Scope, trusted: tuple[IPNetwork, ...], *, max_hops: int) -> str:
+    """The peer address; behind trusted proxies, the rightmost untrusted X-Forwarded-For hop
+    among the last `max_hops`."""
     client = scope.get("client")
     peer = str(client[0]) if client else "unknown"
     if not trusted:
@@ -59,7 +58,7 @@ def client_address(scope: Scope, trusted: tuple[IPNetwork, ...]) -> str:
         if name == b"x-forwarded-for"
         for hop in value.decode("latin-1").split(",")
     ]
-    for hop in reversed(hops[-MAX_FORWARDED_HOPS:]):
+    for hop in reversed(hops[-max_hops:]):
         address = _ip(hop)
         if address is None:  # garbage a trusted proxy passed on: the one who passed it counts
             break
@@ -69,10 +68,13 @@ def client_address(scope: Scope, trusted: tuple[IPNetwork, ...]) -> str:
     return str(current)
 
 
-def client_key(secret: str, authorization: str | None, address: str) -> str:
+def client_key(
+    secret: str, authorization: str | None, address: str, *, max_token_chars: int
+) -> str:
     """The token's subject, a digest of a valid token without one, else the address; an invalid
-    token counts against the address it came from."""
-    if authorization and len(authorization) <= MAX_TOKEN_CHARS:
+    token (or an Authorization header longer than `max_token_chars`, not decoded) counts
+    against the address it came from."""
+    if authorization and len(authorization) <= max_token_chars:
         try:
             viewer = viewer_from_header(secret, authorization)
         except Unauthenticated:
@@ -149,9 +151,19 @@ class RateLimits:
         if door is None:
             await self.app(scope, receive, send)
             return
-        address = client_address(scope, resources.settings.trusted_proxies)
+        settings = resources.settings
+        limits = settings.limits
+        address = client_address(
+            scope, settings.trusted_proxies, max_hops=limits.max_forwarded_hops
+        )
         if scope["type"] == "http":
-            key = client_key(resources.jwt_secret, _header(scope, b"authorization"), address)
+            authorization = _header(scope, b"authorization")
+            key = client_key(
+                resources.jwt_secret,
+                authorization,
+                address,
+                max_token_chars=limits.max_token_chars,
+            )
             retry = await resources.limiter.hit(door, key)
             if retry is None:
                 await self.app(scope, receive, send)
@@ -172,8 +184,7 @@ class RateLimits:
         if retry is not None:
             await deny_websocket(scope, receive, send, too_many(scope["path"], retry, message))
             return
-        max_text = resources.settings.limits.max_body_bytes
-        socket = _Socket(limiter, resources.jwt_secret, peer, send, max_text=max_text)
+        socket = _Socket(limiter, resources.jwt_secret, peer, send, resources.settings.limits)
         try:
             await self.app(scope, socket.wrap(receive), socket.send)
         finally:
@@ -184,7 +195,7 @@ class _Socket:
     """One WebSocket connection: who its client is, and its operations counted as they come."""
 
     def __init__(
-        self, limiter: Limiter, secret: str, client: str, send: Send, *, max_text: int
+        self, limiter: Limiter, secret: str, client: str, send: Send, limits: Limits
     ) -> None:
         self.limiter = limiter
         self.secret = secret
@@ -192,7 +203,9 @@ class _Socket:
         self.client = client  # the peer until connection_init names a token
         self._send = send
         self.closed = False
-        self.max_text = max_text  # larger messages are left to the view, which refuses them
+        # larger messages are left to the view, which refuses them
+        self.max_text = limits.max_body_bytes
+        self.max_token_chars = limits.max_token_chars
 
     async def send(self, message: Message) -> None:
         if not self.closed:  # once we closed it, the app's last words go nowhere
@@ -224,7 +237,12 @@ class _Socket:
         if isinstance(payload, dict):
             found = payload.get("authorization") or payload.get("Authorization")
             header = found if isinstance(found, str) else None
-        client = client_key(self.secret, header, self.peer.removeprefix("ip:"))
+        client = client_key(
+            self.secret,
+            header,
+            self.peer.removeprefix("ip:"),
+            max_token_chars=self.max_token_chars,
+        )
         if client == self.client:
             return True
         if not self.limiter.connections.acquire(client):

@@ -23,11 +23,11 @@ from coachgraph.retry import Backoff
 from coachgraph.stores import graph_source
 from coachgraph.stores.db import Database
 from coachgraph.stores.graph_source import START, Event, Position, States
+from coachgraph.stores.outbox import Dirty
 
 log = logging.getLogger(__name__)
 CHANNEL = "coachgraph_outbox"
 
-Dirty = dict[str, set[int]]
 Listener = Callable[[Dirty], Awaitable[None]]
 
 
@@ -86,6 +86,7 @@ class Projector:
         poll_seconds: float = 1.0,
         retry: Backoff | None = None,
         connect_timeout: float = 10.0,
+        rebuild_chunk: int = 20_000,
     ) -> None:
         self.db = db
         self.graph = graph
@@ -105,7 +106,8 @@ class Projector:
         # capped exponential delays, each on its own schedule
         self.retry = retry or Backoff(0.1, 5.0)
         self._listen_retry = Backoff(self.retry.initial, self.retry.maximum)
-        self.connect_timeout = connect_timeout
+        self.connect_timeout = connect_timeout  # its LISTEN connection: to open and to close
+        self.rebuild_chunk = rebuild_chunk  # records read per statement when the graph is rebuilt
         self.failures = 0  # batches failed in a row (tests and health read it)
 
     async def prepare(self) -> None:
@@ -144,7 +146,8 @@ class Projector:
             position = await graph_source.horizon(conn)
             await self.graph.clear()
             for kind in ("skill", "program", "coach", "athlete"):
-                async for chunk in graph_source.stream_all(conn, kind):
+                chunks = graph_source.stream_all(conn, kind, chunk=self.rebuild_chunk)
+                async for chunk in chunks:
                     await self.graph.apply(_states(kind, chunk))
         freeze = getattr(self.graph, "freeze", None)
         if freeze is not None:

@@ -317,7 +317,7 @@ def rank_programs(n: ProgramNeighbourhood, first: int) -> list[Match]:
     return _top(raw, first, _written)
 
 
-def skill_path(n: PathNeighbourhood, *, max_programs: int = 10) -> tuple[list[int], list[int]]:
+def skill_path(n: PathNeighbourhood, *, max_programs: int) -> tuple[list[int], list[int]]:
     """Skills still to learn before and including the target, in prerequisite order, and the
     programs that develop them (most of those skills first).
 

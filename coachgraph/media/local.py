@@ -17,7 +17,6 @@ from coachgraph.media.model import StoredObject, UploadTicket, valid_key
 
 UPLOAD_PATH = "/media/upload/"
 DOWNLOAD_PATH = "/media/files/"
-WRITE_CHUNK = 1 << 20  # bytes gathered before one write in a worker thread
 
 
 class SignatureError(Exception):
@@ -38,8 +37,9 @@ class LocalMediaStore:
 
     name = "local"
 
-    def __init__(self, root: Path, *, secret: str) -> None:
+    def __init__(self, root: Path, *, secret: str, write_chunk: int = 1 << 20) -> None:
         self.root = root
+        self.write_chunk = write_chunk  # bytes gathered before one write in a worker thread
         self.objects = root / "objects"
         self._key = hmac.new(secret.encode(), b"coachgraph media urls", hashlib.sha256).digest()
 
@@ -124,7 +124,7 @@ class LocalMediaStore:
                 if received > size_bytes:
                     raise UploadRefused(413, f"The upload is larger than {size_bytes} bytes")
                 pending += chunk
-                if len(pending) >= WRITE_CHUNK:
+                if len(pending) >= self.write_chunk:
                     if inflight is not None:
                         await inflight
                     inflight = asyncio.ensure_future(asyncio.to_thread(flush, pending))

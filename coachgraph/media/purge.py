@@ -14,9 +14,7 @@ from coachgraph.stores.db import Database
 log = logging.getLogger(__name__)
 
 
-async def purge_stale(
-    db: Database, store: MediaStore, *, older_than: timedelta, batch: int = 500
-) -> int:
+async def purge_stale(db: Database, store: MediaStore, *, older_than: timedelta, batch: int) -> int:
     """Remove PENDING media older than `older_than`, rows first, then their bytes."""
     purged = 0
     while True:
@@ -34,7 +32,7 @@ async def purge_periodically(db: Database, store: MediaStore, limits: Limits) ->
     age = timedelta(seconds=limits.media_pending_max_age_seconds)
     while True:
         try:
-            purged = await purge_stale(db, store, older_than=age)
+            purged = await purge_stale(db, store, older_than=age, batch=limits.media_purge_batch)
             if purged:
                 log.info("purged %d stale pending media", purged)
         except Exception:  # the job must outlive a passing database or storage fault

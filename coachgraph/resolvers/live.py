@@ -40,7 +40,6 @@ RANGES: dict[str, tuple[float, float]] = {
     "SPEED": (0, 40),
     "HRV": (1, 300),
 }
-CLOCK_SLACK = timedelta(seconds=5)
 RawSample = tuple[str, datetime, float]
 
 
@@ -58,11 +57,13 @@ def check_samples(
     *,
     started_at: datetime,
     now: datetime,
+    clock_slack: timedelta,
     where: str = "samples",
     first_index: int = 0,
 ) -> list[RawSample]:
-    """Every sample in range and in the session's time; the first offender refuses the batch."""
-    earliest, latest = started_at - CLOCK_SLACK, now + CLOCK_SLACK
+    """Every sample in range and in the session's time (give or take `clock_slack`); the first
+    offender refuses the batch."""
+    earliest, latest = started_at - clock_slack, now + clock_slack
     checked = []
     for i, (kind, at, value) in enumerate(samples, start=first_index):
         low_high = RANGES.get(kind)
@@ -123,7 +124,20 @@ async def record(
     cap = limits.max_samples_per_batch
     if not 1 <= len(samples) <= cap:
         raise InvalidInput(f"Send 1 to {cap} samples", field="samples", code="OUT_OF_RANGE")
-    return await record_chunks(db, broker, viewer, session_id, _one(samples), where="samples")
+    return await record_chunks(
+        db,
+        broker,
+        viewer,
+        session_id,
+        _one(samples),
+        clock_slack=clock_slack(limits),
+        where="samples",
+    )
+
+
+def clock_slack(limits: Limits) -> timedelta:
+    """How far a sample's time may lie before its session's start or after now."""
+    return timedelta(milliseconds=limits.sample_clock_slack_ms)
 
 
 async def _one(samples: list[RawSample]) -> AsyncIterator[list[RawSample]]:
@@ -137,6 +151,7 @@ async def record_chunks(
     session_id: int,
     chunks: AsyncIterator[list[RawSample]],
     *,
+    clock_slack: timedelta,
     where: str = "line",
 ) -> Recorded:
     """Each chunk is checked, then COPied while the next one is read and parsed (Postgres
@@ -156,6 +171,7 @@ async def record_chunks(
                     chunk,
                     started_at=session.started_at,
                     now=datetime.now(UTC),
+                    clock_slack=clock_slack,
                     where=where,
                     first_index=seen,
                 )

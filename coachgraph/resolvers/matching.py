@@ -66,4 +66,6 @@ async def skill_path(
     await _full_access(ctx, athlete_id)
     await queries.skill(ctx, target_id)
     found = await ctx.graph.path_neighbourhood(athlete_id, target_id)
-    return None if found is None else recommend.skill_path(found)
+    if found is None:
+        return None
+    return recommend.skill_path(found, max_programs=ctx.settings.limits.skill_path_max_programs)

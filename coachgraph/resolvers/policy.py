@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from coachgraph.errors import DomainError, NotFound, PermissionDenied
-from coachgraph.search.model import KINDS, Scope
+from coachgraph.search.model import SEARCH_KINDS, Scope
 from coachgraph.stores.records import AthleteScope, SessionScope
 
 
@@ -128,7 +128,7 @@ def session_data_writable_by(viewer: Viewer) -> SessionScope:
 def search_scope(viewer: Viewer, kinds: list[str] | None) -> Scope:
     """The kinds asked for (all by default); athletes only for those who may list others
     (admins, coaches), within the athlete scope. Anonymous viewers and athletes find none."""
-    wanted = list(dict.fromkeys(kinds)) if kinds else list(KINDS)
+    wanted = list(dict.fromkeys(kinds)) if kinds else list(SEARCH_KINDS)
     athletes = athletes_visible_to(viewer)
     if viewer.role not in (Role.ADMIN, Role.COACH):
         wanted = [k for k in wanted if k != "ATHLETE"]

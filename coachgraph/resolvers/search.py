@@ -19,8 +19,8 @@ from coachgraph.search.model import (
     Filters,
     Hit,
     Prepared,
-    Query,
     SearchIndex,
+    SearchQuery,
 )
 from coachgraph.stores.records import AthleteRecord, CoachRecord, ProgramRecord, SkillRecord
 
@@ -211,7 +211,7 @@ async def plan(
     scope = search_scope(ctx.viewer, kinds)
     prepared = None
     if scope.kinds:
-        query = Query(text, scope, filters, limits.max_search_words)
+        query = SearchQuery(text, scope, filters, limits.max_search_words)
         prepared = await ctx.search.prepare(query)
     athlete = ctx.viewer.athlete_id is not None
     personal = athlete and bool({"COACH", "PROGRAM"} & set(scope.kinds))

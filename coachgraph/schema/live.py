@@ -11,12 +11,10 @@ import strawberry
 
 from coachgraph.ids import decode_id, encode_cursor
 from coachgraph.resolvers import live
-from coachgraph.resolvers.context import Context
 from coachgraph.stores.metrics import Bucket, Sample, Summary
 
-from .errors import ConflictError, NotFoundError, PermissionDeniedError, ValidationError, as_result
-
-Info = strawberry.Info[Context, None]
+from .errors import ErrorResult, as_result
+from .info import Info
 
 
 @strawberry.enum(description="bpm, W, rpm, m/s, ms")
@@ -93,8 +91,9 @@ def _sample_from_input(cls: type, value: Mapping[str, Any], context: object) -> 
 MetricSampleInput.__strawberry_definition__.from_input = _sample_from_input  # type: ignore[attr-defined]
 
 
-Errors = ValidationError | NotFoundError | PermissionDeniedError | ConflictError
-RecordMetricsResult = Annotated[RecordMetrics | Errors, strawberry.union("RecordMetricsResult")]
+RecordMetricsResult = Annotated[
+    RecordMetrics | ErrorResult, strawberry.union("RecordMetricsResult")
+]
 
 
 @strawberry.type

@@ -12,7 +12,8 @@ from coachgraph.graph.recommend import Match, Reasons
 from coachgraph.ids import decode_id
 from coachgraph.resolvers import matching, queries
 
-from .types import Athlete, Coach, Info, Program, Skill
+from .info import Info
+from .types import Athlete, Coach, Program, Skill
 
 
 async def _skills(info: Info, ids: tuple[int, ...] | list[int]) -> list[Skill]:

@@ -11,14 +11,12 @@ from strawberry.scalars import JSON
 
 from coachgraph.ids import decode_id, from_global_id, to_global_id
 from coachgraph.resolvers import media as media_resolvers
-from coachgraph.resolvers.context import Context
 from coachgraph.resolvers.media import Ticket
 from coachgraph.stores.records import MediaRecord
 
-from .errors import ConflictError, NotFoundError, PermissionDeniedError, ValidationError, as_result
+from .errors import ErrorResult, as_result
+from .info import Info
 from .node import Node
-
-Info = strawberry.Info[Context, None]
 
 
 @strawberry.enum
@@ -63,8 +61,8 @@ class Media(Node):
         return await media_resolvers.download_url(info.context, self.record)
 
 
-@strawberry.type
-class UploadTicket:
+@strawberry.type(name="UploadTicket")
+class UploadTicketType:
     media: Media
     method: str = strawberry.field(description="PUT (send the bytes as the body) or POST (form).")
     url: str
@@ -73,7 +71,7 @@ class UploadTicket:
     expires_at: datetime
 
     @classmethod
-    def from_ticket(cls, t: Ticket) -> UploadTicket:
+    def from_ticket(cls, t: Ticket) -> UploadTicketType:
         return cls(
             media=Media.from_record(t.media),
             method=t.upload.method,
@@ -92,9 +90,8 @@ class CreateUploadInput:
     size_bytes: int = strawberry.field(description="Exact size of the file in bytes.")
 
 
-Errors = ValidationError | NotFoundError | PermissionDeniedError | ConflictError
-UploadResult = Annotated[UploadTicket | Errors, strawberry.union("UploadResult")]
-MediaResult = Annotated[Media | Errors, strawberry.union("MediaResult")]
+UploadResult = Annotated[UploadTicketType | ErrorResult, strawberry.union("UploadResult")]
+MediaResult = Annotated[Media | ErrorResult, strawberry.union("MediaResult")]
 
 
 def _media_id(value: strawberry.ID, field: str) -> int:
@@ -116,7 +113,7 @@ class MediaMutation:
                 size_bytes=input.size_bytes,
             )
 
-        return await as_result(run, UploadTicket.from_ticket)
+        return await as_result(run, UploadTicketType.from_ticket)
 
     @strawberry.mutation(description="Verify the uploaded bytes and mark the media READY.")
     async def complete_upload(self, info: Info, media_id: strawberry.ID) -> MediaResult:

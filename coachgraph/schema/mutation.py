@@ -9,7 +9,8 @@ import strawberry
 from coachgraph.ids import decode_id
 from coachgraph.resolvers import mutations, validate
 
-from .errors import ConflictError, NotFoundError, PermissionDeniedError, ValidationError, as_result
+from .errors import ErrorResult, as_result
+from .info import Info
 from .inputs import (
     CreateAthleteInput,
     CreateCoachInput,
@@ -21,16 +22,15 @@ from .inputs import (
 )
 from .live import LiveMutation
 from .media import MediaMutation
-from .types import Athlete, Coach, Enrollment, Info, Program, Skill, TrainingSession
+from .types import Athlete, Coach, Enrollment, Program, Skill, TrainingSession
 
-Errors = ValidationError | NotFoundError | PermissionDeniedError | ConflictError
-CoachResult = Annotated[Coach | Errors, strawberry.union("CoachResult")]
-AthleteResult = Annotated[Athlete | Errors, strawberry.union("AthleteResult")]
-SkillResult = Annotated[Skill | Errors, strawberry.union("SkillResult")]
-ProgramResult = Annotated[Program | Errors, strawberry.union("ProgramResult")]
-EnrollmentResult = Annotated[Enrollment | Errors, strawberry.union("EnrollmentResult")]
+CoachResult = Annotated[Coach | ErrorResult, strawberry.union("CoachResult")]
+AthleteResult = Annotated[Athlete | ErrorResult, strawberry.union("AthleteResult")]
+SkillResult = Annotated[Skill | ErrorResult, strawberry.union("SkillResult")]
+ProgramResult = Annotated[Program | ErrorResult, strawberry.union("ProgramResult")]
+EnrollmentResult = Annotated[Enrollment | ErrorResult, strawberry.union("EnrollmentResult")]
 TrainingSessionResult = Annotated[
-    TrainingSession | Errors, strawberry.union("TrainingSessionResult")
+    TrainingSession | ErrorResult, strawberry.union("TrainingSessionResult")
 ]
 
 

@@ -8,6 +8,7 @@ from coachgraph.errors import InvalidInput
 from coachgraph.ids import decode_id, from_global_id
 from coachgraph.resolvers import media, queries
 
+from .info import Info
 from .inputs import AthleteFilter, CoachFilter, ProgramFilter
 from .matching import MatchingQuery
 from .media import Media
@@ -17,11 +18,10 @@ from .search import SearchConnection, SearchFilter, SearchKind, search_field
 from .types import (
     Athlete,
     Coach,
-    Info,
     Program,
     Skill,
     TrainingSession,
-    Viewer,
+    ViewerType,
     row_id,
 )
 
@@ -52,9 +52,9 @@ class Query(MatchingQuery):
         return await resolve_node(info, id)
 
     @strawberry.field(description="Who is asking; null when anonymous.")
-    def viewer(self, info: Info) -> Viewer | None:
+    def viewer(self, info: Info) -> ViewerType | None:
         v = info.context.viewer
-        return None if v.role is None else Viewer.of(v.role, v.coach_id, v.athlete_id)
+        return None if v.role is None else ViewerType.of(v.role, v.coach_id, v.athlete_id)
 
     @strawberry.field
     async def coaches(

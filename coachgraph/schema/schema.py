@@ -36,7 +36,7 @@ class Schema(strawberry.Schema):
 
 
 def build_schema(limits: Limits | None = None) -> strawberry.Schema:
-    """The GraphQL schema with depth, alias, token and cost budgets from `limits`."""
+    """The GraphQL schema: depth, alias, token and cost budgets and cache sizes from `limits`."""
     limits = limits or Limits()
     # The rule class is made once: ValidationCache keys on the rules, and a rule class made per
     # request would never hit the cache. One rule measures depth, aliases and cost together,
@@ -51,8 +51,8 @@ def build_schema(limits: Limits | None = None) -> strawberry.Schema:
         config=StrawberryConfig(auto_camel_case=True),
         extensions=[
             lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
-            lambda: ParserCache(maxsize=256),
+            lambda: ParserCache(maxsize=limits.parser_cache_size),
             lambda: AddValidationRules(rules),
-            lambda: ValidationCache(maxsize=256),
+            lambda: ValidationCache(maxsize=limits.validation_cache_size),
         ],
     )

@@ -12,8 +12,9 @@ from coachgraph.ids import encode_cursor
 from coachgraph.resolvers import search as search_resolvers
 from coachgraph.resolvers.search import Totals
 
+from .info import Info
 from .relay import PageInfo, page_info
-from .types import Athlete, Coach, Info, Program, Skill
+from .types import Athlete, Coach, Program, Skill
 
 
 @strawberry.enum

@@ -10,9 +10,10 @@ import strawberry
 from coachgraph.ids import decode_id
 from coachgraph.resolvers import live
 
+from .info import Info
 from .live import MetricKind, MetricSample
 from .matching import CoachMatch, present_coach_matches
-from .types import Info, TrainingSession
+from .types import TrainingSession
 
 
 @strawberry.type

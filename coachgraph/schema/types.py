@@ -9,8 +9,7 @@ import strawberry
 
 from coachgraph.ids import to_global_id
 from coachgraph.resolvers import queries
-from coachgraph.resolvers.context import Context
-from coachgraph.resolvers.policy import Role as PolicyRole
+from coachgraph.resolvers.policy import Role
 from coachgraph.stores.metrics import Sample
 from coachgraph.stores.records import (
     AthleteRecord,
@@ -22,16 +21,15 @@ from coachgraph.stores.records import (
     SkillRecord,
 )
 
+from .info import Info
 from .live import MetricBucket, MetricKind, MetricSample, SessionSummary
 from .media import Media
 from .node import Node
 from .relay import Connection, connection
 
-Info = strawberry.Info[Context, None]
 
-
-@strawberry.enum
-class Role(enum.Enum):
+@strawberry.enum(name="Role")
+class RoleType(enum.Enum):
     ADMIN = "ADMIN"
     COACH = "COACH"
     ATHLETE = "ATHLETE"
@@ -347,9 +345,9 @@ class TrainingSession(Node):
         return Program.from_record(await queries.program(info.context, self.record.program_id))
 
 
-@strawberry.type
-class Viewer:
-    role: Role
+@strawberry.type(name="Viewer")
+class ViewerType:
+    role: RoleType
     coach_id: strawberry.Private[int | None]
     athlete_id: strawberry.Private[int | None]
 
@@ -366,8 +364,8 @@ class Viewer:
         return Athlete.from_record(await queries.athlete(info.context, self.athlete_id))
 
     @classmethod
-    def of(cls, role: PolicyRole, coach_id: int | None, athlete_id: int | None) -> Viewer:
-        return cls(role=Role(role.value), coach_id=coach_id, athlete_id=athlete_id)
+    def of(cls, role: Role, coach_id: int | None, athlete_id: int | None) -> ViewerType:
+        return cls(role=RoleType(role.value), coach_id=coach_id, athlete_id=athlete_id)
 
 
 async def _media(info: Info, owner_type: str, owner_id: int) -> list[Media]:

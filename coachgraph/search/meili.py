@@ -34,19 +34,19 @@ from meilisearch_python_sdk.models.task import TaskInfo
 
 from coachgraph.errors import Unavailable
 from coachgraph.search.model import (
-    Dirty,
     FacetCounts,
     Facets,
     Filters,
     Hit,
     Prepared,
-    Query,
     Scope,
+    SearchQuery,
     fold,
     words,
 )
 from coachgraph.stores import search_docs
 from coachgraph.stores.db import Database
+from coachgraph.stores.outbox import Dirty
 from coachgraph.stores.records import AthleteScope
 
 # Meilisearch down or not answering (the SDK speaks httpx): the search store is unavailable
@@ -92,7 +92,7 @@ def document(row: Any) -> dict[str, Any]:
     }
 
 
-def index_settings(max_total_hits: int) -> MeilisearchSettings:
+def index_settings(max_total_hits: int, *, max_facet_values: int) -> MeilisearchSettings:
     return MeilisearchSettings(
         searchable_attributes=["title", "body"],  # a title match ranks above a body match
         displayed_attributes=["kind", "id", "title", "body"],
@@ -115,7 +115,7 @@ def index_settings(max_total_hits: int) -> MeilisearchSettings:
             min_word_size_for_typos=MinWordSizeForTypos(one_typo=4, two_typos=8),
         ),
         pagination=Pagination(max_total_hits=max_total_hits),
-        faceting=Faceting(max_values_per_facet=100),
+        faceting=Faceting(max_values_per_facet=max_facet_values),
     )
 
 
@@ -181,7 +181,9 @@ class MeiliSearch:
         index: str = "coachgraph",
         batch: int = 5_000,
         task_timeout_ms: int = 120_000,
+        request_timeout_seconds: int = 30,
         max_total_hits: int = 100_000,
+        max_facet_values: int = 100,
     ) -> None:
         self.db = db
         self.url = url
@@ -189,7 +191,9 @@ class MeiliSearch:
         self.index_name = index
         self.batch = batch
         self.task_timeout_ms = task_timeout_ms
+        self.request_timeout_seconds = request_timeout_seconds  # whole: the client takes an int
         self.max_total_hits = max_total_hits
+        self.max_facet_values = max_facet_values
         self._client: AsyncClient | None = None
         self.offset_name = f"search:meilisearch:{index}"
         self.persistent = True  # until start() finds no index
@@ -200,7 +204,7 @@ class MeiliSearch:
         return self._client
 
     async def start(self) -> None:
-        self._client = AsyncClient(self.url, self.api_key, timeout=30)
+        self._client = AsyncClient(self.url, self.api_key, timeout=self.request_timeout_seconds)
         await self.client.health()
         try:
             await self.client.get_index(self.index_name)
@@ -222,7 +226,8 @@ class MeiliSearch:
     async def _ensure(self, name: str) -> None:
         """The index exists, with our settings applied."""
         index = await self.client.get_or_create_index(name, primary_key="uid")
-        await self._wait(await index.update_settings(index_settings(self.max_total_hits)))
+        wanted = index_settings(self.max_total_hits, max_facet_values=self.max_facet_values)
+        await self._wait(await index.update_settings(wanted))
 
     async def _wait(self, *tasks: TaskInfo) -> None:
         for task in tasks:
@@ -271,7 +276,7 @@ class MeiliSearch:
         return total
 
     # ------------------------------------------------------------------ queries
-    async def prepare(self, query: Query) -> MeiliPrepared | None:
+    async def prepare(self, query: SearchQuery) -> MeiliPrepared | None:
         found = words(query.text, query.max_words)
         if not found:
             return None

@@ -12,12 +12,12 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from coachgraph.stores.outbox import Dirty
 from coachgraph.stores.records import AthleteScope
 
-KINDS = ("COACH", "ATHLETE", "PROGRAM", "SKILL")
+SEARCH_KINDS = ("COACH", "ATHLETE", "PROGRAM", "SKILL")
 FACET_FIELDS = ("sport", "city", "level")
 
-Dirty = dict[str, set[int]]
 Facets = dict[str, list[tuple[str, int]]]  # field → (value, count), most frequent first
 
 
@@ -55,7 +55,7 @@ class Filters:
 
 
 @dataclass(frozen=True, slots=True)
-class Query:
+class SearchQuery:
     """A validated search: the viewer's text (length-checked), scope and filters."""
 
     text: str
@@ -106,7 +106,7 @@ class SearchIndex(Protocol):
     async def rebuild(self) -> int:
         """Every document again from the records, searchable throughout; returns how many."""
 
-    async def prepare(self, query: Query) -> Prepared | None:
+    async def prepare(self, query: SearchQuery) -> Prepared | None:
         """None when the text has nothing to search for (only punctuation, say)."""
 
     async def hits(self, prepared: Prepared, *, offset: int, limit: int) -> list[Hit]:

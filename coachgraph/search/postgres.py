@@ -22,26 +22,24 @@ from dataclasses import dataclass
 from coachgraph.search.model import (
     FACET_FIELDS,
     WORD,
-    Dirty,
     FacetCounts,
     Facets,
     Hit,
     Prepared,
-    Query,
+    SearchQuery,
     words,
 )
 from coachgraph.stores import search_docs, search_query
 from coachgraph.stores.db import Database
+from coachgraph.stores.outbox import Dirty
 from coachgraph.stores.search_query import FacetValues, QueryWord
-
-FACET_CACHE_SIZE = 100_000  # distinct (sports, city, level) combinations remembered
 
 
 def _lexeme(word: str) -> str:
     return "'" + word.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
-def tsquery(found: list[QueryWord], *, min_prefix: int = 2, max_corrections: int = 3) -> str | None:
+def tsquery(found: list[QueryWord], *, min_prefix: int, max_corrections: int) -> str | None:
     """ANDed words; each also matches as a prefix ("swi" finds "swimming"); an unknown word is
     replaced by its closest corrections only ("runing" is "running", not also "rowing")."""
     terms = []
@@ -77,11 +75,19 @@ class PostgresSearch:
         candidates: int = 1_000,
         facet_limit: int = 10_000,
         min_prefix: int = 2,
+        max_corrections: int = 3,
+        facet_cache_size: int = 100_000,
+        rebuild_batch: int = 5_000,
+        timeout: float = 2.0,
     ):
         self.db = db
         self.candidates = candidates
         self.facet_limit = facet_limit
         self.min_prefix = min_prefix
+        self.max_corrections = max_corrections  # closest spellings standing in for a word
+        self.facet_cache_size = facet_cache_size  # distinct (sports, city, level) kept
+        self.rebuild_batch = rebuild_batch
+        self.timeout = timeout  # of a ping
         self._facet_cache: dict[int, FacetValues] = {}
 
     async def start(self) -> None:
@@ -91,7 +97,7 @@ class PostgresSearch:
         return None
 
     async def ping(self) -> None:
-        await search_query.ping(self.db.pool, seconds=2)
+        await search_query.ping(self.db.pool, seconds=self.timeout)
 
     # ------------------------------------------------------------------ projection
     async def apply(self, dirty: Dirty) -> None:
@@ -101,15 +107,15 @@ class PostgresSearch:
 
     async def rebuild(self) -> int:
         async with self.db.transaction() as conn:
-            return await search_docs.rebuild(conn)
+            return await search_docs.rebuild(conn, batch=self.rebuild_batch)
 
     # ------------------------------------------------------------------ queries
-    async def prepare(self, query: Query) -> PgPrepared | None:
+    async def prepare(self, query: SearchQuery) -> PgPrepared | None:
         found = words(query.text, query.max_words)
         if not found:
             return None
         checked = await search_query.query_words(self.db.pool, words=found)
-        text = tsquery(checked, min_prefix=self.min_prefix)
+        text = tsquery(checked, min_prefix=self.min_prefix, max_corrections=self.max_corrections)
         if text is None:
             return None
         scope, filters = query.scope, query.filters
@@ -173,7 +179,7 @@ class PostgresSearch:
         known = self._facet_cache
         missing = [k for k in keys if k not in known]
         if missing:
-            if len(known) + len(missing) > FACET_CACHE_SIZE:
+            if len(known) + len(missing) > self.facet_cache_size:
                 known.clear()
             known.update(await search_query.facet_values(self.db.pool, keys=missing))
         return {k: known.get(k, ([], None, None)) for k in keys}

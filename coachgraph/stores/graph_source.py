@@ -131,7 +131,7 @@ def _program(r: Any) -> ProgramState:
     return ProgramState(r["id"], r["sport"], r["level"], r["coach_id"], _ids(r["skills"]))
 
 
-KINDS = {
+AGGREGATE_READERS = {
     "coach": (_COACHES, _coach),
     "athlete": (_ATHLETES, _athlete),
     "skill": (_SKILLS, _skill),
@@ -141,21 +141,21 @@ KINDS = {
 
 async def load(conn: Executor, *, ids: dict[str, set[int]]) -> States:
     """The current state of the given records (one statement per kind asked for)."""
-    found: dict[str, list[Any]] = {kind: [] for kind in KINDS}
+    found: dict[str, list[Any]] = {kind: [] for kind in AGGREGATE_READERS}
     missing: dict[str, set[int]] = {}
     for kind, wanted in ids.items():
         if not wanted:
             continue
-        sql, make = KINDS[kind]
+        sql, make = AGGREGATE_READERS[kind]
         rows = await conn.fetch(sql, sorted(wanted), 0, len(wanted))
         found[kind] = [make(r) for r in rows]
         missing[kind] = wanted - {s.id for s in found[kind]}
     return States(found["coach"], found["athlete"], found["skill"], found["program"], missing)
 
 
-async def stream_all(conn: Executor, kind: str, *, chunk: int = 20_000) -> AsyncIterator[list[Any]]:
+async def stream_all(conn: Executor, kind: str, *, chunk: int) -> AsyncIterator[list[Any]]:
     """Every record of a kind, in id-ordered chunks (for a full reindex)."""
-    sql, make = KINDS[kind]
+    sql, make = AGGREGATE_READERS[kind]
     after = 0
     while True:
         rows = await conn.fetch(sql, None, after, chunk)

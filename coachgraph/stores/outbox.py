@@ -6,6 +6,8 @@ from typing import Any
 
 from coachgraph.stores.sql import Executor
 
+Dirty = dict[str, set[int]]  # aggregate ("coach", ...) → ids a batch of outbox events touched
+
 
 async def append(
     conn: Executor, *, aggregate: str, aggregate_id: int, event: str, payload: dict[str, Any]

@@ -84,7 +84,7 @@ async def id_batches(conn: Executor, *, kind: str, batch: int) -> AsyncIterator[
         last = ids[-1]
 
 
-async def rebuild(conn: Executor, *, batch: int = 5_000) -> int:
+async def rebuild(conn: Executor, *, batch: int) -> int:
     """Every document again from the records (inside a transaction); returns how many."""
     # DELETE, not TRUNCATE: readers keep the old documents until this commits, unblocked
     await conn.execute("DELETE FROM search_documents")

@@ -22,10 +22,10 @@ class Overflow(Exception):
     """The subscriber's queue filled up: it fell behind and must resume from storage."""
 
 
-class Subscription:
+class SubscriberQueue:
     """One subscriber's bounded queue. Publishing never waits on it: a full queue ends it."""
 
-    def __init__(self, topic: str, size: int, release: Callable[[Subscription], None]) -> None:
+    def __init__(self, topic: str, size: int, release: Callable[[SubscriberQueue], None]) -> None:
         self.topic = topic
         self.since: tuple[int, int] = (0, 0)  # a backend's own position: deliver what is newer
         self.overflowed = False
@@ -62,14 +62,14 @@ class Fanout:
     """Local subscribers by topic: what both backends deliver to, in this process."""
 
     def __init__(self) -> None:
-        self.topics: dict[str, set[Subscription]] = {}
+        self.topics: dict[str, set[SubscriberQueue]] = {}
 
-    def add(self, topic: str, size: int) -> Subscription:
-        sub = Subscription(topic, size, self.remove)
+    def add(self, topic: str, size: int) -> SubscriberQueue:
+        sub = SubscriberQueue(topic, size, self.remove)
         self.topics.setdefault(topic, set()).add(sub)
         return sub
 
-    def remove(self, sub: Subscription) -> None:
+    def remove(self, sub: SubscriberQueue) -> None:
         subs = self.topics.get(sub.topic)
         if subs is not None:
             subs.discard(sub)
@@ -106,7 +106,7 @@ class Broker(Protocol):
         (the write stands; subscribers are told to resync and read it from Postgres)."""
         ...
 
-    async def subscribe(self, topic: str, *, queue_size: int) -> Subscription:
+    async def subscribe(self, topic: str, *, queue_size: int) -> SubscriberQueue:
         """Messages published to `topic` from now on, until the subscription is closed."""
         ...
 
@@ -131,5 +131,5 @@ class MemoryBroker:
     async def publish(self, topic: str, message: Message) -> None:
         self.fanout.deliver(topic, message)
 
-    async def subscribe(self, topic: str, *, queue_size: int) -> Subscription:
+    async def subscribe(self, topic: str, *, queue_size: int) -> SubscriberQueue:
         return self.fanout.add(topic, queue_size)

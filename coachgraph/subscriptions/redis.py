@@ -1,9 +1,10 @@
 """Redis Streams broker: any API replica publishes, every replica fans out to its subscribers.
 
-All topics share one stream. Each replica's reader task takes it in bulk (up to 1,000 entries
-per XREAD) and hands each entry to the local subscribers of its topic, if any. One XREAD of one
-key serves every subscriber of the process, where a stream per topic would make each read
-name every topic with a subscriber (measured: 1,000 topics held a core at 23 % delivery).
+All topics share one stream. Each replica's reader task takes it in bulk (up to
+`Limits.redis_read_count` entries per XREAD, 1,000 by default) and hands each entry to the local
+subscribers of its topic, if any. One XREAD of one key serves every subscriber of the process,
+where a stream per topic would make each read name every topic with a subscriber (measured:
+1,000 topics held a core at 23 % delivery).
 
 Redis is not the source of truth, so its outages cost liveness, never data: a publish that
 fails is logged and dropped (the write it announces is committed in Postgres) and the local
@@ -26,11 +27,10 @@ from redis.backoff import NoBackoff
 
 from coachgraph.errors import Unavailable
 from coachgraph.retry import Backoff
-from coachgraph.subscriptions.broker import RESYNC, Fanout, Message, Subscription
+from coachgraph.subscriptions.broker import RESYNC, Fanout, Message, SubscriberQueue
 
 log = logging.getLogger(__name__)
 STREAM = "coachgraph:events"
-BLOCK_MS = 1_000
 STORE = "broker"
 
 # Redis is down, restarting, or not answering
@@ -55,12 +55,16 @@ class RedisBroker:
         stream: str = STREAM,
         timeout: float = 2.0,
         retry: Backoff | None = None,
+        read_block_ms: int = 1_000,
+        read_count: int = 1_000,
     ) -> None:
         self._url = url
         self._max_length = max_length  # entries kept: history lives in Postgres, not here
         self._stream = stream
         self._timeout = timeout  # per command (publish, subscribe, ping) and per connect
         self.retry = retry or Backoff(0.1, 5.0)  # the reader's reconnect schedule
+        self._read_block_ms = read_block_ms  # how long one XREAD waits for entries
+        self._read_count = read_count  # the most entries one XREAD takes
         self.fanout = Fanout()
         self._redis: Any = None
         self._reader_conn: Any = None
@@ -81,7 +85,7 @@ class RedisBroker:
 
     async def start(self) -> None:
         self._redis = self._client(self._timeout)
-        self._reader_conn = self._client(BLOCK_MS / 1000 + self._timeout)
+        self._reader_conn = self._client(self._read_block_ms / 1000 + self._timeout)
         await self._redis.ping()
         last = await self._redis.xrevrange(self._stream, count=1)
         position = last[0][0].decode() if last else "0-0"
@@ -129,7 +133,7 @@ class RedisBroker:
             log.info("Redis publish works again")
             self._publish_failing = False
 
-    async def subscribe(self, topic: str, *, queue_size: int) -> Subscription:
+    async def subscribe(self, topic: str, *, queue_size: int) -> SubscriberQueue:
         """Entries after the stream's end as of now (the reader may still be behind it); with
         Redis unreachable, after what the reader has handed out so far."""
         try:
@@ -148,7 +152,7 @@ class RedisBroker:
                 if self.retry.failing:
                     position = await self._resume_from(position)
                 found = await self._reader_conn.xread(
-                    {self._stream: position}, block=BLOCK_MS, count=1_000
+                    {self._stream: position}, block=self._read_block_ms, count=self._read_count
                 )
             except asyncio.CancelledError:
                 raise

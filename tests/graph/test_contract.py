@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from coachgraph.config import Limits
 from coachgraph.graph import recommend
 from coachgraph.graph.model import GraphStore
 from coachgraph.graph.projector import CHANNEL
@@ -132,9 +133,10 @@ async def test_programs_and_skill_path(db: Database, factory: Factory, graph: Gr
 
     path = await graph.path_neighbourhood(athlete.id, top.id)
     assert path is not None
-    skills, programs = recommend.skill_path(path)
+    skills, programs = recommend.skill_path(path, max_programs=Limits().skill_path_max_programs)
     assert skills == [mid.id, side.id, top.id]  # Base is known; prerequisites first
     assert programs[0] == good.id
+    assert recommend.skill_path(path, max_programs=1)[1] == [good.id]
 
 
 async def test_projection_follows_changes(

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
+from coachgraph.config import Limits
 from coachgraph.errors import PermissionDenied
 from coachgraph.resolvers import live
 from coachgraph.resolvers.live import RawSample
@@ -51,7 +52,8 @@ async def record(db: Database, viewer: Viewer, session: SessionRecord) -> live.R
     await broker.start()
     try:
         chunks = unassigned_first(db, session, [batch(5), batch(3)])
-        return await live.record_chunks(db, broker, viewer, session.id, chunks)
+        slack = live.clock_slack(Limits())
+        return await live.record_chunks(db, broker, viewer, session.id, chunks, clock_slack=slack)
     finally:
         await broker.close()
 

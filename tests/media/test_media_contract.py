@@ -11,6 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
+from coachgraph.config import Limits
 from coachgraph.ids import to_global_id
 from coachgraph.media.model import valid_key
 from coachgraph.media.purge import purge_stale
@@ -382,7 +383,12 @@ async def test_purge_removes_stale_pending_media_and_bytes(api: MediaAPI, factor
         storage_key(stale),
     )
 
-    purged = await purge_stale(api.resources.db, api.store, older_than=timedelta(hours=24))
+    purged = await purge_stale(
+        api.resources.db,
+        api.store,
+        older_than=timedelta(hours=24),
+        batch=Limits().media_purge_batch,
+    )
 
     assert purged == 1
     keys = {r["storage_key"] for r in await pool.fetch("SELECT storage_key FROM media")}

@@ -65,12 +65,13 @@ def test_documents_key_sports_and_cities_without_case_or_accents() -> None:
 
 
 def test_index_settings_tolerate_typos_from_four_letters() -> None:
-    settings = index_settings(100_000)
+    settings = index_settings(100_000, max_facet_values=100)
     assert settings.searchable_attributes == ["title", "body"]
     typos = settings.typo_tolerance
     assert typos is not None and typos.min_word_size_for_typos is not None
     assert typos.min_word_size_for_typos.one_typo == 4  # "jonh" finds "john"
     assert settings.pagination is not None and settings.pagination.max_total_hits == 100_000
+    assert settings.faceting is not None and settings.faceting.max_values_per_facet == 100
 
 
 @pytest.mark.parametrize(
@@ -106,4 +107,4 @@ def test_search_filters_follow_the_viewer_scope() -> None:
     for viewer in (Viewer(Role.ATHLETE, athlete_id=3), policy.ANONYMOUS):
         assert policy.search_scope(viewer, ["ATHLETE"]).kinds == []
         assert policy.search_scope(viewer, None).kinds == ["COACH", "PROGRAM", "SKILL"]
-    assert "id" in (index_settings(10).filterable_attributes or [])
+    assert "id" in (index_settings(10, max_facet_values=10).filterable_attributes or [])

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from coachgraph.ids import to_global_id
-from coachgraph.search.model import Filters, Query, Scope
+from coachgraph.search.model import Filters, Scope, SearchQuery
 from coachgraph.stores import athletes, outbox
 from tests.conftest import GraphQLClient, token_for
 from tests.factories import Factory
@@ -43,7 +43,7 @@ async def indexed(backend: Backend, text: str, kinds: list[str]) -> int:
     """How many documents of these kinds the backend's index itself matches (no policy, no
     load from the records: what the projection holds)."""
     index = backend.resources.search
-    prepared = await index.prepare(Query(text, Scope(kinds), Filters(), 8))
+    prepared = await index.prepare(SearchQuery(text, Scope(kinds), Filters(), 8))
     assert prepared is not None
     return await index.count(prepared)
 
@@ -309,7 +309,7 @@ async def test_personal_ranking_pages_have_no_duplicates_or_gaps(
 async def test_postgres_facets_say_when_they_stopped_counting(
     factory: Factory, search_backend: Backend, project: Any
 ) -> None:
-    from coachgraph.search.model import Filters, Query, Scope
+    from coachgraph.search.model import Filters, Scope, SearchQuery
     from coachgraph.search.postgres import PostgresSearch
 
     if search_backend.name != "postgres":
@@ -317,7 +317,7 @@ async def test_postgres_facets_say_when_they_stopped_counting(
     for i in range(5):
         await factory.coach(name=f"Facet Coach {i}", city="Oslo")
     await project()
-    query = Query("facet", Scope(["COACH"]), Filters(), 8)
+    query = SearchQuery("facet", Scope(["COACH"]), Filters(), 8)
     for limit, exact, counted in ((10, True, 5), (3, False, 3)):
         search = PostgresSearch(factory.db, facet_limit=limit)
         prepared = await search.prepare(query)
