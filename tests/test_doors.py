@@ -283,14 +283,14 @@ async def test_a_body_of_many_small_json_values_parses_quickly(client: httpx.Asy
 
 async def test_the_token_clock_is_cancelled_and_waited_for() -> None:
     """A WebSocket's expiry timer ends with its connection: no task outlives it."""
-    clock = _TokenClock()
     rang: list[bool] = []
 
     async def expire() -> None:
         rang.append(True)
 
+    clock = _TokenClock(expire)
     context: Any = SimpleNamespace(viewer=Viewer(expires_at=time.time() + 3_600))
-    clock.start(context, expire)
+    clock.start(True, context)
     task = clock.task
     assert task is not None
     await clock.stop()

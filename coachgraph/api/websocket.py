@@ -51,21 +51,39 @@ def _limit_error(cap: int) -> dict[str, Any]:
 
 
 class _TokenClock:
-    """Runs `expire` when the viewer's token expires: the connection lives no longer than it."""
+    """Runs `expire` when the viewer's token expires: the connection lives no longer than it.
+    Both protocol handlers delegate their handle / connection_init / message hooks here."""
 
-    def __init__(self) -> None:
+    def __init__(self, expire: Callable[[], Awaitable[None]]) -> None:
+        self.expire = expire
         self.task: asyncio.Task[None] | None = None
 
-    def start(self, context: Context, expire: Callable[[], Awaitable[None]]) -> None:
+    async def outlive(self, handling: Awaitable[None]) -> None:
+        """Await the handler's whole run, then stop the clock however it ended."""
+        try:
+            await handling
+        finally:
+            await self.stop()
+
+    def start(self, acknowledged: bool, context: Context) -> None:
+        """After connection_init: once acknowledged, ring at the token's expiry (once)."""
         expires_at = context.viewer.expires_at
-        if expires_at is None or self.task is not None:
+        if not acknowledged or expires_at is None or self.task is not None:
             return
+        expire = self.expire
 
         async def ring() -> None:
             await asyncio.sleep(max(0.0, expires_at - time.time()))
             await expire()
 
         self.task = asyncio.create_task(ring())
+
+    async def refuses(self, acknowledged: bool, context: Context) -> bool:
+        """Whether a message must be refused: an operation after expiry closes, not runs."""
+        if acknowledged and _expired(context):
+            await self.expire()
+            return True
+        return False
 
     async def stop(self) -> None:
         """Cancel the timer and wait for it: it may be closing the socket right now."""
@@ -82,24 +100,18 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.clock = _TokenClock()
+        self.clock = _TokenClock(self.expire)
 
     async def handle(self) -> None:
-        try:
-            await super().handle()
-        finally:
-            await self.clock.stop()
+        await self.clock.outlive(super().handle())
 
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
         await super().handle_connection_init(message)
-        if self.connection_acknowledged:
-            self.clock.start(self.context, self.expire)
+        self.clock.start(self.connection_acknowledged, self.context)
 
     async def handle_message(self, message: Message) -> None:
-        if self.connection_acknowledged and _expired(self.context):
-            await self.expire()  # an operation after expiry is refused, not run
-            return
-        await super().handle_message(message)
+        if not await self.clock.refuses(self.connection_acknowledged, self.context):
+            await super().handle_message(message)
 
     async def handle_subscribe(self, message: SubscribeMessage) -> None:
         cap = self.max_subscriptions_per_connection
@@ -141,24 +153,18 @@ class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.clock = _TokenClock()
+        self.clock = _TokenClock(self.expire)
 
     async def handle(self) -> None:
-        try:
-            await super().handle()
-        finally:
-            await self.clock.stop()
+        await self.clock.outlive(super().handle())
 
     async def handle_connection_init(self, message: LegacyConnectionInitMessage) -> None:
         await super().handle_connection_init(message)
-        if self.connection_acknowledged:
-            self.clock.start(self.context, self.expire)
+        self.clock.start(self.connection_acknowledged, self.context)
 
     async def handle_message(self, message: OperationMessage) -> None:
-        if self.connection_acknowledged and _expired(self.context):
-            await self.expire()
-            return
-        await super().handle_message(message)
+        if not await self.clock.refuses(self.connection_acknowledged, self.context):
+            await super().handle_message(message)
 
     async def handle_start(self, message: StartMessage) -> None:
         cap = self.max_subscriptions_per_connection

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Protocol, TypeVar
+
 from coachgraph.errors import NotFound
 from coachgraph.graph import recommend
 from coachgraph.graph.recommend import Match
 from coachgraph.resolvers import queries, validate
 from coachgraph.resolvers.context import Context
 from coachgraph.resolvers.policy import can_match_athletes, can_match_coaches, require
+
+N = TypeVar("N")
+N_co = TypeVar("N_co", covariant=True)
 
 
 def _first(ctx: Context, first: int | None, default: int = 10) -> int:
@@ -27,28 +33,40 @@ async def _exists(ctx: Context, type_name: str, raw_id: int) -> None:
         raise NotFound(type_name, raw_id)
 
 
+class _Neighbourhood(Protocol[N_co]):
+    """A graph read of one record's neighbourhood (None: the record is not in the graph)."""
+
+    def __call__(self, record_id: int, /, *, limit: int) -> Awaitable[N_co | None]: ...
+
+
+async def _matched(
+    ctx: Context,
+    first: int | None,
+    neighbourhood: _Neighbourhood[N],
+    rank: Callable[[N, int], list[Match]],
+    type_name: str,
+    raw_id: int,
+) -> list[Match]:
+    """The top `first` candidates around one record; none in the graph: no matches, or
+    NotFound if the record is missing from the database too."""
+    size = _first(ctx, first)
+    found = await neighbourhood(raw_id, limit=ctx.settings.limits.match_candidates)
+    if found is None:
+        await _exists(ctx, type_name, raw_id)
+        return []
+    return rank(found, size)
+
+
 async def match_coaches(ctx: Context, athlete_id: int, first: int | None) -> list[Match]:
     require(can_match_coaches(ctx.viewer, athlete_id), "Only the athlete or an admin may match it")
-    size = _first(ctx, first)
-    found = await ctx.graph.coach_neighbourhood(
-        athlete_id, limit=ctx.settings.limits.match_candidates
-    )
-    if found is None:
-        await _exists(ctx, "Athlete", athlete_id)
-        return []
-    return recommend.rank_coaches(found, size)
+    neighbourhood, rank = ctx.graph.coach_neighbourhood, recommend.rank_coaches
+    return await _matched(ctx, first, neighbourhood, rank, "Athlete", athlete_id)
 
 
 async def match_athletes(ctx: Context, coach_id: int, first: int | None) -> list[Match]:
     require(can_match_athletes(ctx.viewer, coach_id), "Only the coach or an admin may match it")
-    size = _first(ctx, first)
-    found = await ctx.graph.roster_neighbourhood(
-        coach_id, limit=ctx.settings.limits.match_candidates
-    )
-    if found is None:
-        await _exists(ctx, "Coach", coach_id)
-        return []
-    return recommend.rank_athletes(found, size)
+    neighbourhood, rank = ctx.graph.roster_neighbourhood, recommend.rank_athletes
+    return await _matched(ctx, first, neighbourhood, rank, "Coach", coach_id)
 
 
 async def recommend_programs(ctx: Context, athlete_id: int, first: int | None) -> list[Match]:

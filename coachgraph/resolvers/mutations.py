@@ -154,6 +154,11 @@ def _camel(name: str) -> str:
     return head + "".join(part.title() for part in rest)
 
 
+async def _athlete_now(conn: Executor, athlete_id: int) -> AthleteRecord:
+    """The athlete as this transaction sees it, after a write to it."""
+    return (await athletes.get_many(conn, ids=[athlete_id]))[athlete_id]
+
+
 async def create_coach(ctx: Context, given: CoachFields) -> CoachRecord:
     require(can_manage_catalogue(ctx.viewer), "Only admins create coaches")
     new = _coach_changes(ctx, given)
@@ -236,7 +241,7 @@ async def set_athlete_skill(
     validate.level(level)
     async with ctx.db.transaction() as conn:
         await athletes.set_skill(conn, athlete_id=athlete_id, skill_id=skill_id, level=level)
-        return (await athletes.get_many(conn, ids=[athlete_id]))[athlete_id]
+        return await _athlete_now(conn, athlete_id)
 
 
 async def set_athlete_goals(ctx: Context, athlete_id: int, skill_ids: list[int]) -> AthleteRecord:
@@ -245,7 +250,7 @@ async def set_athlete_goals(ctx: Context, athlete_id: int, skill_ids: list[int])
         for missing_id in await skills.missing(conn, ids=skill_ids):
             raise NotFound("Skill", missing_id)
         await athletes.set_goals(conn, athlete_id=athlete_id, skill_ids=skill_ids)
-        return (await athletes.get_many(conn, ids=[athlete_id]))[athlete_id]
+        return await _athlete_now(conn, athlete_id)
 
 
 async def create_program(
@@ -299,14 +304,14 @@ async def assign_coach(ctx: Context, coach_id: int, athlete_id: int) -> AthleteR
             "Coaches may only take athletes looking for a coach",
         )
         await coaches.assign(conn, coach_id=coach_id, athlete_id=athlete_id)
-        return (await athletes.get_many(conn, ids=[athlete_id]))[athlete_id]
+        return await _athlete_now(conn, athlete_id)
 
 
 async def unassign_coach(ctx: Context, coach_id: int, athlete_id: int) -> AthleteRecord:
     require(can_edit_coach(ctx.viewer, coach_id), "Coaches may only unassign themselves")
     async with ctx.db.transaction() as conn:
         await coaches.unassign(conn, coach_id=coach_id, athlete_id=athlete_id)
-        return (await athletes.get_many(conn, ids=[athlete_id]))[athlete_id]
+        return await _athlete_now(conn, athlete_id)
 
 
 async def schedule_session(

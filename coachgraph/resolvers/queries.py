@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from strawberry.dataloader import DataLoader
+
 from coachgraph.errors import NotFound, PermissionDenied
 from coachgraph.resolvers import validate
 from coachgraph.resolvers.context import Context
@@ -31,25 +33,24 @@ T = TypeVar("T")
 Count = Callable[[], Awaitable[int]]
 
 
-async def coach(ctx: Context, coach_id: int) -> CoachRecord:
-    found = await ctx.loaders.coach_by_id.load(coach_id)
+async def _found(loader: DataLoader[int, T | None], type_name: str, key: int) -> T:
+    """What `loader` holds for `key`; NotFound(`type_name`, key) if nothing."""
+    found = await loader.load(key)
     if found is None:
-        raise NotFound("Coach", coach_id)
+        raise NotFound(type_name, key)
     return found
+
+
+async def coach(ctx: Context, coach_id: int) -> CoachRecord:
+    return await _found(ctx.loaders.coach_by_id, "Coach", coach_id)
 
 
 async def skill(ctx: Context, skill_id: int) -> SkillRecord:
-    found = await ctx.loaders.skill_by_id.load(skill_id)
-    if found is None:
-        raise NotFound("Skill", skill_id)
-    return found
+    return await _found(ctx.loaders.skill_by_id, "Skill", skill_id)
 
 
 async def program(ctx: Context, program_id: int) -> ProgramRecord:
-    found = await ctx.loaders.program_by_id.load(program_id)
-    if found is None:
-        raise NotFound("Program", program_id)
-    return found
+    return await _found(ctx.loaders.program_by_id, "Program", program_id)
 
 
 async def athlete_facts(ctx: Context, found: AthleteRecord) -> AthleteFacts:
@@ -70,9 +71,7 @@ async def access_to(ctx: Context, found: AthleteRecord) -> AthleteAccess:
 
 async def athlete(ctx: Context, athlete_id: int) -> AthleteRecord:
     """An athlete the viewer may at least see the profile of."""
-    found = await ctx.loaders.athlete_by_id.load(athlete_id)
-    if found is None:
-        raise NotFound("Athlete", athlete_id)
+    found = await _found(ctx.loaders.athlete_by_id, "Athlete", athlete_id)
     if await access_to(ctx, found) is AthleteAccess.NONE:
         raise PermissionDenied("You may not see this athlete")
     return found
@@ -85,9 +84,7 @@ async def require_full_access(ctx: Context, found: AthleteRecord) -> None:
 
 
 async def session(ctx: Context, session_id: int) -> SessionRecord:
-    found = await ctx.loaders.session_by_id.load(session_id)
-    if found is None:
-        raise NotFound("TrainingSession", session_id)
+    found = await _found(ctx.loaders.session_by_id, "TrainingSession", session_id)
     if not can_read_session(ctx.viewer, found):
         raise PermissionDenied("You may not see this session")
     return found

@@ -10,10 +10,10 @@ import strawberry
 
 from coachgraph.graph.recommend import Match, Reasons
 from coachgraph.ids import decode_id
-from coachgraph.resolvers import matching, queries
+from coachgraph.resolvers import matching
 
 from .info import Info
-from .types import Athlete, Coach, Program, Skill
+from .types import Athlete, Coach, Program, Skill, athlete_by_id, coach_by_id, program_by_id
 
 
 async def _skills(info: Info, ids: tuple[int, ...] | list[int]) -> list[Skill]:
@@ -55,18 +55,22 @@ class ProgramRecommendation:
 
 
 T = TypeVar("T")
+M = TypeVar("M")
 
 
 async def _present(
-    info: Info, matches: list[Match], load: Callable[[int], Awaitable[T]]
-) -> list[tuple[T, float, MatchReasons]]:
+    info: Info,
+    matches: list[Match],
+    load: Callable[[Info, int], Awaitable[T]],
+    make: Callable[[T, float, MatchReasons], M],
+) -> list[M]:
     """Matches with their subjects and reasons' skills loaded up front, in two batched
     statements, so every field below them resolves without awaiting."""
     skill_ids = sorted(
         {s for m in matches for s in m.reasons.shared_skills + m.reasons.goals_covered}
     )
     subjects, skills = await asyncio.gather(
-        asyncio.gather(*(load(m.id) for m in matches)), _skills(info, skill_ids)
+        asyncio.gather(*(load(info, m.id) for m in matches)), _skills(info, skill_ids)
     )
     by_id = {skill.raw_id: skill for skill in skills}
 
@@ -79,7 +83,8 @@ async def _present(
         )
 
     return [
-        (subject, m.score, reasons(m.reasons)) for subject, m in zip(subjects, matches, strict=True)
+        make(subject, m.score, reasons(m.reasons))
+        for subject, m in zip(subjects, matches, strict=True)
     ]
 
 
@@ -100,14 +105,19 @@ class SkillPath:
 
 async def present_coach_matches(info: Info, matches: list[Match]) -> list[CoachMatch]:
     """Coach matches as matchCoaches and the matchUpdates subscription return them."""
+    return await _present(info, matches, coach_by_id, _coach_match)
 
-    async def load(coach_id: int) -> Coach:
-        return Coach.from_record(await queries.coach(info.context, coach_id))
 
-    return [
-        CoachMatch(coach=c, score=score, reasons=why)
-        for c, score, why in await _present(info, matches, load)
-    ]
+def _coach_match(coach: Coach, score: float, reasons: MatchReasons) -> CoachMatch:
+    return CoachMatch(coach=coach, score=score, reasons=reasons)
+
+
+def _athlete_match(athlete: Athlete, score: float, reasons: MatchReasons) -> AthleteMatch:
+    return AthleteMatch(athlete=athlete, score=score, reasons=reasons)
+
+
+def _recommendation(program: Program, score: float, reasons: MatchReasons) -> ProgramRecommendation:
+    return ProgramRecommendation(program=program, score=score, reasons=reasons)
 
 
 @strawberry.type
@@ -126,14 +136,7 @@ class MatchingQuery:
     ) -> list[AthleteMatch]:
         raw_id = decode_id(coach_id, "Coach", field="coachId")
         matches = await matching.match_athletes(info.context, raw_id, first)
-
-        async def load(athlete_id: int) -> Athlete:
-            return Athlete.from_record(await queries.athlete(info.context, athlete_id))
-
-        return [
-            AthleteMatch(athlete=a, score=score, reasons=why)
-            for a, score, why in await _present(info, matches, load)
-        ]
+        return await _present(info, matches, athlete_by_id, _athlete_match)
 
     @strawberry.field(description="Programs that develop the athlete's goals at its level.")
     async def recommend_programs(
@@ -141,14 +144,7 @@ class MatchingQuery:
     ) -> list[ProgramRecommendation]:
         raw_id = decode_id(athlete_id, "Athlete", field="athleteId")
         matches = await matching.recommend_programs(info.context, raw_id, first)
-
-        async def load(program_id: int) -> Program:
-            return Program.from_record(await queries.program(info.context, program_id))
-
-        return [
-            ProgramRecommendation(program=p, score=score, reasons=why)
-            for p, score, why in await _present(info, matches, load)
-        ]
+        return await _present(info, matches, program_by_id, _recommendation)
 
     @strawberry.field(description="What the athlete still has to learn to reach a skill.")
     async def skill_path(

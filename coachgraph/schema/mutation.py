@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 import strawberry
 
 from coachgraph.ids import decode_id
 from coachgraph.resolvers import mutations, validate
+from coachgraph.resolvers.context import Context
+from coachgraph.stores.records import AthleteRecord
 
 from .errors import ErrorResult, as_result
 from .info import Info
@@ -37,6 +40,44 @@ TrainingSessionResult = Annotated[
 def _ids(info: Info, values: list[strawberry.ID], expected: str, field: str) -> list[int]:
     limit = info.context.settings.limits.max_list_input
     return validate.ids(values, expected, field=field, limit=limit)
+
+
+def _coach_id(value: strawberry.ID) -> int:
+    return decode_id(value, "Coach", field="coachId")
+
+
+def _athlete_id(value: strawberry.ID) -> int:
+    return decode_id(value, "Athlete", field="athleteId")
+
+
+def _skill_id(value: strawberry.ID) -> int:
+    return decode_id(value, "Skill", field="skillId")
+
+
+def _program_id(value: strawberry.ID) -> int:
+    return decode_id(value, "Program", field="programId")
+
+
+async def _coaching(
+    info: Info,
+    change: Callable[[Context, int, int], Awaitable[AthleteRecord]],
+    coach_id: strawberry.ID,
+    athlete_id: strawberry.ID,
+) -> Athlete | ErrorResult:
+    """Start or end a coaching relationship; the athlete as it is afterwards."""
+    return await as_result(
+        lambda: change(info.context, _coach_id(coach_id), _athlete_id(athlete_id)),
+        Athlete.from_record,
+    )
+
+
+async def _move_session(
+    info: Info, id: strawberry.ID, status: str
+) -> TrainingSession | ErrorResult:
+    return await as_result(
+        lambda: mutations.move_session(info.context, decode_id(id, "TrainingSession"), status),
+        TrainingSession.from_record,
+    )
 
 
 @strawberry.type
@@ -92,10 +133,7 @@ class Mutation(MediaMutation, LiveMutation):
     ) -> CoachResult:
         return await as_result(
             lambda: mutations.set_coach_skill(
-                info.context,
-                decode_id(coach_id, "Coach", field="coachId"),
-                decode_id(skill_id, "Skill", field="skillId"),
-                level,
+                info.context, _coach_id(coach_id), _skill_id(skill_id), level
             ),
             Coach.from_record,
         )
@@ -106,10 +144,7 @@ class Mutation(MediaMutation, LiveMutation):
     ) -> AthleteResult:
         return await as_result(
             lambda: mutations.set_athlete_skill(
-                info.context,
-                decode_id(athlete_id, "Athlete", field="athleteId"),
-                decode_id(skill_id, "Skill", field="skillId"),
-                level,
+                info.context, _athlete_id(athlete_id), _skill_id(skill_id), level
             ),
             Athlete.from_record,
         )
@@ -121,7 +156,7 @@ class Mutation(MediaMutation, LiveMutation):
         return await as_result(
             lambda: mutations.set_athlete_goals(
                 info.context,
-                decode_id(athlete_id, "Athlete", field="athleteId"),
+                _athlete_id(athlete_id),
                 _ids(info, skill_ids, "Skill", "skillIds"),
             ),
             Athlete.from_record,
@@ -132,7 +167,7 @@ class Mutation(MediaMutation, LiveMutation):
         return await as_result(
             lambda: mutations.create_program(
                 info.context,
-                coach_id=decode_id(input.coach_id, "Coach", field="coachId"),
+                coach_id=_coach_id(input.coach_id),
                 title=input.title,
                 sport=input.sport,
                 level=input.level,
@@ -149,9 +184,7 @@ class Mutation(MediaMutation, LiveMutation):
     ) -> EnrollmentResult:
         return await as_result(
             lambda: mutations.enroll(
-                info.context,
-                decode_id(athlete_id, "Athlete", field="athleteId"),
-                decode_id(program_id, "Program", field="programId"),
+                info.context, _athlete_id(athlete_id), _program_id(program_id)
             ),
             Enrollment.from_record,
         )
@@ -160,27 +193,13 @@ class Mutation(MediaMutation, LiveMutation):
     async def assign_coach(
         self, info: Info, coach_id: strawberry.ID, athlete_id: strawberry.ID
     ) -> AthleteResult:
-        return await as_result(
-            lambda: mutations.assign_coach(
-                info.context,
-                decode_id(coach_id, "Coach", field="coachId"),
-                decode_id(athlete_id, "Athlete", field="athleteId"),
-            ),
-            Athlete.from_record,
-        )
+        return await _coaching(info, mutations.assign_coach, coach_id, athlete_id)
 
     @strawberry.mutation(description="End a coaching relationship; frees a place.")
     async def unassign_coach(
         self, info: Info, coach_id: strawberry.ID, athlete_id: strawberry.ID
     ) -> AthleteResult:
-        return await as_result(
-            lambda: mutations.unassign_coach(
-                info.context,
-                decode_id(coach_id, "Coach", field="coachId"),
-                decode_id(athlete_id, "Athlete", field="athleteId"),
-            ),
-            Athlete.from_record,
-        )
+        return await _coaching(info, mutations.unassign_coach, coach_id, athlete_id)
 
     @strawberry.mutation
     async def schedule_session(
@@ -189,13 +208,9 @@ class Mutation(MediaMutation, LiveMutation):
         return await as_result(
             lambda: mutations.schedule_session(
                 info.context,
-                coach_id=decode_id(input.coach_id, "Coach", field="coachId"),
-                athlete_id=decode_id(input.athlete_id, "Athlete", field="athleteId"),
-                program_id=(
-                    decode_id(input.program_id, "Program", field="programId")
-                    if input.program_id
-                    else None
-                ),
+                coach_id=_coach_id(input.coach_id),
+                athlete_id=_athlete_id(input.athlete_id),
+                program_id=(_program_id(input.program_id) if input.program_id else None),
                 scheduled_at=input.scheduled_at,
                 notes=input.notes,
             ),
@@ -204,16 +219,8 @@ class Mutation(MediaMutation, LiveMutation):
 
     @strawberry.mutation
     async def start_session(self, info: Info, id: strawberry.ID) -> TrainingSessionResult:
-        return await as_result(
-            lambda: mutations.move_session(info.context, decode_id(id, "TrainingSession"), "LIVE"),
-            TrainingSession.from_record,
-        )
+        return await _move_session(info, id, "LIVE")
 
     @strawberry.mutation
     async def end_session(self, info: Info, id: strawberry.ID) -> TrainingSessionResult:
-        return await as_result(
-            lambda: mutations.move_session(
-                info.context, decode_id(id, "TrainingSession"), "COMPLETED"
-            ),
-            TrainingSession.from_record,
-        )
+        return await _move_session(info, id, "COMPLETED")

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from datetime import datetime
+from typing import TypeVar
 
 import strawberry
+from strawberry.dataloader import DataLoader
 
 from coachgraph.ids import to_global_id
 from coachgraph.resolvers import queries
@@ -69,13 +72,13 @@ class Skill(Node):
 
     @strawberry.field(description="Skills to learn before this one.")
     async def prerequisites(self, info: Info) -> list[Skill]:
-        rows = await info.context.loaders.prerequisites_by_skill_id.load(self.raw_id)
-        return [Skill.from_record(r) for r in rows]
+        return await _each(
+            info.context.loaders.prerequisites_by_skill_id, self.raw_id, Skill.from_record
+        )
 
     @strawberry.field(description="Skills this one is a prerequisite of.")
     async def unlocks(self, info: Info) -> list[Skill]:
-        rows = await info.context.loaders.unlocks_by_skill_id.load(self.raw_id)
-        return [Skill.from_record(r) for r in rows]
+        return await _each(info.context.loaders.unlocks_by_skill_id, self.raw_id, Skill.from_record)
 
 
 @strawberry.type
@@ -88,10 +91,6 @@ class CoachSkill:
 class AthleteSkill:
     skill: Skill
     level: int = strawberry.field(description="1..5")
-
-
-def _leveled(rows: list[LeveledSkill]) -> list[tuple[Skill, int]]:
-    return [(Skill.from_record(r.skill), r.level) for r in rows]
 
 
 @strawberry.type
@@ -131,8 +130,9 @@ class Coach(Node):
 
     @strawberry.field(description="What the coach teaches, with levels.")
     async def skills(self, info: Info) -> list[CoachSkill]:
-        rows = await info.context.loaders.coach_skills_by_coach_id.load(self.raw_id)
-        return [CoachSkill(skill=s, level=lv) for s, lv in _leveled(rows)]
+        return await _leveled(
+            info.context.loaders.coach_skills_by_coach_id, self.raw_id, CoachSkill
+        )
 
     @strawberry.field(description="Athletes the coach coaches, as far as the viewer may see.")
     async def athletes(
@@ -143,8 +143,9 @@ class Coach(Node):
 
     @strawberry.field
     async def programs(self, info: Info) -> list[Program]:
-        rows = await info.context.loaders.programs_by_coach_id.load(self.raw_id)
-        return [Program.from_record(r) for r in rows]
+        return await _each(
+            info.context.loaders.programs_by_coach_id, self.raw_id, Program.from_record
+        )
 
     @strawberry.field(description="The coach's sessions the viewer may see.")
     async def sessions(
@@ -154,10 +155,7 @@ class Coach(Node):
         after: str | None = None,
         status: SessionStatus | None = None,
     ) -> Connection[TrainingSession]:
-        page = await queries.sessions_of(
-            info.context, "coach", self.raw_id, first, after, status.value if status else None
-        )
-        return connection(page, TrainingSession.from_record, row_id, after=after)
+        return await _sessions(info, "coach", self.raw_id, first, after, status)
 
 
 @strawberry.type
@@ -191,25 +189,26 @@ class Athlete(Node):
 
     @strawberry.field
     async def skills(self, info: Info) -> list[AthleteSkill]:
-        rows = await info.context.loaders.athlete_skills_by_athlete_id.load(self.record.id)
-        return [AthleteSkill(skill=s, level=lv) for s, lv in _leveled(rows)]
+        loader = info.context.loaders.athlete_skills_by_athlete_id
+        return await _leveled(loader, self.record.id, AthleteSkill)
 
     @strawberry.field
     async def goals(self, info: Info) -> list[Skill]:
-        rows = await info.context.loaders.goals_by_athlete_id.load(self.record.id)
-        return [Skill.from_record(r) for r in rows]
+        return await _each(
+            info.context.loaders.goals_by_athlete_id, self.record.id, Skill.from_record
+        )
 
     @strawberry.field(description="For the athlete itself, its coaches and admins.")
     async def coaches(self, info: Info) -> list[Coach]:
         await queries.require_full_access(info.context, self.record)
-        rows = await info.context.loaders.coaches_by_athlete_id.load(self.record.id)
-        return [Coach.from_record(r) for r in rows]
+        loader = info.context.loaders.coaches_by_athlete_id
+        return await _each(loader, self.record.id, Coach.from_record)
 
     @strawberry.field(description="For the athlete itself, its coaches and admins.")
     async def enrollments(self, info: Info) -> list[Enrollment]:
         await queries.require_full_access(info.context, self.record)
-        rows = await info.context.loaders.enrollments_by_athlete_id.load(self.record.id)
-        return [Enrollment.from_record(r) for r in rows]
+        loader = info.context.loaders.enrollments_by_athlete_id
+        return await _each(loader, self.record.id, Enrollment.from_record)
 
     @strawberry.field(description="For the athlete itself, its coaches and admins.")
     async def sessions(
@@ -220,10 +219,7 @@ class Athlete(Node):
         status: SessionStatus | None = None,
     ) -> Connection[TrainingSession]:
         await queries.require_full_access(info.context, self.record)
-        page = await queries.sessions_of(
-            info.context, "athlete", self.record.id, first, after, status.value if status else None
-        )
-        return connection(page, TrainingSession.from_record, row_id, after=after)
+        return await _sessions(info, "athlete", self.record.id, first, after, status)
 
 
 @strawberry.type
@@ -251,7 +247,7 @@ class Program(Node):
 
     @strawberry.field
     async def coach(self, info: Info) -> Coach:
-        return Coach.from_record(await queries.coach(info.context, self.record.coach_id))
+        return await coach_by_id(info, self.record.coach_id)
 
     @strawberry.field(description="READY images, videos and documents of the program.")
     async def media(self, info: Info) -> list[Media]:
@@ -259,8 +255,9 @@ class Program(Node):
 
     @strawberry.field(description="Skills the program develops.")
     async def skills(self, info: Info) -> list[Skill]:
-        rows = await info.context.loaders.skills_by_program_id.load(self.record.id)
-        return [Skill.from_record(r) for r in rows]
+        return await _each(
+            info.context.loaders.skills_by_program_id, self.record.id, Skill.from_record
+        )
 
 
 @strawberry.type
@@ -275,11 +272,11 @@ class Enrollment:
 
     @strawberry.field
     async def athlete(self, info: Info) -> Athlete:
-        return Athlete.from_record(await queries.athlete(info.context, self.record.athlete_id))
+        return await athlete_by_id(info, self.record.athlete_id)
 
     @strawberry.field
     async def program(self, info: Info) -> Program:
-        return Program.from_record(await queries.program(info.context, self.record.program_id))
+        return await program_by_id(info, self.record.program_id)
 
 
 @strawberry.type
@@ -305,11 +302,11 @@ class TrainingSession(Node):
 
     @strawberry.field
     async def coach(self, info: Info) -> Coach:
-        return Coach.from_record(await queries.coach(info.context, self.record.coach_id))
+        return await coach_by_id(info, self.record.coach_id)
 
     @strawberry.field
     async def athlete(self, info: Info) -> Athlete:
-        return Athlete.from_record(await queries.athlete(info.context, self.record.athlete_id))
+        return await athlete_by_id(info, self.record.athlete_id)
 
     @strawberry.field(description="Stored samples in cursor order (first: up to 5000).")
     async def samples(
@@ -342,7 +339,7 @@ class TrainingSession(Node):
     async def program(self, info: Info) -> Program | None:
         if self.record.program_id is None:
             return None
-        return Program.from_record(await queries.program(info.context, self.record.program_id))
+        return await program_by_id(info, self.record.program_id)
 
 
 @strawberry.type(name="Viewer")
@@ -355,22 +352,64 @@ class ViewerType:
     async def coach(self, info: Info) -> Coach | None:
         if self.coach_id is None:
             return None
-        return Coach.from_record(await queries.coach(info.context, self.coach_id))
+        return await coach_by_id(info, self.coach_id)
 
     @strawberry.field
     async def athlete(self, info: Info) -> Athlete | None:
         if self.athlete_id is None:
             return None
-        return Athlete.from_record(await queries.athlete(info.context, self.athlete_id))
+        return await athlete_by_id(info, self.athlete_id)
 
     @classmethod
     def of(cls, role: Role, coach_id: int | None, athlete_id: int | None) -> ViewerType:
         return cls(role=RoleType(role.value), coach_id=coach_id, athlete_id=athlete_id)
 
 
+async def coach_by_id(info: Info, coach_id: int) -> Coach:
+    return Coach.from_record(await queries.coach(info.context, coach_id))
+
+
+async def athlete_by_id(info: Info, athlete_id: int) -> Athlete:
+    return Athlete.from_record(await queries.athlete(info.context, athlete_id))
+
+
+async def program_by_id(info: Info, program_id: int) -> Program:
+    return Program.from_record(await queries.program(info.context, program_id))
+
+
+K = TypeVar("K")
+R = TypeVar("R")
+T = TypeVar("T")
+L = TypeVar("L", CoachSkill, AthleteSkill)
+
+
+async def _each(loader: DataLoader[K, list[R]], key: K, present: Callable[[R], T]) -> list[T]:
+    """The rows a list loader holds for `key`, each presented as its GraphQL type."""
+    return [present(r) for r in await loader.load(key)]
+
+
+async def _leveled(loader: DataLoader[int, list[LeveledSkill]], key: int, kind: type[L]) -> list[L]:
+    return [kind(skill=Skill.from_record(r.skill), level=r.level) for r in await loader.load(key)]
+
+
+async def _sessions(
+    info: Info,
+    parent: str,
+    parent_id: int,
+    first: int | None,
+    after: str | None,
+    status: SessionStatus | None,
+) -> Connection[TrainingSession]:
+    """A coach's or an athlete's sessions the viewer may see, as a connection."""
+    status_name = status.value if status else None
+    page = await queries.sessions_of(info.context, parent, parent_id, first, after, status_name)
+    return connection(page, TrainingSession.from_record, row_id, after=after)
+
+
 async def _media(info: Info, owner_type: str, owner_id: int) -> list[Media]:
-    rows = await info.context.loaders.ready_media_by_owner.load((owner_type, owner_id))
-    return [Media.from_record(r) for r in rows]
+    return await _each(
+        info.context.loaders.ready_media_by_owner, (owner_type, owner_id), Media.from_record
+    )
 
 
 async def _avatar(info: Info, owner_type: str, owner_id: int) -> Media | None:

@@ -19,7 +19,6 @@ from coachgraph.stores.sql import (
     group,
     maker,
     page,
-    returned,
 )
 
 COLUMNS = "a.id, a.name, a.sport, a.city, a.timezone, a.level, a.looking_for_coach, a.created_at"
@@ -35,7 +34,7 @@ _FILTER = """
 
 async def get_many(conn: Executor, *, ids: list[int]) -> dict[int, AthleteRecord]:
     """Athletes by id; missing ids are absent."""
-    rows = await conn.fetch(f"SELECT {COLUMNS} FROM athletes a WHERE a.id = ANY($1::bigint[])", ids)
+    rows = await profiles.get_many(conn, PROFILE, ids=ids)
     return {row["id"]: make_athlete(row) for row in rows}
 
 
@@ -104,21 +103,15 @@ async def create(
     looking_for_coach: bool = False,
 ) -> AthleteRecord:
     """Insert an athlete and its outbox event (call inside a transaction)."""
-    row = await conn.fetchrow(
-        "INSERT INTO athletes AS a (name, sport, city, timezone, level, looking_for_coach) "
-        f"VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}",
-        name,
-        sport,
-        city,
-        timezone,
-        level,
-        looking_for_coach,
-    )
-    athlete = make_athlete(returned(row))
-    await outbox.append(
-        conn, aggregate="athlete", aggregate_id=athlete.id, event="athlete.created", payload={}
-    )
-    return athlete
+    values = {
+        "name": name,
+        "sport": sport,
+        "city": city,
+        "timezone": timezone,
+        "level": level,
+        "looking_for_coach": looking_for_coach,
+    }
+    return make_athlete(await profiles.create(conn, PROFILE, values))
 
 
 async def update(conn: Executor, *, athlete_id: int, changes: AthleteChanges) -> AthleteRecord:
@@ -153,13 +146,7 @@ async def set_goals(conn: Executor, *, athlete_id: int, skill_ids: list[int]) ->
 
 async def skills_for(conn: Executor, *, athlete_ids: list[int]) -> dict[int, list[LeveledSkill]]:
     """Each athlete's skills with levels and the skill rows, by skill id."""
-    rows = await conn.fetch(
-        "SELECT x.athlete_id, x.level, s.id, s.slug, s.name, s.sport "
-        "FROM athlete_skills x JOIN skills s ON s.id = x.skill_id "
-        "WHERE x.athlete_id = ANY($1::bigint[]) ORDER BY x.athlete_id, s.id",
-        athlete_ids,
-    )
-    return group(rows, "athlete_id", lambda r: LeveledSkill(make_skill(r), r["level"]))
+    return await profiles.skills_for(conn, PROFILE, owner_ids=athlete_ids)
 
 
 async def goals_for(conn: Executor, *, athlete_ids: list[int]) -> dict[int, list[SkillRecord]]:

@@ -13,7 +13,6 @@ from coachgraph.stores.records import (
     CoachRecord,
     LeveledSkill,
     Page,
-    SkillRecord,
 )
 from coachgraph.stores.sql import (
     Executor,
@@ -23,7 +22,6 @@ from coachgraph.stores.sql import (
     lateral_pages,
     maker,
     page,
-    returned,
 )
 
 COLUMNS = (
@@ -37,7 +35,7 @@ PROFILE = profiles.Profile("coach", "coaches", "c", COLUMNS, "Coach")
 
 async def get_many(conn: Executor, *, ids: list[int]) -> dict[int, CoachRecord]:
     """Coaches by id; missing ids are absent."""
-    rows = await conn.fetch(f"SELECT {COLUMNS} FROM coaches c WHERE c.id = ANY($1::bigint[])", ids)
+    rows = await profiles.get_many(conn, PROFILE, ids=ids)
     return {row["id"]: make_coach(row) for row in rows}
 
 
@@ -94,22 +92,16 @@ async def create(
     bio: str | None = None,
 ) -> CoachRecord:
     """Insert a coach and its outbox event (call inside a transaction)."""
-    row = await conn.fetchrow(
-        "INSERT INTO coaches AS c (name, headline, bio, sports, city, timezone, capacity) "
-        f"VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}",
-        name,
-        headline,
-        bio,
-        sports,
-        city,
-        timezone,
-        capacity,
-    )
-    coach = make_coach(returned(row))
-    await outbox.append(
-        conn, aggregate="coach", aggregate_id=coach.id, event="coach.created", payload={}
-    )
-    return coach
+    values = {
+        "name": name,
+        "headline": headline,
+        "bio": bio,
+        "sports": sports,
+        "city": city,
+        "timezone": timezone,
+        "capacity": capacity,
+    }
+    return make_coach(await profiles.create(conn, PROFILE, values))
 
 
 async def update(conn: Executor, *, coach_id: int, changes: CoachChanges) -> CoachRecord:
@@ -128,14 +120,7 @@ async def set_skill(conn: Executor, *, coach_id: int, skill_id: int, level: int)
 
 async def skills_for(conn: Executor, *, coach_ids: list[int]) -> dict[int, list[LeveledSkill]]:
     """What each coach teaches, with the skill rows, ordered by skill id."""
-    rows = await conn.fetch(
-        "SELECT cs.coach_id, cs.level, s.id, s.slug, s.name, s.sport "
-        "FROM coach_skills cs JOIN skills s ON s.id = cs.skill_id "
-        "WHERE cs.coach_id = ANY($1::bigint[]) ORDER BY cs.coach_id, s.id",
-        coach_ids,
-    )
-    make_skill = maker(SkillRecord)
-    return group(rows, "coach_id", lambda r: LeveledSkill(make_skill(r), r["level"]))
+    return await profiles.skills_for(conn, PROFILE, owner_ids=coach_ids)
 
 
 async def athlete_pages(

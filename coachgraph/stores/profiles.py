@@ -1,15 +1,18 @@
-"""What coaches and athletes share: a profile update and a skill at a level, each written once."""
+"""What coaches and athletes share, each written once: reading by id, creating, a profile
+update, a skill at a level and the skills with their levels."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
 import asyncpg
 
 from coachgraph.errors import NotFound
 from coachgraph.stores import outbox
-from coachgraph.stores.records import AthleteChanges, CoachChanges, Unset
-from coachgraph.stores.sql import Executor, missing_reference
+from coachgraph.stores.records import AthleteChanges, CoachChanges, LeveledSkill, Unset
+from coachgraph.stores.skills import make_skill
+from coachgraph.stores.sql import Executor, group, missing_reference, returned
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +25,39 @@ class Profile:
     alias: str
     columns: str
     type_name: str
+
+
+async def get_many(conn: Executor, profile: Profile, *, ids: list[int]) -> list[asyncpg.Record]:
+    """The profiles' rows by id; missing ids are absent."""
+    alias = profile.alias
+    rows: list[asyncpg.Record] = await conn.fetch(
+        f"SELECT {profile.columns} FROM {profile.table} {alias} "
+        f"WHERE {alias}.id = ANY($1::bigint[])",
+        ids,
+    )
+    return rows
+
+
+async def create(conn: Executor, profile: Profile, values: Mapping[str, object]) -> asyncpg.Record:
+    """Insert a profile with `values` (column → value, in order) and its `{kind}.created`
+    event (call inside a transaction); the inserted row."""
+    names = ", ".join(values)
+    slots = ", ".join(f"${i}" for i in range(1, len(values) + 1))
+    row = returned(
+        await conn.fetchrow(
+            f"INSERT INTO {profile.table} AS {profile.alias} ({names}) "
+            f"VALUES ({slots}) RETURNING {profile.columns}",
+            *values.values(),
+        )
+    )
+    await outbox.append(
+        conn,
+        aggregate=profile.kind,
+        aggregate_id=row["id"],
+        event=f"{profile.kind}.created",
+        payload={},
+    )
+    return row
 
 
 def changed(changes: CoachChanges | AthleteChanges) -> dict[str, object]:
@@ -83,3 +119,17 @@ async def set_skill(
         event=f"{profile.kind}.skill_set",
         payload={"skill_id": skill_id, "level": level},
     )
+
+
+async def skills_for(
+    conn: Executor, profile: Profile, *, owner_ids: list[int]
+) -> dict[int, list[LeveledSkill]]:
+    """Each profile's skills with levels and the skill rows, ordered by skill id."""
+    table, owner = f"{profile.kind}_skills", f"{profile.kind}_id"
+    rows = await conn.fetch(
+        f"SELECT x.{owner}, x.level, s.id, s.slug, s.name, s.sport "
+        f"FROM {table} x JOIN skills s ON s.id = x.skill_id "
+        f"WHERE x.{owner} = ANY($1::bigint[]) ORDER BY x.{owner}, s.id",
+        owner_ids,
+    )
+    return group(rows, owner, lambda r: LeveledSkill(make_skill(r), r["level"]))
