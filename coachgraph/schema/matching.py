@@ -8,6 +8,7 @@ from typing import TypeVar
 
 import strawberry
 
+from coachgraph.errors import NotFound, PermissionDenied
 from coachgraph.graph.recommend import Match, Reasons
 from coachgraph.ids import decode_id
 from coachgraph.resolvers import matching
@@ -65,12 +66,21 @@ async def _present(
     make: Callable[[T, float, MatchReasons], M],
 ) -> list[M]:
     """Matches with their subjects and reasons' skills loaded up front, in two batched
-    statements, so every field below them resolves without awaiting."""
+    statements, so every field below them resolves without awaiting. The graph is a projection
+    that lags the records: a subject gone from them, or one the viewer may no longer read, is
+    left out (as search leaves out such hits) rather than failing the whole list."""
     skill_ids = sorted(
         {s for m in matches for s in m.reasons.shared_skills + m.reasons.goals_covered}
     )
+
+    async def readable(raw_id: int) -> T | None:
+        try:
+            return await load(info, raw_id)
+        except (NotFound, PermissionDenied):
+            return None
+
     subjects, skills = await asyncio.gather(
-        asyncio.gather(*(load(info, m.id) for m in matches)), _skills(info, skill_ids)
+        asyncio.gather(*(readable(m.id) for m in matches)), _skills(info, skill_ids)
     )
     by_id = {skill.raw_id: skill for skill in skills}
 
@@ -85,6 +95,7 @@ async def _present(
     return [
         make(subject, m.score, reasons(m.reasons))
         for subject, m in zip(subjects, matches, strict=True)
+        if subject is not None
     ]
 
 

@@ -68,6 +68,9 @@ def serve_replica(settings: Settings, made: list[Replica]) -> Any:
 
 @pytest.fixture
 async def pair(replicas: tuple[Replica, Replica], db: Database) -> tuple[Replica, Replica]:
+    # the replicas outlive each test's emptied tables: their graphs must forget earlier tests
+    for replica in replicas:
+        await replica.resources.projector.rebuild()
     return replicas
 
 
@@ -93,6 +96,7 @@ async def record(
 async def next_data(client: WSClient) -> dict[str, Any]:
     message = await client.recv()
     assert message["type"] in ("next", "data"), message
+    assert message["payload"].get("data") is not None, message
     return message["payload"]["data"]  # type: ignore[no-any-return]
 
 
