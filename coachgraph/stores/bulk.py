@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from coachgraph.stores import outbox
-from coachgraph.stores.sql import Connection, Executor, returned
+from coachgraph.stores.sql import Executor, Transactional, returned
 
 
 @dataclass
@@ -97,7 +97,7 @@ async def bases(conn: Executor) -> Bases:
 
 
 async def load(
-    conn: Connection, data: Dataset, *, progress: Callable[[str, int], None] = lambda *_: None
+    conn: Transactional, data: Dataset, *, progress: Callable[[str, int], None] = lambda *_: None
 ) -> None:
     """COPY every table of `data`, then fix counters and identity sequences (one transaction)."""
     async with conn.transaction():

@@ -21,7 +21,7 @@ from asyncpg import exceptions as pgerr
 from coachgraph.errors import Unavailable
 
 if TYPE_CHECKING:
-    from coachgraph.stores.sql import Connection
+    from coachgraph.stores.sql import Transactional
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -169,9 +169,9 @@ class GuardedAcquire:
         self._inner = pool.raw.acquire(timeout=timeout)
         self._conn: asyncpg.Connection | None = None
 
-    async def __aenter__(self) -> Connection:
+    async def __aenter__(self) -> Transactional:
         try:
-            conn: Connection = await self._inner.__aenter__()
+            conn: Transactional = await self._inner.__aenter__()
         except Exception as err:
             await self._pool.check(err)
             raise
@@ -204,7 +204,7 @@ class GuardedAcquire:
         except pgerr.InterfaceError:  # "released back to the pool": asyncpg does so on close
             return True
 
-    def __await__(self) -> Generator[Any, None, Connection]:
+    def __await__(self) -> Generator[Any, None, Transactional]:
         return self.__aenter__().__await__()
 
 
@@ -250,7 +250,7 @@ class Database:
         return self.counter.count if self.counter else 0
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Connection]:
+    async def transaction(self) -> AsyncIterator[Transactional]:
         """One connection inside one transaction, committed on exit, rolled back on error."""
         async with self.pool.acquire() as conn, conn.transaction():
             yield conn

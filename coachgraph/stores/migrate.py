@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 
-from coachgraph.stores.sql import Connection
+from coachgraph.stores.sql import Transactional
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ def available() -> list[Migration]:
     return sorted(found, key=lambda m: m.version)
 
 
-async def migrate(conn: Connection) -> list[Migration]:
+async def migrate(conn: Transactional) -> list[Migration]:
     """Apply the migrations this database has not seen; return those applied."""
     await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
     try:

@@ -53,7 +53,7 @@ class Executor(Protocol):
         ...
 
 
-class Connection(Executor, Protocol):
+class Transactional(Executor, Protocol):
     """One connection: an Executor that also opens transactions (a pool cannot)."""
 
     def transaction(self) -> AbstractAsyncContextManager[object]:
