@@ -10,10 +10,12 @@ a plain connect would then reach whoever took the port)."""
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import re
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -244,6 +246,41 @@ async def until(check: Callable[[], Any], what: str, deadline: float = DEADLINE)
             return value
         assert time.monotonic() < end, f"timed out waiting for {what}"
         await asyncio.sleep(0.02)
+
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVICES = {"DATABASE_URL", "REDIS_URL", "NEO4J_URI", "MEILI_URL", "S3_BUCKET"}
+
+
+def cli_env(data_dir: Path, **extra: str) -> dict[str, str]:
+    """The environment of a CLI run: this checkout's code, no service URL but those given."""
+    env = {k: v for k, v in os.environ.items() if k not in SERVICES}
+    env.update(PYTHONPATH=str(ROOT), COACHGRAPH_DATA_DIR=str(data_dir), **extra)
+    return env
+
+
+async def start_serve(
+    env: dict[str, str], log_path: Path, *args: str
+) -> asyncio.subprocess.Process:
+    """`coachgraph serve --host 127.0.0.1 --port 0 [args]`, its output in `log_path` (the port
+    it took is read from there by `announced_port`)."""
+    with log_path.open("wb") as log:
+        return await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-W",
+            "ignore",
+            "-m",
+            "coachgraph.cli",
+            "serve",
+            *args,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            env=env,
+            stdout=log,
+            stderr=asyncio.subprocess.STDOUT,
+        )
 
 
 _UVICORN_RUNNING = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")

@@ -6,7 +6,6 @@ on SIGINT and SIGTERM)."""
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import signal
 import sys
@@ -27,19 +26,10 @@ from coachgraph.stores.db import Database
 from coachgraph.stores.migrate import available
 from tests.conftest import SECRET
 from tests.factories import Factory
-from tests.servers import announced_port, falkordb_server
+from tests.servers import announced_port, cli_env, falkordb_server, start_serve
 from tests.test_outages import kill_postgres, postgres_processes, postmaster_pid, running
 
-ROOT = Path(__file__).resolve().parent.parent
 DEADLINE = 120.0
-SERVICES = {"DATABASE_URL", "REDIS_URL", "NEO4J_URI", "MEILI_URL", "S3_BUCKET"}
-
-
-def cli_env(data_dir: Path, **extra: str) -> dict[str, str]:
-    """The environment of a CLI run: this checkout's code, no service URL but those given."""
-    env = {k: v for k, v in os.environ.items() if k not in SERVICES}
-    env.update(PYTHONPATH=str(ROOT), COACHGRAPH_DATA_DIR=str(data_dir), **extra)
-    return env
 
 
 async def cli(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
@@ -208,23 +198,7 @@ async def serve_demo(
     return its output, its tokens by role, and what each token's viewer query answered."""
     pgdata = data / "postgres"
     log_path = data / f"serve-{stop.name}.log"
-    with log_path.open("wb") as log:
-        serve = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-W",
-            "ignore",
-            "-m",
-            "coachgraph.cli",
-            "serve",
-            "--demo",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            env=cli_env(data),
-            stdout=log,
-            stderr=asyncio.subprocess.STDOUT,
-        )
+    serve = await start_serve(cli_env(data), log_path, "--demo")
     try:
         port = await announced_port(log_path, serve)
         output = log_path.read_text(errors="replace")

@@ -12,10 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import os
+import functools
 import signal
 import sys
-import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -30,8 +29,9 @@ from coachgraph.app import create_app
 from coachgraph.config import Settings
 from coachgraph.runtime import Resources
 from coachgraph.stores.db import EmbeddedPostgres
+from tests import servers
 from tests.conftest import SECRET, token_for
-from tests.servers import announced_port
+from tests.servers import announced_port, cli_env, start_serve
 
 DEADLINE = 120.0
 COUNT = "{ coaches(first: 1) { totalCount } }"
@@ -39,16 +39,8 @@ CREATE = """mutation($name: String!) { createCoach(input: {name: $name, sports: 
   timezone: "UTC", capacity: 3}) { __typename ... on Coach { id } } }"""
 
 
-async def until(check: Callable[[], Any], what: str, deadline: float = DEADLINE) -> Any:
-    end = time.monotonic() + deadline
-    while True:
-        value = check()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        assert time.monotonic() < end, f"timed out waiting for {what}"
-        await asyncio.sleep(0.1)
+# every wait here may take this long: servers restart under it
+until = functools.partial(servers.until, deadline=DEADLINE)
 
 
 def postgres_processes(pgdata: Path) -> list[psutil.Process]:
@@ -231,29 +223,8 @@ async def test_sighup_stops_serve_and_its_embedded_postgres(tmp_root: Path) -> N
     data = (tmp_root / "sighup").resolve()
     data.mkdir(parents=True, exist_ok=True)
     pgdata = data / "postgres"
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in {"DATABASE_URL", "REDIS_URL", "NEO4J_URI", "MEILI_URL", "S3_BUCKET"}
-    }
-    env.update(COACHGRAPH_DATA_DIR=str(data), COACHGRAPH_JWT_SECRET=SECRET)
     log_path = data / "serve.log"
-    with log_path.open("wb") as log:
-        serve = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-W",
-            "ignore",
-            "-m",
-            "coachgraph.cli",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            env=env,
-            stdout=log,
-            stderr=asyncio.subprocess.STDOUT,
-        )
+    serve = await start_serve(cli_env(data, COACHGRAPH_JWT_SECRET=SECRET), log_path)
     try:
         port = await announced_port(log_path, serve)
         async with httpx.AsyncClient(timeout=5) as http:

@@ -4,11 +4,8 @@ projection converges (rebuilt, then the events of the outage applied) once it is
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import functools
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +19,7 @@ from coachgraph.config import Settings
 from coachgraph.graph.neo4j import Neo4jGraph
 from coachgraph.ids import to_global_id as gid
 from coachgraph.runtime import Resources
+from tests import servers
 from tests.conftest import token_for
 from tests.factories import Factory
 from tests.graph.test_matching_api import world
@@ -31,16 +29,8 @@ MATCH = """query($a: ID!) { matchCoaches(athleteId: $a, first: 10) { score coach
 DEADLINE = 90.0
 
 
-async def until(check: Callable[[], Any], what: str) -> Any:
-    end = time.monotonic() + DEADLINE
-    while True:
-        value = check()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        assert time.monotonic() < end, f"timed out waiting for {what}"
-        await asyncio.sleep(0.1)
+# every wait here may take this long: servers restart under it
+until = functools.partial(servers.until, deadline=DEADLINE)
 
 
 async def test_bolt_server_outage(

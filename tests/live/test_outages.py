@@ -7,14 +7,12 @@ Postgres: every sample, in order, no gap, no duplicate.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
+import functools
 import json
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import httpx
 
@@ -23,6 +21,7 @@ from coachgraph.config import Settings
 from coachgraph.ids import decode_cursor, to_global_id
 from coachgraph.runtime import Resources
 from coachgraph.subscriptions.redis import RedisBroker
+from tests import servers
 from tests.conftest import token_for
 from tests.factories import Factory
 from tests.live.conftest import WSClient, live_session, samples
@@ -52,17 +51,8 @@ async def replica(settings: Settings) -> AsyncIterator[Replica]:
         yield Replica(url, ready[0])
 
 
-async def until(check: Callable[[], Any], what: str, deadline: float = DEADLINE) -> Any:
-    """Poll `check` (sync or async) until it returns something truthy."""
-    end = time.monotonic() + deadline
-    while True:
-        value = check()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        assert time.monotonic() < end, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
+# every wait here may take this long: servers restart under it
+until = functools.partial(servers.until, deadline=DEADLINE)
 
 
 async def record(http: httpx.AsyncClient, base: str, session: str, token: str, n: int) -> None:
