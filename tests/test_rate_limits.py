@@ -99,6 +99,28 @@ async def test_graphql_over_http_answers_429_with_retry_after(
     assert_limited(responses[-1])
 
 
+@pytest.mark.parametrize("token", [token_for("coach", 7), "forged"])
+async def test_a_request_token_is_decoded_once(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch, token: str
+) -> None:
+    """The rate limiter and the gate share one decoding of the Authorization header."""
+    from coachgraph.api import auth
+
+    decodings: list[str | None] = []
+    real = auth.viewer_from_header
+
+    def counted(secret: str, header: str | None) -> Any:
+        decodings.append(header)
+        return real(secret, header)
+
+    monkeypatch.setattr(auth, "viewer_from_header", counted)
+    response = await client.post(
+        "/graphql", json=QUERY, headers={"Authorization": f"Bearer {token}"}
+    )
+    assert response.status_code == (200 if token != "forged" else 401), response.text
+    assert decodings == [f"Bearer {token}"]
+
+
 async def test_refusals_are_counted(
     client: httpx.AsyncClient, app_resources: tuple[Any, Resources]
 ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import MutableMapping
 from typing import Any
 
 import jwt
@@ -76,3 +77,25 @@ def viewer_from_header(secret: str, header: str | None) -> Viewer:
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("Use 'Authorization: Bearer <token>'")
     return viewer_from_token(secret, token.strip())
+
+
+DECODED_KEY = "coachgraph.bearer"  # where a request's decoded Authorization header is kept
+
+
+def viewer_from_scope(scope: MutableMapping[str, Any], secret: str) -> Viewer:
+    """The viewer a request's Authorization header names, decoded once per request however many
+    layers ask (the rate limiter, then the gate); Unauthenticated when it is bad."""
+    decoded = scope.get(DECODED_KEY)
+    if decoded is None:
+        header = next(
+            (v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"), None
+        )
+        try:
+            decoded = viewer_from_header(secret, header)
+        except Unauthenticated as err:
+            decoded = err
+        scope[DECODED_KEY] = decoded
+    if isinstance(decoded, Unauthenticated):
+        raise Unauthenticated(decoded.message)
+    viewer: Viewer = decoded
+    return viewer

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from coachgraph.api.auth import viewer_from_header
+from coachgraph.api.auth import viewer_from_header, viewer_from_scope
 from coachgraph.api.doors import Refusal, deny_websocket
 from coachgraph.config import IPNetwork, Limits
 from coachgraph.errors import Unauthenticated
@@ -69,14 +69,24 @@ def client_address(scope: Scope, trusted: tuple[IPNetwork, ...], *, max_hops: in
 
 
 def client_key(
-    secret: str, authorization: str | None, address: str, *, max_token_chars: int
+    secret: str,
+    authorization: str | None,
+    address: str,
+    *,
+    max_token_chars: int,
+    scope: Scope | None = None,
 ) -> str:
     """The token's subject, a digest of a valid token without one, else the address; an invalid
     token (or an Authorization header longer than `max_token_chars`, not decoded) counts
-    against the address it came from."""
+    against the address it came from. With the request's `scope`, the header is decoded once
+    for the request (the gate reads the same decoding)."""
     if authorization and len(authorization) <= max_token_chars:
         try:
-            viewer = viewer_from_header(secret, authorization)
+            viewer = (
+                viewer_from_header(secret, authorization)
+                if scope is None
+                else viewer_from_scope(scope, secret)
+            )
         except Unauthenticated:
             return f"ip:{address}"
         if viewer.subject:
@@ -163,6 +173,7 @@ class RateLimits:
                 authorization,
                 address,
                 max_token_chars=limits.max_token_chars,
+                scope=scope,
             )
             retry = await resources.limiter.hit(door, key)
             if retry is None:

@@ -19,7 +19,7 @@ from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from coachgraph.api import doors
-from coachgraph.api.auth import viewer_from_header
+from coachgraph.api.auth import viewer_from_header, viewer_from_scope
 from coachgraph.api.doors import Refusal
 from coachgraph.api.websocket import LegacyWSHandler, TransportWSHandler
 from coachgraph.config import Limits
@@ -187,15 +187,12 @@ class Gate:
         length = headers.get(b"content-length", b"0")
         if not length.isdigit() or int(length) > resources.settings.limits.max_body_bytes:
             return Refusal(413, "Request body too large").graphql_response()
-        auth = headers.get(b"authorization")
-        try:
-            viewer = viewer_from_header(
-                resources.jwt_secret, auth.decode("latin-1") if auth else None
-            )
+        try:  # decoded once per request: the rate limiter may have done it already
+            viewer = viewer_from_scope(scope, resources.jwt_secret)
         except Unauthenticated as err:
             return Refusal(401, err.message, err.code).graphql_response()
         scope[VIEWER_KEY] = viewer
         return None
 
 
-_WANTED = frozenset({b"authorization", b"content-length"})
+_WANTED = frozenset({b"content-length"})
