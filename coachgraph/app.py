@@ -36,7 +36,7 @@ def create_app(
     on_ready: Callable[[Resources], Awaitable[None]] | None = None,
 ) -> Starlette:
     """The ASGI app; nothing connects until the lifespan starts."""
-    schema = build_schema(settings.limits)
+    schema = build_schema(settings.limits, compiled=settings.compiled_execution)
     view = GraphQLView(schema, graphql_ide="graphiql" if settings.graphiql else None)
 
     @asynccontextmanager

@@ -82,6 +82,11 @@ class Limits:
     stream_max_length: int = (
         100_000  # entries the shared Redis stream keeps (history is in Postgres)
     )
+    # live matches: a projector batch is announced with the ids it changed, up to this many
+    # (more: "everything changed"); a matchUpdates subscriber that a change concerns waits this
+    # long for more to arrive, then recomputes once for all of them
+    graph_change_max_ids: int = 500
+    match_update_coalesce_ms: int = 50
     # store outages: a store that does not answer within store_timeout_ms is unavailable
     # (healthz checks, Redis and graph calls); background work (projector, Redis reader, the
     # projector's LISTEN connection) retries with exponential backoff from store_retry_initial_ms
@@ -109,6 +114,7 @@ class Limits:
     # GraphQL documents: parsed and validated documents remembered, per process
     parser_cache_size: int = 256
     validation_cache_size: int = 256
+    plan_cache_size: int = 256  # compiled operations (coachgraph.engine)
     # graph: the Neo4j driver, the projector's own connection, rebuilds, skill paths
     neo4j_pool_size: int = 50  # driver connections
     neo4j_connect_timeout_ms: int = 30_000  # to connect, and to wait for a pooled connection
@@ -161,6 +167,8 @@ class Settings:
     # peers whose X-Forwarded-For is believed (COACHGRAPH_TRUSTED_PROXIES); none by default
     trusted_proxies: tuple[IPNetwork, ...] = ()
     graphiql: bool = True
+    # operations run through compiled plans (coachgraph.engine); off: graphql-core for all
+    compiled_execution: bool = True
     projector_poll_seconds: float = 1.0
     neo4j_write_batch: int = 1000
     limits: Limits = field(default_factory=Limits)
@@ -198,6 +206,7 @@ class Settings:
             redis_url=opt("REDIS_URL"),
             trusted_proxies=_networks(env, "COACHGRAPH_TRUSTED_PROXIES"),
             graphiql=_bool(env, "COACHGRAPH_GRAPHIQL", True),
+            compiled_execution=_bool(env, "COACHGRAPH_COMPILED_EXECUTION", True),
             projector_poll_seconds=_int(env, "COACHGRAPH_PROJECTOR_POLL_MS", 1000, minimum=10)
             / 1000,
             limits=_limits(env),

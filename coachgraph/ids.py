@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+from functools import lru_cache
 
 from coachgraph.errors import InvalidInput
 
 TYPE_NAMES = frozenset({"Coach", "Athlete", "Skill", "Program", "TrainingSession", "Media"})
 
 
+@lru_cache(maxsize=65_536)  # every listed object names itself: skills repeat on every page
 def to_global_id(type_name: str, raw_id: int) -> str:
     return base64.urlsafe_b64encode(f"{type_name}:{raw_id}".encode()).decode().rstrip("=")
 

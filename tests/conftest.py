@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -11,6 +12,7 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 
+from coachgraph import engine
 from coachgraph.api.auth import issue_token
 from coachgraph.app import create_app
 from coachgraph.config import Settings
@@ -21,6 +23,30 @@ from coachgraph.stores.db import Database, EmbeddedPostgres
 from tests.factories import Factory
 
 SECRET = "test-secret-for-coachgraph-tests"
+
+# Every query and subscription event the suite sends runs compiled and through graphql-core,
+# with the same context; a difference fails the test that sent it (servers the tests start
+# as processes inherit the variable and log a difference as an error).
+os.environ["COACHGRAPH_ENGINE_DIFFERENTIAL"] = "1"
+engine.DIFFERENTIAL = True
+
+
+@pytest.fixture(scope="session", autouse=True)
+def differential_runs_happened() -> Iterator[None]:
+    """The comparison is not vacuous: queries and subscription events went through both."""
+    yield
+    if engine.COMPARED:  # a run of a few files may send no GraphQL at all
+        print(f"\ncompiled vs graphql-core, compared by operation: {dict(engine.COMPARED)}")
+
+
+@pytest.fixture(autouse=True)
+def compiled_matches_graphql_core() -> Iterator[None]:
+    seen = len(engine.MISMATCHES)
+    yield
+    differences = engine.MISMATCHES[seen:]
+    assert not differences, f"compiled execution differs from graphql-core: {differences}"
+
+
 TABLES = (
     "outbox, search_documents, search_words, metric_samples, media, training_sessions, enrollments, coach_athletes, "
     "program_skills, programs, athlete_goals, athlete_skills, coach_skills, "
@@ -108,9 +134,14 @@ class GraphQLClient:
     async def statements(
         self, query: str, variables: dict[str, Any] | None = None, token: str | None = None
     ) -> tuple[dict[str, Any], int]:
-        """The response and how many SQL statements serving it took."""
+        """The response and how many SQL statements serving it took, on the compiled path
+        alone (a differential run would count graphql-core's statements too)."""
         before = await self.db.settle()
-        body = await self(query, variables, token)
+        engine.DIFFERENTIAL = False
+        try:
+            body = await self(query, variables, token)
+        finally:
+            engine.DIFFERENTIAL = True
         return body, await self.db.settle() - before
 
 

@@ -17,6 +17,7 @@ RANK = {
     "media": 2,
     "subscriptions": 2,
     "seed": 2,
+    "engine": 2,
     "resolvers": 3,
     "runtime": 3,
     "schema": 4,

@@ -16,6 +16,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
 from coachgraph.config import Limits
+from coachgraph.engine import Engine, compiled_executor
 
 from .extensions import present_errors
 from .limits import budget_rule
@@ -28,6 +29,8 @@ from .subscription import Subscription
 class Schema(strawberry.Schema):
     """Presents every error list the engine produces, subscriptions' included."""
 
+    engine: Engine
+
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
@@ -35,19 +38,22 @@ class Schema(strawberry.Schema):
         present_errors(errors)
 
 
-def build_schema(limits: Limits | None = None) -> strawberry.Schema:
-    """The GraphQL schema: depth, alias, token and cost budgets and cache sizes from `limits`."""
+def build_schema(limits: Limits | None = None, *, compiled: bool = True) -> strawberry.Schema:
+    """The GraphQL schema: depth, alias, token and cost budgets and cache sizes from `limits`;
+    operations run compiled (coachgraph.engine) unless `compiled` is false."""
     limits = limits or Limits()
+    engine = Engine(enabled=compiled, cache_size=limits.plan_cache_size)
     # The rule class is made once: ValidationCache keys on the rules, and a rule class made per
     # request would never hit the cache. One rule measures depth, aliases and cost together,
     # each fragment once (Strawberry's limiters re-expand fragments: exponential, issue 11).
     rules: list[type[ASTValidationRule]] = [budget_rule(limits)]
-    return Schema(
+    schema = Schema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
         scalar_overrides={datetime: DATETIME},
-        execution_context_class=TextCheckedExecution,  # no NUL or lone surrogate in input text
+        # no NUL or lone surrogate in input text; then the compiled plan, or graphql-core
+        execution_context_class=compiled_executor(TextCheckedExecution, engine),
         config=StrawberryConfig(auto_camel_case=True),
         extensions=[
             lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
@@ -56,3 +62,5 @@ def build_schema(limits: Limits | None = None) -> strawberry.Schema:
             lambda: ValidationCache(maxsize=limits.validation_cache_size),
         ],
     )
+    schema.engine = engine  # its plan cache and counters
+    return schema

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncGenerator
+from functools import lru_cache
 
 import strawberry
 
 from coachgraph.ids import decode_id
 from coachgraph.resolvers import live
+from coachgraph.stores.metrics import Sample
 
 from .info import Info
 from .live import MetricKind, MetricSample
@@ -34,7 +36,7 @@ class Subscription:
         )
         async with contextlib.aclosing(stream):
             async for sample in stream:
-                yield MetricSample.from_sample(sample)
+                yield _event(sample)
 
     @strawberry.subscription(description="The session, each time its status changes.")
     async def session_updates(
@@ -57,3 +59,11 @@ class Subscription:
         async with contextlib.aclosing(stream):
             async for matches in stream:
                 yield await present_coach_matches(info, matches)
+
+
+@lru_cache(maxsize=4_096)
+def _event(sample: Sample) -> MetricSample:
+    """One MetricSample object per sample for all its watchers (samples are equal by value):
+    the engine then executes each event once for all of them, and the WebSocket adapter
+    encodes it once (coachgraph.engine: Engine.event)."""
+    return MetricSample.from_sample(sample)

@@ -1,0 +1,216 @@
+"""Compiled execution: each operation planned once, then executed without graphql-core's
+per-field machinery, with graphql-core's semantics (see plan.py and run.py).
+
+The engine plugs in as the executor class graphql-core builds per operation (and per
+subscription event), after parsing, validation and variable coercion, which stay
+graphql-core's. What it does not compile (introspection, directives other than @skip and
+@include, field middleware) runs through graphql-core unchanged and is counted by reason.
+In differential mode (tests) every query and subscription event also runs through
+graphql-core with the same context, and a difference is recorded in `MISMATCHES`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter, OrderedDict
+from collections.abc import Awaitable
+from copy import copy
+from typing import Any
+
+import orjson
+from graphql import GraphQLError, OperationType
+from graphql.execution import ExecutionResult
+from graphql.execution.executor import CollectedErrors, Executor
+
+from .plan import NotCompiled, Plan, directive_variables
+from .run import execute
+
+log = logging.getLogger(__name__)
+
+__all__ = ["MISMATCHES", "Engine", "compiled_executor"]
+
+# Differential mode: also run graphql-core and compare (the test suite turns it on)
+DIFFERENTIAL = os.environ.get("COACHGRAPH_ENGINE_DIFFERENTIAL") == "1"
+MISMATCHES: list[dict[str, Any]] = []
+COMPARED = Counter[str]()  # differential runs by operation type
+
+
+class Engine:
+    """The plan cache and its counters, one per schema."""
+
+    def __init__(self, *, enabled: bool = True, cache_size: int = 256) -> None:
+        self.enabled = enabled
+        self.cache_size = cache_size
+        self.plans: OrderedDict[tuple[Any, ...], Plan | str] = OrderedDict()
+        self.directive_variables: OrderedDict[str, tuple[str, ...] | str] = OrderedDict()
+        self.counts: Counter[str] = Counter()
+        self.event_cache_size = 4096
+        self.events: OrderedDict[tuple[int, int], tuple[Any, ExecutionResult]] = OrderedDict()
+
+    def plan(self, executor: Executor[Any]) -> Plan | None:
+        """The executor's operation compiled, from the cache when it was seen; None (counted
+        by reason) when it runs through graphql-core."""
+        if not self.enabled:
+            return None
+        why = _unsupported(executor)
+        if why is not None:
+            self.counts[f"fallback: {why}"] += 1
+            return None
+        operation = executor.operation
+        body = operation.loc.source.body if operation.loc is not None else None
+        if body is None:  # a document built by hand: compile it each time
+            found: Plan | str = self._build(executor, None)
+        else:
+            found = self._cached(executor, body)
+        if isinstance(found, str):
+            self.counts[f"fallback: {found}"] += 1
+            return None
+        self.counts["compiled"] += 1
+        return found
+
+    def _cached(self, executor: Executor[Any], body: str) -> Plan | str:
+        operation = executor.operation
+        names = self.directive_variables.get(body)
+        if names is None:
+            names = directive_variables(_document_of(executor))
+            _remember(self.directive_variables, body, names, self.cache_size)
+        if isinstance(names, str):
+            return names
+        coerced = executor.variable_values.coerced
+        key = (
+            body,
+            operation.name.value if operation.name else None,
+            tuple(bool(coerced.get(name)) for name in names),
+        )
+        found = self.plans.get(key)
+        if found is None:
+            found = self._build(executor, names)
+            _remember(self.plans, key, found, self.cache_size)
+        else:
+            self.plans.move_to_end(key)
+        return found
+
+    def _build(self, executor: Executor[Any], names: tuple[str, ...] | str | None) -> Plan | str:
+        if names is None:
+            names = directive_variables(_document_of(executor))
+            if isinstance(names, str):
+                return names
+        from .plan import Compiler
+
+        try:
+            return Compiler(
+                executor.schema,
+                executor.fragments,
+                executor.variable_values,
+                executor.operation,
+                executor.hide_suggestions,
+            ).build()
+        except NotCompiled as why:
+            return str(why)
+
+    def event(self, executor: Executor[Any], plan: Plan) -> ExecutionResult | Any:
+        """A subscription event whose selection reads only the event's own attributes: every
+        subscriber handed the same event object gets the same result object, executed once
+        (and, as one object, encoded once by the WebSocket adapter)."""
+        payload = executor.root_value
+        key = (id(plan), id(payload))
+        found = self.events.get(key)
+        if found is not None and found[0] is payload:
+            self.counts["shared event"] += 1
+            return found[1]
+        result = execute(executor, plan)
+        if isinstance(result, ExecutionResult):  # plain attributes: nothing was awaited
+            # the event is kept with its result, so its id is not reused while cached
+            _remember(self.events, key, (payload, result), self.event_cache_size)
+        return result
+
+    def stats(self) -> dict[str, int]:
+        return {"plans": len(self.plans), **self.counts}
+
+
+def _remember(cache: OrderedDict[Any, Any], key: Any, value: Any, size: int) -> None:
+    cache[key] = value
+    while len(cache) > size:
+        cache.popitem(last=False)
+
+
+class _Document:
+    """The parts of a document directive_variables walks: the operation and fragments."""
+
+    def __init__(self, executor: Executor[Any]) -> None:
+        self.definitions = [executor.operation, *executor.fragment_definitions.values()]
+
+
+def _document_of(executor: Executor[Any]) -> Any:
+    return _Document(executor)
+
+
+def _unsupported(executor: Executor[Any]) -> str | None:
+    manager = executor.middleware_manager
+    if manager is not None and manager._middleware_resolvers:
+        return "field middleware"
+    if executor.abort_signal is not None:
+        return "abort signal"
+    if not executor.error_propagation:
+        return "@disableErrorPropagation"
+    return None
+
+
+def compiled_executor(base: type[Executor[Any]], engine: Engine) -> type[Executor[Any]]:
+    """`base` (graphql-core's Executor[Any] or a subclass) running compiled plans through `engine`."""
+
+    class CompiledExecutor(base):  # type: ignore[valid-type,misc]
+        def execute_operation(
+            self, serially: bool | None = None
+        ) -> ExecutionResult | Awaitable[ExecutionResult] | Any:
+            plan = engine.plan(self)
+            if plan is None or (serially is not None and serially != plan.serial):
+                return super().execute_operation(serially)
+            if DIFFERENTIAL and plan.operation_type is not OperationType.MUTATION:
+                return _differential(self, plan, serially, base)
+            if plan.shared_events:
+                return engine.event(self, plan)
+            return execute(self, plan)
+
+    CompiledExecutor.engine = engine
+    return CompiledExecutor
+
+
+async def _differential(
+    executor: Executor[Any], plan: Plan, serially: bool | None, base: type[Executor[Any]]
+) -> ExecutionResult:
+    """Run the plan and graphql-core's executor with the same context; record a difference."""
+    reference = copy(executor)
+    reference.collected_errors = CollectedErrors()
+    compiled = execute(executor, plan)
+    if not isinstance(compiled, ExecutionResult):
+        compiled = await compiled
+    expected = base.execute_operation(reference, serially)
+    if not isinstance(expected, ExecutionResult):
+        expected = await expected  # type: ignore[misc]
+    ours, theirs = _encoded(compiled), _encoded(expected)
+    COMPARED[plan.operation_type.value] += 1
+    if ours != theirs:
+        operation = executor.operation
+        mismatch = {
+            "document": operation.loc.source.body if operation.loc else None,
+            "compiled": ours.decode(),
+            "graphql-core": theirs.decode(),
+        }
+        MISMATCHES.append(mismatch)
+        log.error("compiled execution differs from graphql-core: %s", mismatch)
+    return compiled
+
+
+def _encoded(result: ExecutionResult) -> bytes:
+    errors = [
+        {**e.formatted, "original": type(e.original_error).__name__} for e in result.errors or ()
+    ]
+    return orjson.dumps({"data": result.data, "errors": errors}, default=_default)
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, GraphQLError):
+        return value.formatted
+    return repr(value)
