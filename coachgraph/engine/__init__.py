@@ -19,7 +19,7 @@ from copy import copy
 from typing import Any
 
 import orjson
-from graphql import GraphQLError, OperationType
+from graphql import GraphQLError, MiddlewareManager, OperationType
 from graphql.execution import ExecutionResult
 from graphql.execution.executor import CollectedErrors, Executor
 
@@ -167,7 +167,7 @@ def compiled_executor(base: type[Executor[Any]], engine: Engine) -> type[Executo
             plan = engine.plan(self)
             if plan is None or (serially is not None and serially != plan.serial):
                 return super().execute_operation(serially)
-            if DIFFERENTIAL and plan.operation_type is not OperationType.MUTATION:
+            if DIFFERENTIAL:
                 return _differential(self, plan, serially, base)
             if plan.shared_events:
                 return engine.event(self, plan)
@@ -183,9 +183,14 @@ async def _differential(
     """Run the plan and graphql-core's executor with the same context; record a difference."""
     reference = copy(executor)
     reference.collected_errors = CollectedErrors()
-    compiled = execute(executor, plan)
+    roots: dict[str, Any] = {}
+    compiled = execute(executor, plan, roots)
     if not isinstance(compiled, ExecutionResult):
         compiled = await compiled
+    if plan.operation_type is OperationType.MUTATION:
+        # a mutation cannot run twice: graphql-core completes what the compiled run's root
+        # fields returned (or raised), and resolves everything below them again
+        reference.middleware_manager = MiddlewareManager(_replay(roots))
     expected = base.execute_operation(reference, serially)
     if not isinstance(expected, ExecutionResult):
         expected = await expected  # type: ignore[misc]
@@ -201,6 +206,20 @@ async def _differential(
         MISMATCHES.append(mismatch)
         log.error("compiled execution differs from graphql-core: %s", mismatch)
     return compiled
+
+
+def _replay(roots: dict[str, Any]) -> Any:
+    def replay(resolve: Any, source: Any, info: Any, **args: Any) -> Any:
+        if info.path.prev is not None:
+            return resolve(source, info, **args)
+        if info.path.key not in roots:
+            raise RuntimeError(f"{info.path.key}: not run by the compiled path")
+        found = roots[info.path.key]
+        if isinstance(found, Exception):
+            raise found
+        return found
+
+    return replay
 
 
 def _encoded(result: ExecutionResult) -> bytes:

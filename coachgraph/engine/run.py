@@ -90,6 +90,7 @@ class Run:
         "is_awaitable",
         "pending",
         "plain_types",
+        "roots",
         "x",
     )
 
@@ -101,6 +102,7 @@ class Run:
         self.is_awaitable = executor.is_awaitable
         self.is_async_iterable = executor.is_async_iterable
         self.plain_types: set[type] = set()  # list items' types seen not to be awaitable
+        self.roots: dict[str, Any] | None = None  # differential mode: root fields' values
         self.info_tail = (
             executor.schema,
             executor.fragment_definitions,
@@ -179,8 +181,12 @@ class Run:
                     args = f.args if f.args is not None else self.arguments(f)
                     value = f.resolve(source, info, **args)  # type: ignore[misc]
                 except Exception as error:
+                    if pos is None and self.roots is not None:
+                        self.roots[key] = error
                     out[key] = self.error_at(f, c, error, fpos)
                     continue
+                if pos is None and self.roots is not None and not self.is_awaitable(value):
+                    self.roots[key] = value
                 if self.is_awaitable(value):
                     out[key] = None
                     self.pending.append((value, f, c, fpos, info))
@@ -385,6 +391,8 @@ class Run:
 
     def settle(self, entry: Pending, value: Any) -> None:
         _awaitable, f, c, pos, info = entry
+        if pos.prev is None and self.roots is not None and isinstance(pos.key, str):
+            self.roots[pos.key] = value
         errors = self.errors
         if errors.errors and errors.has_nulled_position(pos):  # type: ignore[arg-type]
             return  # graphql-core cancels what an error has already nulled
@@ -419,9 +427,13 @@ async def _collect(values: AsyncIterable[Any]) -> list[Any]:
     return [value async for value in values]
 
 
-def execute(executor: Executor[Any], plan: Plan) -> ExecutionResult | Awaitable[ExecutionResult]:
-    """The operation's result, as graphql-core's execute_operation gives it."""
+def execute(
+    executor: Executor[Any], plan: Plan, roots: dict[str, Any] | None = None
+) -> ExecutionResult | Awaitable[ExecutionResult]:
+    """The operation's result, as graphql-core's execute_operation gives it; `roots`, when
+    given, receives each root field's resolved value (or error)."""
     run = Run(executor)
+    run.roots = roots
     root = plan.root
     if plan.serial:
         return _serially(run, executor, root)
