@@ -82,6 +82,7 @@ class FieldPlan:
     __slots__ = (
         "args",
         "attr",
+        "batch",
         "completer",
         "details",
         "field_def",
@@ -94,6 +95,7 @@ class FieldPlan:
         "parent_type",
         "resolve",
         "return_type",
+        "strawberry_field",
         "uses_variables",
     )
 
@@ -113,6 +115,10 @@ class FieldPlan:
         self.kind = RESOLVE
         self.attr = ""
         self.resolve: Callable[..., Any] | None = None
+        # the resolver's `__batch__`: (parents, info) -> one value per parent, awaited once a
+        # round for every parent of the round (a field without arguments only)
+        self.batch: Callable[..., Any] | None = None
+        self.strawberry_field: Any = None
         self.return_type: GraphQLOutputType | None = None
         self.completer: Completer | None = None
         self.non_null = False
@@ -272,6 +278,15 @@ class Compiler:
             if resolve is None:
                 raise NotCompiled(f"{parent_type.name}.{field.name} has no resolver")
             field.resolve = resolve
+            base = getattr(definition, "base_resolver", None)
+            batch = getattr(getattr(base, "wrapped_func", None), "__batch__", None)
+            if (
+                batch is not None
+                and not field_def.args
+                and not getattr(definition, "extensions", 1)
+            ):
+                field.batch = batch
+                field.strawberry_field = definition
         node = field.nodes[0]
         if field_def.args or node.arguments:
             field.uses_variables = _has_variables(node)

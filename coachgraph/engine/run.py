@@ -27,6 +27,7 @@ from graphql.execution import ExecutionResult
 from graphql.execution.executor import Executor, invalid_return_type_error
 from graphql.execution.values import get_argument_values
 from graphql.pyutils import Undefined, is_iterable
+from strawberry.types.info import Info as StrawberryInfo
 
 from .plan import (
     ABSTRACT,
@@ -85,6 +86,7 @@ class Run:
     __slots__ = (
         "args",
         "errors",
+        "groups",
         "info_tail",
         "is_async_iterable",
         "is_awaitable",
@@ -98,6 +100,8 @@ class Run:
         self.x = executor
         self.errors = executor.collected_errors
         self.pending: list[Pending] = []
+        # batched fields of this round: per field, its parents and their positions
+        self.groups: dict[FieldPlan, tuple[list[Any], list[Pos], GraphQLResolveInfo[Any]]] = {}
         self.args: dict[FieldPlan, dict[str, Any] | Exception] = {}
         self.is_awaitable = executor.is_awaitable
         self.is_async_iterable = executor.is_async_iterable
@@ -166,6 +170,15 @@ class Run:
                 out[key] = self.complete_at(f, c, value, fpos, None)
             elif kind == TYPENAME:
                 out[key] = type_name
+            elif f.batch is not None:
+                fpos = Pos(pos, key, type_name, out, not f.non_null)
+                out[key] = None  # placed when the round settles
+                group = self.groups.get(f)
+                if group is None:
+                    self.groups[f] = ([source], [fpos], self.info(f, fpos))
+                else:
+                    group[0].append(source)
+                    group[1].append(fpos)
             else:
                 c = f.completer  # type: ignore[assignment]
                 fpos = Pos(pos, key, type_name, out, not c.non_null)
@@ -374,7 +387,9 @@ class Run:
     # ------------------------------------------------------------------------------ rounds
     async def drain(self) -> None:
         """Await the pending work a round at a time until none is left."""
-        while self.pending:
+        while self.pending or self.groups:
+            if self.groups:
+                self._batches()
             batch, self.pending = self.pending, []
             values: list[Any]
             if len(batch) == 1:
@@ -389,7 +404,21 @@ class Run:
                     raise value
                 self.settle(entry, value)
 
+    def _batches(self) -> None:
+        """One awaitable per batched field of the round, for all its parents, in the order
+        their fields were met."""
+        groups, self.groups = self.groups, {}
+        for f, (parents, positions, info) in groups.items():
+            call = _batched(f, parents, StrawberryInfo(_raw_info=info, _field=f.strawberry_field))
+            self.pending.append((call, f, f.completer, positions, info))  # type: ignore[arg-type]
+
     def settle(self, entry: Pending, value: Any) -> None:
+        if isinstance(entry[3], list):  # a batched field: one value (or error) per parent
+            _call, f, c, positions, info = entry
+            values = value if isinstance(value, list) else [value] * len(positions)
+            for pos, item in zip(positions, values, strict=True):
+                self.settle((_call, f, c, pos, info), item)
+            return
         _awaitable, f, c, pos, info = entry
         if pos.prev is None and self.roots is not None and isinstance(pos.key, str):
             self.roots[pos.key] = value
@@ -417,6 +446,13 @@ class Run:
         self.errors.add(error, pos)  # type: ignore[arg-type]
 
 
+async def _batched(f: FieldPlan, parents: list[Any], info: Any) -> list[Any] | Exception:
+    values = await f.batch(parents, info)  # type: ignore[misc]
+    if not isinstance(values, list) or len(values) != len(parents):
+        raise TypeError(f"{f.parent_type.name}.{f.name}: __batch__ must return one value a parent")
+    return values
+
+
 def _close(awaitable: object) -> None:
     close = getattr(awaitable, "close", None)
     if close is not None:
@@ -442,7 +478,7 @@ def execute(
         run.fields(data, root, root.fields, executor.root_value, None)
     except GraphQLError as error:  # a non-null root field: the whole data is null
         executor.collected_errors.add(error, None)
-    if not run.pending:
+    if not run.pending and not run.groups:
         return _response(executor, data)
     return _after_rounds(run, executor, data)
 

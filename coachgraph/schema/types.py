@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import strawberry
 from strawberry.dataloader import DataLoader
@@ -29,6 +29,55 @@ from .live import MetricBucket, MetricKind, MetricSample, SessionSummary
 from .media import Media
 from .node import Node
 from .relay import Connection, connection
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def batched(of: Callable[[list[Any], Info], Awaitable[list[Any]]]) -> Callable[[F], F]:
+    """Give a resolver its level-at-once form: the compiled engine (coachgraph.engine) awaits
+    `of(parents, info)` once a round for all the parents of the round; graphql-core calls the
+    resolver, which is `of([self], info)` -- one implementation either way."""
+
+    def mark(resolver: F) -> F:
+        resolver.__batch__ = of  # type: ignore[attr-defined]
+        return resolver
+
+    return mark
+
+
+async def _prerequisites(parents: list[Skill], info: Info) -> list[list[Skill]]:
+    loader = info.context.loaders.prerequisites_by_skill_id
+    return await _each_many(loader, [p.raw_id for p in parents], Skill.from_record)
+
+
+async def _unlocks(parents: list[Skill], info: Info) -> list[list[Skill]]:
+    loader = info.context.loaders.unlocks_by_skill_id
+    return await _each_many(loader, [p.raw_id for p in parents], Skill.from_record)
+
+
+async def _coach_skills(parents: list[Coach], info: Info) -> list[list[CoachSkill]]:
+    loader = info.context.loaders.coach_skills_by_coach_id
+    return await _leveled_many(loader, [p.raw_id for p in parents], CoachSkill)
+
+
+async def _coach_programs(parents: list[Coach], info: Info) -> list[list[Program]]:
+    loader = info.context.loaders.programs_by_coach_id
+    return await _each_many(loader, [p.raw_id for p in parents], Program.from_record)
+
+
+async def _athlete_skills(parents: list[Athlete], info: Info) -> list[list[AthleteSkill]]:
+    loader = info.context.loaders.athlete_skills_by_athlete_id
+    return await _leveled_many(loader, [p.record.id for p in parents], AthleteSkill)
+
+
+async def _athlete_goals(parents: list[Athlete], info: Info) -> list[list[Skill]]:
+    loader = info.context.loaders.goals_by_athlete_id
+    return await _each_many(loader, [p.record.id for p in parents], Skill.from_record)
+
+
+async def _program_skills(parents: list[Program], info: Info) -> list[list[Skill]]:
+    loader = info.context.loaders.skills_by_program_id
+    return await _each_many(loader, [p.record.id for p in parents], Skill.from_record)
 
 
 @strawberry.enum(name="Role")
@@ -71,14 +120,14 @@ class Skill(Node):
         )
 
     @strawberry.field(description="Skills to learn before this one.")
+    @batched(_prerequisites)
     async def prerequisites(self, info: Info) -> list[Skill]:
-        return await _each(
-            info.context.loaders.prerequisites_by_skill_id, self.raw_id, Skill.from_record
-        )
+        return (await _prerequisites([self], info))[0]
 
     @strawberry.field(description="Skills this one is a prerequisite of.")
+    @batched(_unlocks)
     async def unlocks(self, info: Info) -> list[Skill]:
-        return await _each(info.context.loaders.unlocks_by_skill_id, self.raw_id, Skill.from_record)
+        return (await _unlocks([self], info))[0]
 
 
 @strawberry.type
@@ -129,10 +178,9 @@ class Coach(Node):
         return await _avatar(info, "Coach", self.raw_id)
 
     @strawberry.field(description="What the coach teaches, with levels.")
+    @batched(_coach_skills)
     async def skills(self, info: Info) -> list[CoachSkill]:
-        return await _leveled(
-            info.context.loaders.coach_skills_by_coach_id, self.raw_id, CoachSkill
-        )
+        return (await _coach_skills([self], info))[0]
 
     @strawberry.field(description="Athletes the coach coaches, as far as the viewer may see.")
     async def athletes(
@@ -142,10 +190,9 @@ class Coach(Node):
         return connection(page, Athlete.from_record, row_id, after=after)
 
     @strawberry.field
+    @batched(_coach_programs)
     async def programs(self, info: Info) -> list[Program]:
-        return await _each(
-            info.context.loaders.programs_by_coach_id, self.raw_id, Program.from_record
-        )
+        return (await _coach_programs([self], info))[0]
 
     @strawberry.field(description="The coach's sessions the viewer may see.")
     async def sessions(
@@ -188,15 +235,14 @@ class Athlete(Node):
         return await _avatar(info, "Athlete", self.record.id)
 
     @strawberry.field
+    @batched(_athlete_skills)
     async def skills(self, info: Info) -> list[AthleteSkill]:
-        loader = info.context.loaders.athlete_skills_by_athlete_id
-        return await _leveled(loader, self.record.id, AthleteSkill)
+        return (await _athlete_skills([self], info))[0]
 
     @strawberry.field
+    @batched(_athlete_goals)
     async def goals(self, info: Info) -> list[Skill]:
-        return await _each(
-            info.context.loaders.goals_by_athlete_id, self.record.id, Skill.from_record
-        )
+        return (await _athlete_goals([self], info))[0]
 
     @strawberry.field(description="For the athlete itself, its coaches and admins.")
     async def coaches(self, info: Info) -> list[Coach]:
@@ -254,10 +300,9 @@ class Program(Node):
         return await _media(info, "Program", self.record.id)
 
     @strawberry.field(description="Skills the program develops.")
+    @batched(_program_skills)
     async def skills(self, info: Info) -> list[Skill]:
-        return await _each(
-            info.context.loaders.skills_by_program_id, self.record.id, Skill.from_record
-        )
+        return (await _program_skills([self], info))[0]
 
 
 @strawberry.type
@@ -388,8 +433,20 @@ async def _each(loader: DataLoader[K, list[R]], key: K, present: Callable[[R], T
     return [present(r) for r in await loader.load(key)]
 
 
-async def _leveled(loader: DataLoader[int, list[LeveledSkill]], key: int, kind: type[L]) -> list[L]:
-    return [kind(skill=Skill.from_record(r.skill), level=r.level) for r in await loader.load(key)]
+async def _each_many(
+    loader: DataLoader[K, list[R]], keys: list[K], present: Callable[[R], T]
+) -> list[list[T]]:
+    """Per key, the rows a list loader holds, each presented as its GraphQL type."""
+    return [[present(r) for r in rows] for rows in await loader.load_many(keys)]
+
+
+async def _leveled_many(
+    loader: DataLoader[int, list[LeveledSkill]], keys: list[int], kind: type[L]
+) -> list[list[L]]:
+    return [
+        [kind(skill=Skill.from_record(r.skill), level=r.level) for r in rows]
+        for rows in await loader.load_many(keys)
+    ]
 
 
 async def _sessions(
