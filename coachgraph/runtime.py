@@ -18,7 +18,7 @@ from coachgraph.config import Settings
 from coachgraph.graph.memory import MemoryGraph
 from coachgraph.graph.model import GraphStore
 from coachgraph.graph.neo4j import Neo4jGraph
-from coachgraph.graph.projector import Listener, Projector, Sink
+from coachgraph.graph.projector import Applied, Listener, Projector, Sink
 from coachgraph.limiter import Limiter
 from coachgraph.media.local import LocalMediaStore
 from coachgraph.media.model import MediaStore
@@ -31,10 +31,9 @@ from coachgraph.search.postgres import PostgresSearch
 from coachgraph.secret import resolve_secret
 from coachgraph.stores.db import Database, EmbeddedPostgres
 from coachgraph.stores.migrate import Migration, migrate
-from coachgraph.stores.outbox import Dirty
 from coachgraph.subscriptions.broker import Broker, MemoryBroker
 from coachgraph.subscriptions.redis import RedisBroker
-from coachgraph.subscriptions.topics import GRAPH_TOPIC
+from coachgraph.subscriptions.topics import EVERYTHING, GRAPH_TOPIC, graph_changed
 
 
 @dataclass
@@ -157,12 +156,23 @@ def projector_for(
     )
 
 
-def announcer(broker: Broker) -> Listener:
-    """A projector listener that publishes which records each batch changed (live matches)."""
+def announcer(broker: Broker, *, max_ids: int) -> Listener:
+    """A projector listener that publishes which records each batch changed, and the current
+    coaches of the athletes among them, for live matches (resolvers/live.py decides from that
+    whom a batch concerns). A rebuild, a removed record (its edges went with it, and what they
+    linked is unknown now) or more than `max_ids` ids is announced as everything; a batch that
+    changed no record of the graph (session events) is not announced at all."""
 
-    async def announce(dirty: Dirty) -> None:
-        changed = {kind: sorted(ids) for kind, ids in dirty.items()}
-        await broker.publish(GRAPH_TOPIC, {"changed": changed})
+    async def announce(applied: Applied) -> None:
+        states = applied.states
+        if states is None or any(states.missing.values()):
+            await broker.publish(GRAPH_TOPIC, EVERYTHING)
+            return
+        if not any(applied.dirty.values()):
+            return
+        coached_by = {coach for athlete in states.athletes for coach in athlete.coaches}
+        message = graph_changed(applied.dirty, coached_by=coached_by, max_ids=max_ids)
+        await broker.publish(GRAPH_TOPIC, message)
 
     return announce
 
@@ -253,9 +263,8 @@ async def open_resources(
         broker = broker_for(settings)
         await broker.start()
         stack.push_async_callback(broker.close)
-        projector = projector_for(
-            settings, db, graph, sinks=[search], listeners=[announcer(broker)]
-        )
+        announce = announcer(broker, max_ids=settings.limits.graph_change_max_ids)
+        projector = projector_for(settings, db, graph, sinks=[search], listeners=[announce])
         stack.push_async_callback(projector.stop)
         await projector.prepare()
         await projector.catch_up()

@@ -28,7 +28,18 @@ from coachgraph.stores.outbox import Dirty
 log = logging.getLogger(__name__)
 CHANNEL = "coachgraph_outbox"
 
-Listener = Callable[[Dirty], Awaitable[None]]
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What a listener is told after a batch: the records its events named (`dirty`) and
+    their states as written; `states is None` after a rebuild, when anything may have
+    changed."""
+
+    dirty: Dirty
+    states: States | None
+
+
+Listener = Callable[[Applied], Awaitable[None]]
 
 
 class Sink(Protocol):
@@ -139,6 +150,7 @@ class Projector:
         for sink in self.sinks:
             await sink.rebuild()
         await self._advance(position)
+        await self._tell(Applied({}, None))
 
     async def _rebuild_graph(self) -> Position:
         """The graph from every record; returns the position it reflects."""
@@ -186,9 +198,12 @@ class Projector:
         for sink in self.sinks:
             await sink.apply(dirty)
         await self._advance(events[-1].position)
-        for listener in self.listeners:
-            await listener(dirty)
+        await self._tell(Applied(dirty, states))
         return len(events)
+
+    async def _tell(self, applied: Applied) -> None:
+        for listener in self.listeners:
+            await listener(applied)
 
     async def _advance(self, position: Position) -> None:
         names = [self.name] if self.persistent else []

@@ -29,7 +29,12 @@ from coachgraph.stores.metrics import Sample
 from coachgraph.stores.records import SessionRecord
 from coachgraph.subscriptions.broker import Broker, Message, Overflow, is_resync
 from coachgraph.subscriptions.topics import GRAPH_TOPIC as GRAPH_TOPIC
-from coachgraph.subscriptions.topics import metrics_topic
+from coachgraph.subscriptions.topics import (
+    GraphChange,
+    ended_message,
+    is_ended,
+    metrics_topic,
+)
 from coachgraph.subscriptions.topics import status_topic as status_topic
 
 # bpm, W, rpm, m/s, ms
@@ -223,33 +228,47 @@ async def sample_stream(
     after: int | None,
     limits: Limits,
 ) -> AsyncGenerator[Sample, None]:
-    """Stored samples after `after`, then the live tail: each sample once, in cursor order.
+    """Stored samples after `after`, then the live tail: each sample once, in cursor order,
+    until the session ends.
 
     The live subscription opens first, so nothing published meanwhile is missed; whatever the
     broker skipped (a gap in the cursors) is read back from Postgres, the source of truth, and
     so is everything after the last cursor when the broker says it may have lost events
     (Redis was unreachable: publishes failed, or the reader reconnected). Without `after`,
     the stream starts after the last sample committed when it opened.
+
+    Once the session has ended (it was already, or its end is announced, or a resync finds it
+    so) no sample commits any more: what is stored after the last cursor is read back, whatever
+    the broker still carries is ignored, and the stream returns.
     """
     sub = await broker.subscribe(metrics_topic(session_id), queue_size=limits.subscriber_queue)
     wanted = set(kinds) if kinds else None
     try:
-        last = (
-            after if after is not None else await metrics.last_seq(db.pool, session_id=session_id)
-        )
+        now = await metrics.progress(db.pool, session_id=session_id)
+        last = after if after is not None else now.last_seq
         if after is not None:
             async for sample in _stored(db, session_id, kinds, last, None, limits):
                 last = sample.seq
                 yield sample
+        if now.ended:
+            return  # read after the end: the storage read above was complete
         while True:
             try:
                 message = await sub.get()
             except Overflow:
                 raise SlowConsumer(encode_cursor(last)) from None
-            if is_resync(message):  # events may be lost: everything after the cursor
+            if "samples" not in message:
+                # the end (published after its commit) or events may be lost (look): read the
+                # status before the samples, so that an ended session's read is complete
+                ended = is_ended(message) or (
+                    is_resync(message)
+                    and (await metrics.progress(db.pool, session_id=session_id)).ended
+                )
                 async for sample in _stored(db, session_id, kinds, last, None, limits):
                     last = sample.seq
                     yield sample
+                if ended:
+                    return
                 continue
             batch = [_from_message(r) for r in message["samples"]]
             if batch[0].seq > last + 1:  # the broker skipped something: read it back
@@ -320,6 +339,14 @@ async def session_samples(
             yield sample
 
 
+async def announce_status(broker: Broker, session: SessionRecord) -> None:
+    """After a status change commits: sessionUpdates subscribers re-read the session, and once
+    it has ended, sessionMetrics subscribers read their last samples and complete."""
+    await broker.publish(status_topic(session.id), {"status": session.status})
+    if session.status in metrics.ENDED:
+        await broker.publish(metrics_topic(session.id), ended_message(session.status))
+
+
 async def session_updates(ctx: Context, session_id: int) -> AsyncGenerator[SessionRecord, None]:
     """sessionUpdates: the session each time its status changes; a subscriber that falls
     behind is dropped (SlowConsumer)."""
@@ -338,26 +365,80 @@ async def session_updates(ctx: Context, session_id: int) -> AsyncGenerator[Sessi
         sub.close()
 
 
+@dataclass
+class MatchRecomputes:
+    """What matchUpdates subscriptions did with the graph changes announced after their first
+    list: `count` recomputes, and `skipped` announcements that could not concern them (tests
+    and benchmarks read it)."""
+
+    count: int = 0
+    skipped: int = 0
+
+
+MATCH_RECOMPUTES = MatchRecomputes()  # every matchUpdates subscription of this process
+
+
+def concerns(change: GraphChange, athlete_id: int, candidates: frozenset[int]) -> bool:
+    """Whether an applied graph batch could change the athlete's coach matches, given the
+    candidate coaches its last ranking weighed.
+
+    The rule follows what `rank_coaches` (graph/recommend.py) reads from the neighbourhood a
+    backend returns, and what decides who is in it:
+    * the athlete itself (sport, city, level, skills, goals, its coaches): when it changed;
+    * every coach's record (sports, city, capacity, current load) and what it teaches: these
+      decide who is a candidate at all (hard constraints, then the cut to the best
+      `match_candidates` by pre-score) and each one's coverage, fit and city, so a changed
+      coach concerns every subscriber;
+    * the goals of the athletes a candidate coaches (the similar-athletes signal and its
+      Adamic-Adar weights): a changed athlete concerns the subscribers whose candidates
+      include one of its coaches. Its coaching links cannot change without naming the coach
+      (an assignment's event carries the coach's id), so its coaches now are all that could
+      carry its change; and the set of candidates cannot change unless a coach or the athlete
+      itself does, so the set from the last ranking still holds for a batch that touches
+      neither;
+    * skills and programs: nothing of theirs is read (prerequisites, DEVELOPS, LEADS and
+      enrolments are not in the neighbourhood); a removed record is announced as everything.
+    A resync, an overflow, a rebuild or an over-long batch concern everybody.
+    """
+    if change.everything or change.coaches or athlete_id in change.athletes:
+        return True
+    return not candidates.isdisjoint(change.coached_by)
+
+
 async def coach_match_updates(
-    ctx: Context, athlete_id: int, first: int | None
+    ctx: Context, athlete_id: int, first: int | None, *, stats: MatchRecomputes | None = None
 ) -> AsyncGenerator[list[Match], None]:
     """matchUpdates: the athlete's coach matches at once, then again whenever the graph
-    changes them (ids or scores)."""
-    queue_size = ctx.settings.limits.subscriber_queue
+    changes them (ids or scores).
+
+    Only a batch that `concerns` the athlete starts a recompute; it then waits
+    `match_update_coalesce_ms` and drops whatever else has arrived (and what queued up while
+    the last recompute ran): the one recompute reads the graph after all of them. `stats`
+    (besides MATCH_RECOMPUTES) counts what this subscription did."""
+    tallies = (MATCH_RECOMPUTES,) if stats is None else (MATCH_RECOMPUTES, stats)
+    limits = ctx.settings.limits
+    window = limits.match_update_coalesce_ms / 1000
     # subscribe before the first computation: a change in between is not missed
-    sub = await ctx.broker.subscribe(GRAPH_TOPIC, queue_size=queue_size)
+    sub = await ctx.broker.subscribe(GRAPH_TOPIC, queue_size=limits.subscriber_queue)
     try:
-        matches = await matching.match_coaches(ctx, athlete_id, first)
+        matches, candidates = await matching.match_coaches_among(ctx, athlete_id, first)
         shown = _signature(matches)
         yield matches
         while True:
             try:
-                await sub.get()
+                while not concerns(GraphChange.read(await sub.get()), athlete_id, candidates):
+                    for tally in tallies:
+                        tally.skipped += 1
+                if window:
+                    await asyncio.sleep(window)
+                sub.drain()
             except Overflow:  # changes are idempotent: recompute, start a new queue
                 sub.close()
-                sub = await ctx.broker.subscribe(GRAPH_TOPIC, queue_size=queue_size)
+                sub = await ctx.broker.subscribe(GRAPH_TOPIC, queue_size=limits.subscriber_queue)
             _fresh_loaders(ctx)
-            matches = await matching.match_coaches(ctx, athlete_id, first)
+            matches, candidates = await matching.match_coaches_among(ctx, athlete_id, first)
+            for tally in tallies:
+                tally.count += 1
             if _signature(matches) != shown:
                 shown = _signature(matches)
                 yield matches

@@ -46,27 +46,40 @@ async def _matched(
     rank: Callable[[N, int], list[Match]],
     type_name: str,
     raw_id: int,
-) -> list[Match]:
-    """The top `first` candidates around one record; none in the graph: no matches, or
-    NotFound if the record is missing from the database too."""
+) -> tuple[list[Match], N | None]:
+    """The top `first` candidates around one record, and the neighbourhood they were ranked
+    from; none in the graph: no matches, or NotFound if the record is missing from the
+    database too."""
     size = _first(ctx, first)
     found = await neighbourhood(raw_id, limit=ctx.settings.limits.match_candidates)
     if found is None:
         await _exists(ctx, type_name, raw_id)
-        return []
-    return rank(found, size)
+        return [], None
+    return rank(found, size), found
 
 
 async def match_coaches(ctx: Context, athlete_id: int, first: int | None) -> list[Match]:
+    return (await match_coaches_among(ctx, athlete_id, first))[0]
+
+
+async def match_coaches_among(
+    ctx: Context, athlete_id: int, first: int | None
+) -> tuple[list[Match], frozenset[int]]:
+    """match_coaches, and the ids of every candidate the ranking weighed, not only the `first`
+    it returns (live matches decide from them which graph changes concern the athlete)."""
     require(can_match_coaches(ctx.viewer, athlete_id), "Only the athlete or an admin may match it")
     neighbourhood, rank = ctx.graph.coach_neighbourhood, recommend.rank_coaches
-    return await _matched(ctx, first, neighbourhood, rank, "Athlete", athlete_id)
+    # in two steps: unpacking the awaited call at once, mypy solves N as `... | None`
+    matched = _matched(ctx, first, neighbourhood, rank, "Athlete", athlete_id)
+    matches, found = await matched
+    candidates = frozenset(c.info.id for c in found.candidates) if found else frozenset()
+    return matches, candidates
 
 
 async def match_athletes(ctx: Context, coach_id: int, first: int | None) -> list[Match]:
     require(can_match_athletes(ctx.viewer, coach_id), "Only the coach or an admin may match it")
     neighbourhood, rank = ctx.graph.roster_neighbourhood, recommend.rank_athletes
-    return await _matched(ctx, first, neighbourhood, rank, "Coach", coach_id)
+    return (await _matched(ctx, first, neighbourhood, rank, "Coach", coach_id))[0]
 
 
 async def recommend_programs(ctx: Context, athlete_id: int, first: int | None) -> list[Match]:

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import TypeVar
 
 from coachgraph.errors import InvalidInput, NotFound
-from coachgraph.resolvers import validate
+from coachgraph.resolvers import live, validate
 from coachgraph.resolvers.context import Context
 from coachgraph.resolvers.policy import (
     AthleteFacts,
@@ -35,7 +35,6 @@ from coachgraph.stores.records import (
     Unset,
 )
 from coachgraph.stores.sql import Executor
-from coachgraph.subscriptions.topics import status_topic
 
 T = TypeVar("T")
 V = TypeVar("V")
@@ -366,5 +365,5 @@ async def move_session(ctx: Context, session_id: int, to: str) -> SessionRecord:
         message = "Only its coach, while it coaches the athlete, may change this session"
         await _require_manages(ctx, conn, found.coach_id, found.athlete_id, message)
         moved = await sessions.transition(conn, session_id=session_id, to=to)
-    await ctx.broker.publish(status_topic(session_id), {"status": moved.status})  # after commit
+    await live.announce_status(ctx.broker, moved)  # after commit
     return moved

@@ -59,13 +59,35 @@ async def live_session(conn: Executor, *, session_id: int) -> LiveSession:
     return LiveSession(**row)
 
 
-async def last_seq(conn: Executor, *, session_id: int) -> int:
-    """The cursor of the session's last committed sample (0 before the first): a live-only
-    subscriber starts after it, and reads back from it what the broker did not bring."""
-    value = await conn.fetchval(
-        "SELECT sample_seq FROM training_sessions WHERE id = $1", session_id
+ENDED = frozenset({"COMPLETED", "CANCELLED"})  # statuses a session never leaves
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """A session's status and the cursor of its last committed sample (0 before the first)."""
+
+    status: str
+    last_seq: int
+
+    @property
+    def ended(self) -> bool:
+        """Past LIVE for good: `last_seq` is final, and every sample up to it is stored."""
+        return self.status in ENDED
+
+
+async def progress(conn: Executor, *, session_id: int) -> Progress:
+    """Status and last cursor, read together. A live-only subscriber starts after the cursor
+    and reads back from it what the broker did not bring. Once the status has left LIVE no
+    batch commits any more (`append` reserves its cursors only while the row says LIVE, and
+    holds that row, which the status change must update, until its commit), so an ended
+    session's stored samples are all there is."""
+    row = await conn.fetchrow(
+        "SELECT status::text AS status, sample_seq FROM training_sessions WHERE id = $1",
+        session_id,
     )
-    return int(value or 0)
+    if row is None:
+        raise NotFound("TrainingSession", session_id)
+    return Progress(row["status"], int(row["sample_seq"] or 0))
 
 
 async def append(

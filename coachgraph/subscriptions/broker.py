@@ -52,6 +52,16 @@ class SubscriberQueue:
             raise Overflow(self.topic)
         return message
 
+    def drain(self) -> list[Message]:
+        """Whatever is queued, at once, without waiting; Overflow once the queue has
+        overflowed."""
+        if self.overflowed:
+            raise Overflow(self.topic)
+        queued = []
+        while not self._queue.empty():
+            queued.append(self._queue.get_nowait())
+        return queued
+
     def close(self) -> None:
         if not self._closed:
             self._closed = True

@@ -334,3 +334,56 @@ async def test_match_updates_start_with_the_list_and_follow_changes(
         to_global_id("Coach", first_coach.id),
     ]
     await client.close()
+
+
+async def end_session(
+    http: httpx.AsyncClient, replica: Replica, session_id: int, token: str
+) -> None:
+    body = (
+        await http.post(
+            f"{replica.url}/graphql",
+            json={
+                "query": "mutation($id: ID!) { endSession(id: $id) { __typename } }",
+                "variables": {"id": to_global_id("TrainingSession", session_id)},
+            },
+            headers={"Authorization": f"Bearer {token}"},
+        )
+    ).json()
+    assert body["data"]["endSession"]["__typename"] == "TrainingSession", body
+
+
+async def test_metrics_complete_once_the_session_has_ended(
+    pair: tuple[Replica, Replica], factory: Factory
+) -> None:
+    a, b = pair
+    session = await live_session(factory)
+    sid = to_global_id("TrainingSession", session.id)
+    token = token_for("coach", session.coach_id)
+    client = await WSClient.connect(b.url, token)
+    await client.ack()
+    op = await client.subscribe(METRICS, {"id": sid, "after": encode_cursor(0)})
+    async with httpx.AsyncClient() as http:
+        for _ in range(2):
+            await record(http, a, session.id, 50, token)
+        await end_session(http, a, session.id, token)  # on the other replica
+    cursors = [
+        decode_cursor((await next_data(client))["sessionMetrics"]["cursor"]) for _ in range(100)
+    ]
+    assert cursors == list(range(1, 101))
+    assert await client.recv() == {"id": op, "type": "complete"}
+    await client.close()
+
+    # after the end: what is stored after the cursor, then complete (both protocols)
+    for protocol, after, expected in [
+        ("graphql-ws", encode_cursor(60), list(range(61, 101))),
+        ("graphql-transport-ws", None, []),
+    ]:
+        client = await WSClient.connect(a.url, token, protocol=protocol)
+        await client.ack()
+        op = await client.subscribe(METRICS, {"id": sid, "after": after})
+        got = [
+            decode_cursor((await next_data(client))["sessionMetrics"]["cursor"]) for _ in expected
+        ]
+        assert got == expected
+        assert await client.recv() == {"id": op, "type": "complete"}, protocol
+        await client.close()
