@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
+import pytest
 
 from coachgraph.app import create_app
 from coachgraph.config import Settings
@@ -26,6 +27,9 @@ from tests.conftest import token_for
 from tests.factories import Factory
 from tests.live.conftest import WSClient, live_session, samples
 from tests.servers import RedisProcess, serve
+
+# a store goes down mid-test: answers depend on when they are asked (conftest.one_path)
+pytestmark = pytest.mark.usefixtures("one_path")
 
 METRICS = "subscription($id: ID!) { sessionMetrics(sessionId: $id) { cursor value kind } }"
 RECORD = """mutation($id: ID!, $samples: [MetricSampleInput!]!) { recordMetrics(sessionId: $id, samples: $samples) {
