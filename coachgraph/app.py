@@ -54,7 +54,7 @@ def create_app(
         finally:
             await resources.close()
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
             Route("/graphql", Gate(view)),
@@ -68,6 +68,8 @@ def create_app(
         exception_handlers={HTTPException: _http_error, Exception: _internal_error},
         lifespan=lifespan,
     )
+    app.state.schema = schema  # its engine's plan cache and counters (schema.engine.stats())
+    return app
 
 
 _HTTP_CODES = {401: "UNAUTHENTICATED", 403: "FORBIDDEN", 404: "NOT_FOUND", 429: "RATE_LIMITED"}
