@@ -46,7 +46,7 @@ class Engine:
         self.directive_variables: OrderedDict[str, tuple[str, ...] | str] = OrderedDict()
         self.counts: Counter[str] = Counter()
         self.event_cache_size = 4096
-        self.events: OrderedDict[tuple[int, int], tuple[Any, ExecutionResult]] = OrderedDict()
+        self.events: OrderedDict[tuple[int, int], tuple[Any, Plan, ExecutionResult]] = OrderedDict()
 
     def plan(self, executor: Executor[Any]) -> Plan | None:
         """The executor's operation compiled, from the cache when it was seen; None (counted
@@ -116,13 +116,14 @@ class Engine:
         payload = executor.root_value
         key = (id(plan), id(payload))
         found = self.events.get(key)
-        if found is not None and found[0] is payload:
+        if found is not None and found[0] is payload and found[1] is plan:
             self.counts["shared event"] += 1
-            return found[1]
+            return found[2]
         result = execute(executor, plan)
         if isinstance(result, ExecutionResult):  # plain attributes: nothing was awaited
-            # the event is kept with its result, so its id is not reused while cached
-            _remember(self.events, key, (payload, result), self.event_cache_size)
+            # the event and the plan are kept with the result: their ids are not reused while
+            # it is cached
+            _remember(self.events, key, (payload, plan, result), self.event_cache_size)
         return result
 
     def stats(self) -> dict[str, int]:
