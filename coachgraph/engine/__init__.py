@@ -19,12 +19,12 @@ from copy import copy
 from typing import Any
 
 import orjson
-from graphql import GraphQLError, MiddlewareManager, OperationType
+from graphql import GraphQLError, MiddlewareManager
 from graphql.execution import ExecutionResult
 from graphql.execution.executor import CollectedErrors, Executor
 
 from .plan import NotCompiled, Plan, directive_variables
-from .run import execute
+from .run import execute, start
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class Engine:
         self.event_cache_size = 4096
         self.events: OrderedDict[tuple[int, int], tuple[Any, Plan, ExecutionResult]] = OrderedDict()
 
-    def plan(self, executor: Executor[Any]) -> Plan | None:
+    def plan(self, executor: Executor[Any], serially: bool | None = None) -> Plan | None:
         """The executor's operation compiled, from the cache when it was seen; None (counted
         by reason) when it runs through graphql-core."""
         if not self.enabled:
@@ -66,6 +66,9 @@ class Engine:
         if isinstance(found, str):
             self.counts[f"fallback: {found}"] += 1
             return None
+        if serially is not None and serially != found.serial:
+            self.counts["fallback: serial execution asked of a query"] += 1
+            return None
         self.counts["compiled"] += 1
         return found
 
@@ -81,7 +84,8 @@ class Engine:
         key = (
             body,
             operation.name.value if operation.name else None,
-            tuple(bool(coerced.get(name)) for name in names),
+            # the values themselves: null is not false (graphql-core refuses null there)
+            tuple(coerced.get(name) for name in names),
         )
         found = self.plans.get(key)
         if found is None:
@@ -159,42 +163,109 @@ def _unsupported(executor: Executor[Any]) -> str | None:
 
 
 def compiled_executor(base: type[Executor[Any]], engine: Engine) -> type[Executor[Any]]:
-    """`base` (graphql-core's Executor[Any] or a subclass) running compiled plans through `engine`."""
+    """`base` (graphql-core's Executor or a subclass) running compiled plans through `engine`."""
 
     class CompiledExecutor(base):  # type: ignore[valid-type,misc]
         def execute_operation(
             self, serially: bool | None = None
         ) -> ExecutionResult | Awaitable[ExecutionResult] | Any:
-            plan = engine.plan(self)
-            if plan is None or (serially is not None and serially != plan.serial):
+            try:
+                plan = engine.plan(self, serially)
+            except GraphQLError:  # e.g. @skip(if: $v) with $v null: graphql-core words it
+                engine.counts["fallback: directive argument error"] += 1
+                plan = None
+            if plan is None:
                 return super().execute_operation(serially)
             if DIFFERENTIAL:
-                return _differential(self, plan, serially, base)
+                return _differential(self, plan, serially, base, engine)
             if plan.shared_events:
                 return engine.event(self, plan)
-            return execute(self, plan)
+            return _run(self, plan, serially, base, engine)
 
     CompiledExecutor.engine = engine
     return CompiledExecutor
 
 
-async def _differential(
-    executor: Executor[Any], plan: Plan, serially: bool | None, base: type[Executor[Any]]
-) -> ExecutionResult:
-    """Run the plan and graphql-core's executor with the same context; record a difference."""
+def _run(
+    executor: Executor[Any],
+    plan: Plan,
+    serially: bool | None,
+    base: type[Executor[Any]],
+    engine: Engine,
+    roots: dict[str, Any] | None = None,
+) -> ExecutionResult | Awaitable[ExecutionResult]:
+    """The plan's result; graphql-core's when the errors met while awaiting could have been
+    recorded in another order there (two or more: rare, and then exact rather than fast).
+    A mutation's root values are kept (in `roots` when given) to replay them then."""
+    if plan.serial and roots is None:
+        roots = {}
+    run, result = start(executor, plan, roots)
+    if isinstance(result, ExecutionResult):
+        return result
+
+    async def settled() -> ExecutionResult:
+        done = await result
+        if not run.ambiguous:
+            return done
+        engine.counts["fallback: concurrent errors"] += 1
+        again = _graphql_core(executor, serially, base, roots)
+        return again if isinstance(again, ExecutionResult) else await again
+
+    return settled()
+
+
+def _graphql_core(
+    executor: Executor[Any],
+    serially: bool | None,
+    base: type[Executor[Any]],
+    roots: dict[str, Any] | None,
+) -> ExecutionResult | Awaitable[ExecutionResult] | Any:
+    """graphql-core's execution of the operation with the executor's context; a mutation's
+    root fields answer what they answered in the compiled run (a mutation runs once)."""
     reference = copy(executor)
     reference.collected_errors = CollectedErrors()
-    roots: dict[str, Any] = {}
-    compiled = execute(executor, plan, roots)
-    if not isinstance(compiled, ExecutionResult):
-        compiled = await compiled
-    if plan.operation_type is OperationType.MUTATION:
-        # a mutation cannot run twice: graphql-core completes what the compiled run's root
-        # fields returned (or raised), and resolves everything below them again
+    if roots is not None:
         reference.middleware_manager = MiddlewareManager(_replay(roots))
-    expected = base.execute_operation(reference, serially)
-    if not isinstance(expected, ExecutionResult):
-        expected = await expected  # type: ignore[misc]
+    return base.execute_operation(reference, serially)
+
+
+def _differential(
+    executor: Executor[Any],
+    plan: Plan,
+    serially: bool | None,
+    base: type[Executor[Any]],
+    engine: Engine,
+) -> ExecutionResult | Awaitable[ExecutionResult]:
+    """The compiled result, checked against graphql-core's with the same context; a difference
+    is recorded. Synchronous when both are."""
+    roots: dict[str, Any] = {}  # a mutation's root values, replayed; a query's run again
+    compiled = _run(executor, plan, serially, base, engine, roots if plan.serial else None)
+
+    def check(ours: ExecutionResult) -> ExecutionResult:
+        expected = _graphql_core(executor, serially, base, roots if plan.serial else None)
+        if isinstance(expected, ExecutionResult):
+            _compare(executor, plan, ours, expected)
+            return ours
+
+        async def later() -> ExecutionResult:
+            _compare(executor, plan, ours, await expected)
+            return ours
+
+        return later()  # type: ignore[return-value]
+
+    if isinstance(compiled, ExecutionResult):
+        return check(compiled)
+
+    async def after() -> ExecutionResult:
+        checked = check(await compiled)
+        return checked if isinstance(checked, ExecutionResult) else await checked
+
+    return after()
+
+
+def _compare(
+    executor: Executor[Any], plan: Plan, compiled: ExecutionResult, expected: ExecutionResult
+) -> None:
     ours, theirs = _encoded(compiled), _encoded(expected)
     COMPARED[plan.operation_type.value] += 1
     if ours != theirs:
@@ -206,7 +277,6 @@ async def _differential(
         }
         MISMATCHES.append(mismatch)
         log.error("compiled execution differs from graphql-core: %s", mismatch)
-    return compiled
 
 
 def _replay(roots: dict[str, Any]) -> Any:

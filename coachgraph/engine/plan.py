@@ -46,8 +46,8 @@ from graphql.execution.values import VariableValues
 
 # what a field does
 ATTR, TYPENAME, RESOLVE = 0, 1, 2
-# what a completer completes
-LEAF, LIST, OBJECT, ABSTRACT = 0, 1, 2, 3
+# what a completer completes (the last two: after an async resolve_type or is_type_of)
+LEAF, LIST, OBJECT, ABSTRACT, RESOLVED, CHECKED = 0, 1, 2, 3, 4, 5
 # builtin scalars whose values of one exact Python type serialise as themselves
 OTHER, STRING, INT, BOOLEAN, FLOAT = 0, 1, 2, 3, 4
 _FAST = {"String": STRING, "ID": STRING, "Int": INT, "Boolean": BOOLEAN, "Float": FLOAT}
@@ -62,7 +62,18 @@ class NotCompiled(Exception):
 class Completer:
     """How a value of one output type completes (nullability included)."""
 
-    __slots__ = ("coerce", "fast", "item", "kind", "memo", "non_null", "plan", "plans", "type")
+    __slots__ = (
+        "coerce",
+        "fast",
+        "item",
+        "kind",
+        "memo",
+        "non_null",
+        "plan",
+        "plans",
+        "resolved",
+        "type",
+    )
 
     def __init__(self, kind: int, non_null: bool, gql_type: GraphQLOutputType) -> None:
         self.kind = kind
@@ -74,6 +85,7 @@ class Completer:
         self.item: Completer | None = None
         self.plan: ObjectPlan | None = None
         self.plans: dict[str, ObjectPlan] = {}
+        self.resolved: Completer | None = None  # abstract: after an async resolve_type
 
 
 class FieldPlan:
@@ -130,7 +142,15 @@ class FieldPlan:
 class ObjectPlan:
     """A selection set on one object type: its fields in response order."""
 
-    __slots__ = ("fields", "is_type_of", "plain_is_type_of", "resolvers", "type", "type_name")
+    __slots__ = (
+        "checked",
+        "fields",
+        "is_type_of",
+        "plain_is_type_of",
+        "resolvers",
+        "type",
+        "type_name",
+    )
 
     def __init__(self, object_type: GraphQLObjectType) -> None:
         self.type = object_type
@@ -143,6 +163,8 @@ class ObjectPlan:
             "_get_is_type_of.<locals>.is_type_of"
         )
         self.resolvers = 0  # resolver fields in this selection and below
+        self.checked = Completer(CHECKED, False, object_type)  # after an async is_type_of
+        self.checked.plan = self
 
 
 class Plan:
@@ -322,6 +344,8 @@ class Compiler:
             completer = Completer(ABSTRACT, non_null, nullable)
             for possible in self.schema.get_possible_types(nullable):
                 completer.plans[possible.name] = self._subplan(possible, details)
+            completer.resolved = Completer(RESOLVED, non_null, nullable)
+            completer.resolved.plans = completer.plans
             return completer
         if is_object_type(nullable):
             assert isinstance(nullable, GraphQLObjectType)

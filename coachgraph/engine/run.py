@@ -20,24 +20,26 @@ from __future__ import annotations
 import contextlib
 from asyncio import gather
 from collections.abc import AsyncIterable, Awaitable
+from enum import Enum
 from typing import Any
 
 from graphql import GraphQLError, GraphQLResolveInfo, located_error
 from graphql.execution import ExecutionResult
 from graphql.execution.executor import Executor, invalid_return_type_error
 from graphql.execution.values import get_argument_values
-from graphql.pyutils import Undefined, is_iterable
+from graphql.pyutils import Path, Undefined, is_iterable
 from strawberry.types.info import Info as StrawberryInfo
 
 from .plan import (
-    ABSTRACT,
     ATTR,
     BOOLEAN,
+    CHECKED,
     FLOAT,
     INT,
     LEAF,
     LIST,
     OBJECT,
+    RESOLVED,
     STRING,
     TYPENAME,
     Completer,
@@ -53,7 +55,7 @@ class Pos:
     """A response position: graphql-core's Path (prev, key, typename), plus where the value
     sits and whether null may stand there."""
 
-    __slots__ = ("container", "key", "nullable", "prev", "typename")
+    __slots__ = ("container", "key", "nullable", "path", "prev", "typename")
 
     def __init__(
         self, prev: Pos | None, key: str | int, typename: str | None, container: Any, nullable: bool
@@ -63,9 +65,15 @@ class Pos:
         self.typename = typename
         self.container = container
         self.nullable = nullable
+        self.path: Path | None = None
 
-    def add_key(self, key: str | int, typename: str | None = None) -> Pos:
-        return Pos(self, key, typename, None, True)
+    def as_path(self) -> Path:
+        """graphql-core's Path of this position (what resolvers see as info.path)."""
+        if self.path is None:
+            self.path = Path(
+                None if self.prev is None else self.prev.as_path(), self.key, self.typename
+            )
+        return self.path
 
     def as_list(self) -> list[str | int]:
         keys: list[str | int] = []
@@ -85,8 +93,12 @@ class Run:
 
     __slots__ = (
         "args",
+        "awaited",
+        "error_events",
         "errors",
+        "fresh_args",
         "groups",
+        "info_class",
         "info_tail",
         "is_async_iterable",
         "is_awaitable",
@@ -96,18 +108,25 @@ class Run:
         "x",
     )
 
-    def __init__(self, executor: Executor[Any]) -> None:
+    def __init__(self, executor: Executor[Any], plan: Plan) -> None:
         self.x = executor
+        self.error_events = 0  # errors met, recorded or not, and work dropped under a null
+        self.awaited = False
         self.errors = executor.collected_errors
         self.pending: list[Pending] = []
         # batched fields of this round: per field, its parents and their positions
         self.groups: dict[FieldPlan, tuple[list[Any], list[Pos], GraphQLResolveInfo[Any]]] = {}
         self.args: dict[FieldPlan, dict[str, Any] | Exception] = {}
+        self.fresh_args: set[FieldPlan] = set()
         self.is_awaitable = executor.is_awaitable
         self.is_async_iterable = executor.is_async_iterable
         self.plain_types: set[type] = set()  # list items' types seen not to be awaitable
         self.roots: dict[str, Any] | None = None  # differential mode: root fields' values
-        self.info_tail = (
+        # resolvers get what the executor's own build_resolve_info gives (Strawberry's adds
+        # the operation's extensions): its class, and the fields that are the same for all
+        probe = next((f for f in plan.root.fields if f.field_def is not None), None)
+        self.info_class: Any = GraphQLResolveInfo
+        self.info_tail: tuple[Any, ...] = (
             executor.schema,
             executor.fragment_definitions,
             executor.root_value,
@@ -118,6 +137,15 @@ class Run:
             executor.abort_signal,
             executor.async_helpers,
         )
+        if probe is not None:
+            info = executor.build_resolve_info(
+                probe.field_def,  # type: ignore[arg-type]
+                probe.nodes,
+                probe.parent_type,
+                None,  # type: ignore[arg-type]
+            )
+            self.info_class = type(info)
+            self.info_tail = tuple(info)[5:]
 
     # ------------------------------------------------------------------------------ fields
     def fields(
@@ -158,6 +186,13 @@ class Run:
                         out[key] = value  # finite: inf - inf and nan - nan are nan
                         continue
                 c: Completer = f.completer  # type: ignore[assignment]
+                if type(value) not in self.plain_types:
+                    if self.is_awaitable(value):  # graphql-core awaits what an attribute holds
+                        fpos = Pos(pos, key, type_name, out, not c.non_null)
+                        out[key] = None
+                        self.pending.append((value, f, c, fpos, None))
+                        continue
+                    self.plain_types.add(type(value))
                 if c.kind == LEAF:
                     try:
                         out[key] = self.leaf(f, c, value)
@@ -182,13 +217,8 @@ class Run:
             else:
                 c = f.completer  # type: ignore[assignment]
                 fpos = Pos(pos, key, type_name, out, not c.non_null)
-                info = GraphQLResolveInfo(
-                    f.name,
-                    f.nodes,
-                    f.return_type,  # type: ignore[arg-type]
-                    f.parent_type,
-                    fpos,  # type: ignore[arg-type]
-                    *self.info_tail,
+                info = self.info_class(
+                    f.name, f.nodes, f.return_type, f.parent_type, fpos.as_path(), *self.info_tail
                 )
                 try:
                     args = f.args if f.args is not None else self.arguments(f)
@@ -211,6 +241,8 @@ class Run:
         """The field's coerced arguments: once per execution (variables are fixed), once per
         plan when the arguments read no variable. A coercion error is the field's error."""
         found = self.args.get(f)
+        if found is not None and f in self.fresh_args:
+            found = None  # mutable values: each call gets its own, as from graphql-core
         if found is None:
             if f.field_def is None or not (f.field_def.args or f.nodes[0].arguments):
                 found = {}
@@ -226,8 +258,11 @@ class Run:
                 except Exception as error:
                     found = error
             self.args[f] = found
-            if not f.uses_variables and isinstance(found, dict):
-                f.args = found
+            if isinstance(found, dict):
+                if not _immutable(found):
+                    self.fresh_args.add(f)
+                elif not f.uses_variables:
+                    f.args = found
         if isinstance(found, Exception):
             raise found
         return found
@@ -247,6 +282,7 @@ class Run:
         located = located_error(error, f.nodes, pos.as_list())
         if c.non_null:
             raise located
+        self.error_events += 1
         self.errors.add(located, pos)  # type: ignore[arg-type]
         return None
 
@@ -268,14 +304,22 @@ class Run:
             return self.object(f, c.plan, value, pos, info)  # type: ignore[arg-type]
         if kind == LIST:
             return self.list(f, c, value, pos, info)
-        assert kind == ABSTRACT
+        if kind == CHECKED:  # an async is_type_of settled: value is (its answer, the value)
+            fits, value = value
+            plan: ObjectPlan = c.plan  # type: ignore[assignment]
+            if not fits:
+                raise invalid_return_type_error(plan.type, value, f.details)
+            return self.fields({}, plan, plan.fields, value, pos)
         info = info or self.info(f, pos)
         abstract: Any = c.type
-        resolve_type = abstract.resolve_type or self.x.type_resolver
-        runtime = resolve_type(value, info, abstract)
-        if self.is_awaitable(runtime):
-            _close(runtime)
-            raise TypeError(f"{abstract.name}: an async resolve_type is not compiled")
+        if kind == RESOLVED:  # an async resolve_type settled: value is (its answer, the value)
+            runtime, value = value
+        else:
+            resolve_type = abstract.resolve_type or self.x.type_resolver
+            runtime = resolve_type(value, info, abstract)
+            if self.is_awaitable(runtime):  # settled with the round, then completed as here
+                self.pending.append((_pair(runtime, value), f, c.resolved, pos, info))  # type: ignore[arg-type]
+                return None  # placed when the round settles
         runtime_type = self.x.ensure_valid_runtime_type(runtime, abstract, f.details, info, value)
         return self.object(f, c.plans[runtime_type.name], value, pos, info)
 
@@ -286,7 +330,7 @@ class Run:
         value: Any,
         pos: Pos,
         info: GraphQLResolveInfo[Any] | None,
-    ) -> dict[str, Any]:
+    ) -> dict[str, Any] | None:
         is_type_of = plan.is_type_of
         if is_type_of is not None:
             if plan.plain_is_type_of:
@@ -294,9 +338,9 @@ class Run:
                     raise invalid_return_type_error(plan.type, value, f.details)
                 return self.fields({}, plan, plan.fields, value, pos)
             fits = is_type_of(value, info or self.info(f, pos))
-            if self.is_awaitable(fits):
-                _close(fits)
-                raise TypeError(f"{plan.type_name}: an async is_type_of is not compiled")
+            if self.is_awaitable(fits):  # settled with the round, then completed as here
+                self.pending.append((_pair(fits, value), f, plan.checked, pos, info))
+                return None  # placed when the round settles
             if not fits:
                 raise invalid_return_type_error(plan.type, value, f.details)
         return self.fields({}, plan, plan.fields, value, pos)
@@ -375,14 +419,10 @@ class Run:
         return coerced
 
     def info(self, f: FieldPlan, pos: Pos) -> GraphQLResolveInfo[Any]:
-        return GraphQLResolveInfo(
-            f.name,
-            f.nodes,
-            f.return_type,  # type: ignore[arg-type]
-            f.parent_type,
-            pos,  # type: ignore[arg-type]
-            *self.info_tail,
+        info: GraphQLResolveInfo[Any] = self.info_class(
+            f.name, f.nodes, f.return_type, f.parent_type, pos.as_path(), *self.info_tail
         )
+        return info
 
     # ------------------------------------------------------------------------------ rounds
     async def drain(self) -> None:
@@ -391,6 +431,7 @@ class Run:
             if self.groups:
                 self._batches()
             batch, self.pending = self.pending, []
+            self.awaited = True
             values: list[Any]
             if len(batch) == 1:
                 try:
@@ -424,12 +465,14 @@ class Run:
             self.roots[pos.key] = value
         errors = self.errors
         if errors.errors and errors.has_nulled_position(pos):  # type: ignore[arg-type]
+            self.error_events += 1  # it might have failed too: which came first is timing
             return  # graphql-core cancels what an error has already nulled
         try:
             completed = self.complete(f, c, value, pos, info)
         except Exception as error:
             located = located_error(error, f.nodes, pos.as_list())
-            if not c.non_null:
+            if pos.nullable:
+                self.error_events += 1
                 errors.add(located, pos)  # type: ignore[arg-type]
                 pos.container[pos.key] = None
                 return
@@ -437,8 +480,15 @@ class Run:
             return
         pos.container[pos.key] = completed
 
+    @property
+    def ambiguous(self) -> bool:
+        """Two or more errors met while awaiting: which graphql-core records first, and so
+        which it drops under a nulled parent, follows its own scheduling of coroutines."""
+        return self.awaited and self.error_events >= 2
+
     def propagate(self, error: GraphQLError, pos: Pos | None) -> None:
         """Null the nearest nullable position at or above `pos` (the whole data at the top)."""
+        self.error_events += 1
         while pos is not None and not pos.nullable:
             pos = pos.prev
         if pos is not None:
@@ -453,10 +503,21 @@ async def _batched(f: FieldPlan, parents: list[Any], info: Any) -> list[Any] | E
     return values
 
 
-def _close(awaitable: object) -> None:
-    close = getattr(awaitable, "close", None)
-    if close is not None:
-        close()  # a coroutine never awaited would warn
+_IMMUTABLE = (str, int, float, bool, type(None), Enum)
+
+
+def _immutable(value: Any) -> bool:
+    if isinstance(value, _IMMUTABLE):
+        return True
+    if isinstance(value, dict):
+        return False
+    if isinstance(value, tuple | frozenset):
+        return all(_immutable(v) for v in value)
+    return False
+
+
+async def _pair(awaitable: Awaitable[Any], value: Any) -> tuple[Any, Any]:
+    return await awaitable, value
 
 
 async def _collect(values: AsyncIterable[Any]) -> list[Any]:
@@ -468,19 +529,28 @@ def execute(
 ) -> ExecutionResult | Awaitable[ExecutionResult]:
     """The operation's result, as graphql-core's execute_operation gives it; `roots`, when
     given, receives each root field's resolved value (or error)."""
-    run = Run(executor)
+    return start(executor, plan, roots)[1]
+
+
+def start(
+    executor: Executor[Any], plan: Plan, roots: dict[str, Any] | None = None
+) -> tuple[Run, ExecutionResult | Awaitable[ExecutionResult]]:
+    """execute(), and the run, whose counters say whether the result's errors could come out
+    in another order from graphql-core (Run.ambiguous)."""
+    run = Run(executor, plan)
     run.roots = roots
     root = plan.root
     if plan.serial:
-        return _serially(run, executor, root)
+        return run, _serially(run, executor, root)
     data: dict[str, Any] = {}
     try:
         run.fields(data, root, root.fields, executor.root_value, None)
     except GraphQLError as error:  # a non-null root field: the whole data is null
+        run.error_events += 1
         executor.collected_errors.add(error, None)
     if not run.pending and not run.groups:
-        return _response(executor, data)
-    return _after_rounds(run, executor, data)
+        return run, _response(executor, data)
+    return run, _after_rounds(run, executor, data)
 
 
 def _response(executor: Executor[Any], data: dict[str, Any]) -> ExecutionResult:
@@ -500,6 +570,7 @@ async def _serially(run: Run, executor: Executor[Any], root: ObjectPlan) -> Exec
         try:
             run.fields(data, root, (f,), executor.root_value, None)
         except GraphQLError as error:
+            run.error_events += 1
             executor.collected_errors.add(error, None)
         await run.drain()
         if None in executor.collected_errors._error_positions:

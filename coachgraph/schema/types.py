@@ -36,7 +36,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 def batched(of: Callable[[list[Any], Info], Awaitable[list[Any]]]) -> Callable[[F], F]:
     """Give a resolver its level-at-once form: the compiled engine (coachgraph.engine) awaits
     `of(parents, info)` once a round for all the parents of the round; graphql-core calls the
-    resolver, which is `of([self], info)` -- one implementation either way."""
+    resolver, which is `of([self], info)` -- one implementation either way. `of` raising fails
+    every parent of the round, as a failing DataLoader batch fails every key; an error of one
+    parent alone belongs in its slot, as an Exception instance."""
 
     def mark(resolver: F) -> F:
         resolver.__batch__ = of  # type: ignore[attr-defined]
