@@ -55,7 +55,7 @@ class Engine:
             return None
         why = _unsupported(executor)
         if why is not None:
-            self.counts[f"fallback: {why}"] += 1
+            self.fallback(why)
             return None
         operation = executor.operation
         body = operation.loc.source.body if operation.loc is not None else None
@@ -64,10 +64,10 @@ class Engine:
         else:
             found = self._cached(executor, body)
         if isinstance(found, str):
-            self.counts[f"fallback: {found}"] += 1
+            self.fallback(found)
             return None
         if serially is not None and serially != found.serial:
-            self.counts["fallback: serial execution asked of a query"] += 1
+            self.fallback("serial execution asked of a query")
             return None
         self.counts["compiled"] += 1
         return found
@@ -130,6 +130,13 @@ class Engine:
             _remember(self.events, key, (payload, plan, result), self.event_cache_size)
         return result
 
+    def fallback(self, reason: str) -> None:
+        """Count an operation handed to graphql-core; say so in the log the first time."""
+        key = f"fallback: {reason}"
+        if not self.counts[key]:
+            log.info("graphql-core executes operations of this kind: %s", reason)
+        self.counts[key] += 1
+
     def stats(self) -> dict[str, int]:
         return {"plans": len(self.plans), **self.counts}
 
@@ -172,7 +179,7 @@ def compiled_executor(base: type[Executor[Any]], engine: Engine) -> type[Executo
             try:
                 plan = engine.plan(self, serially)
             except GraphQLError:  # e.g. @skip(if: $v) with $v null: graphql-core words it
-                engine.counts["fallback: directive argument error"] += 1
+                engine.fallback("directive argument error")
                 plan = None
             if plan is None:
                 return super().execute_operation(serially)
@@ -207,7 +214,7 @@ def _run(
         done = await result
         if not run.ambiguous:
             return done
-        engine.counts["fallback: concurrent errors"] += 1
+        engine.fallback("concurrent errors")
         again = _graphql_core(executor, serially, base, roots)
         return again if isinstance(again, ExecutionResult) else await again
 
