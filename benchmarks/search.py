@@ -7,6 +7,10 @@ The query mix (from the seeded data, same seed, same queries): one word, two wor
 (one letter swapped, dropped or changed), and one word with a filter (sport, city or level).
 Viewer: admin (every kind, every athlete: the largest candidate sets).
 
+GraphQL over HTTP runs on two API processes side by side, the same app with compiled
+execution (the default) and with `compiled_execution=False` (graphql-core): one request to each
+in turn per query, beside the backend call, so the ratios come from the same minutes.
+
 Baseline ("naive"): what ../shared/MEASUREMENTS.md measured at 65 ms p95: one statement,
 `tsv @@ prefix query OR title % text`, ranked by `ts_rank + similarity()` over every match,
 and facets counted exactly over every match.
@@ -200,7 +204,7 @@ def graphql_body(text: str, f: Filters) -> bytes:
     return json.dumps({"query": GRAPHQL, "variables": {"q": text, "filter": flt or None}}).encode()
 
 
-def serve(port: int, dsn: str, data_dir: str) -> None:
+def serve(port: int, dsn: str, data_dir: str, compiled: bool = True) -> None:
     import uvicorn
 
     from coachgraph.app import create_app
@@ -212,6 +216,7 @@ def serve(port: int, dsn: str, data_dir: str) -> None:
         database_url=dsn,
         graphiql=False,
         limits=Limits(rate_limit_per_minute=10**9, rate_limit_burst=10**9),
+        compiled_execution=compiled,
     )
     uvicorn.run(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
 
@@ -232,6 +237,27 @@ async def wait_healthy(port: int, proc: subprocess.Popen[bytes], seconds: float 
             pass
         await asyncio.sleep(0.2)
     raise TimeoutError("the server did not become healthy")
+
+
+def first_difference(a: Any, b: Any, path: str = "") -> str:
+    """Where two JSON values first differ ("" when equal), with both values there."""
+    if type(a) is not type(b):
+        return f"{path}: {str(a)[:120]} vs {str(b)[:120]}"
+    if isinstance(a, dict):
+        for key in sorted(set(a) | set(b)):
+            if key not in a or key not in b:
+                return f"{path}.{key}: only in one"
+            found = first_difference(a[key], b[key], f"{path}.{key}")
+            if found:
+                return found
+        return ""
+    if isinstance(a, list):
+        for i, (x, y) in enumerate(zip(a, b, strict=False)):
+            found = first_difference(x, y, f"{path}[{i}]")
+            if found:
+                return found
+        return f"{path}: lengths {len(a)} vs {len(b)}" if len(a) != len(b) else ""
+    return "" if a == b else f"{path}: {str(a)[:120]} vs {str(b)[:120]}"
 
 
 # --------------------------------------------------------------------------- main
@@ -313,12 +339,12 @@ async def main() -> None:
             async def call8_facets(item: Any) -> None:
                 await ours(search8, item[1], item[2])
 
-            rate = await throughput(call8, mix, args.seconds, 8)
+            rate_backend = await throughput(call8, mix, args.seconds, 8)
             rate_facets = await throughput(call8_facets, mix, args.seconds, 8)
         finally:
             await pool8.close()
         print(
-            f"\nbackend throughput, 8 concurrent: {rate:,.0f} searches/s (words, then page beside count); "
+            f"\nbackend throughput, 8 concurrent: {rate_backend:,.0f} searches/s (words, then page beside count); "
             f"{rate_facets:,.0f}/s with facets too"
         )
 
@@ -327,32 +353,84 @@ async def main() -> None:
         from coachgraph.resolvers.policy import Role
 
         token = issue_token(SECRET, role=Role.ADMIN, subject=None, ttl_seconds=3600)
-        with tempfile.TemporaryDirectory(prefix="coachgraph-bench-search-") as data:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "benchmarks.search", "--serve", str(args.port), dsn, data],
-                env={**os.environ, "PYTHONHASHSEED": "0"},
-            )
+        ports = {"compiled": args.port, "graphql-core": args.port + 1}
+        with (
+            tempfile.TemporaryDirectory(prefix="coachgraph-bench-search-") as data,
+            tempfile.TemporaryDirectory(prefix="coachgraph-bench-search-old-") as data_old,
+        ):
+            procs = {
+                name: subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "benchmarks.search",
+                        "--serve",
+                        str(port),
+                        dsn,
+                        data if name == "compiled" else data_old,
+                        "1" if name == "compiled" else "0",
+                    ],
+                    env={**os.environ, "PYTHONHASHSEED": "0"},
+                )
+                for name, port in ports.items()
+            }
             try:
-                start = await wait_healthy(args.port, proc)
-                print(f"\nAPI start with {total:,} documents: {start:.1f} s")
-                conn = await Connection.open(args.port)
+                for name, port in ports.items():
+                    start = await wait_healthy(port, procs[name])
+                    print(f"\nAPI start with {total:,} documents ({name}): {start:.1f} s")
+                conns = {name: await Connection.open(port) for name, port in ports.items()}
+                first_conn = conns["compiled"]
                 bodies = [(graphql_body(t, f), (t, f)) for _, t, f in mix]
                 for body, _ in bodies[:50]:
-                    await conn.post("/graphql", body, token)
-                http, backend = [], []
+                    for c in conns.values():
+                        await c.post("/graphql", body, token)
+                http: dict[str, list[float]] = {name: [] for name in ports}
+                backend: list[float] = []
+                differ = parsed_differ = unstable = 0
                 for body, (t, f) in bodies:
-                    started = time.perf_counter()
-                    answer = await conn.post("/graphql", body, token)
-                    http.append((time.perf_counter() - started) * 1000)
-                    assert b'"errors"' not in answer, answer[:300]
+                    answers = {}
+                    for name, c in conns.items():
+                        started = time.perf_counter()
+                        answers[name] = await c.post("/graphql", body, token)
+                        http[name].append((time.perf_counter() - started) * 1000)
+                        assert b'"errors"' not in answers[name], answers[name][:300]
                     s, _, _ = await ours(search, t, f)
                     backend.append(s)
+                    if answers["compiled"] != answers["graphql-core"]:
+                        differ += 1
+                        one, other = (json.loads(answers[k]) for k in ("compiled", "graphql-core"))
+                        if one != other:
+                            parsed_differ += 1
+                            # a control: the compiled server asked again, right now
+                            again = json.loads(
+                                await conns["compiled"].post("/graphql", body, token)
+                            )
+                            unstable += again != one
+                            if parsed_differ <= 3:
+                                print(
+                                    f"differ on {t!r}: {first_difference(one, other)}; the "
+                                    f"compiled server asked again: "
+                                    f"{first_difference(again, other) or 'as graphql-core'}"
+                                )
                 print("\n| (ms) | p50 | p95 | GraphQL / backend, p50 / p95 |\n|---|---|---|---|")
                 print(row("backend call", backend))
-                g50, g95 = percentile(http, 0.5), percentile(http, 0.95)
+                for name, values in http.items():
+                    g50, g95 = percentile(values, 0.5), percentile(values, 0.95)
+                    r50 = g50 / percentile(backend, 0.5)
+                    print(
+                        f"| GraphQL over HTTP, {name} | {g50:.1f} | {g95:.1f} | "
+                        f"{r50:.2f}x / {g95 / percentile(backend, 0.95):.2f}x |"
+                    )
+                c50 = percentile(http["compiled"], 0.5) / percentile(backend, 0.5)
                 print(
-                    f"| GraphQL over HTTP | {g50:.1f} | {g95:.1f} | "
-                    f"{g50 / percentile(backend, 0.5):.2f}x / {g95 / percentile(backend, 0.95):.2f}x |"
+                    f"target: compiled GraphQL p50 <= 1.2x the backend call: {c50:.2f}x -> "
+                    f"{'met' if c50 <= 1.2 else 'MISSED'}; graphql-core / compiled p50 "
+                    f"{percentile(http['graphql-core'], 0.5) / percentile(http['compiled'], 0.5):.2f}x"
+                )
+                print(
+                    f"compiled vs graphql-core answers: {differ} of {len(bodies)} differ as bytes, "
+                    f"{parsed_differ} as parsed JSON ({unstable} of those: the compiled server "
+                    f"asked again at once answered differently from its first answer)"
                 )
                 # personal ranking: the same queries as an athlete with goals (no athletes
                 # found; coaches and programs re-ranked by graph fit), against anonymous
@@ -366,35 +444,54 @@ async def main() -> None:
                 anonymous, personal = [], []
                 for body, _ in bodies:
                     started = time.perf_counter()
-                    await conn.post("/graphql", body, "")
+                    await first_conn.post("/graphql", body, "")
                     anonymous.append((time.perf_counter() - started) * 1000)
                     started = time.perf_counter()
-                    answer = await conn.post("/graphql", body, as_athlete)
+                    answer = await first_conn.post("/graphql", body, as_athlete)
                     personal.append((time.perf_counter() - started) * 1000)
                     assert b'"errors"' not in answer, answer[:300]
-                print(row("GraphQL, anonymous (the same text order)", anonymous))
-                print(row("GraphQL, athlete with goals (personal ranking)", personal))
-                conns = [await Connection.open(args.port) for _ in range(8)]
-                done = 0
-                deadline = time.perf_counter() + args.seconds
+                print(row("GraphQL compiled, anonymous (the same text order)", anonymous))
+                print(row("GraphQL compiled, athlete with goals (personal ranking)", personal))
 
-                async def client(k: int) -> None:
-                    nonlocal done
-                    i = k
-                    while time.perf_counter() < deadline:
-                        await conns[k].post("/graphql", bodies[i % len(bodies)][0], token)
-                        done += 1
-                        i += 8
+                async def rate(port: int, seconds: float) -> tuple[int, float]:
+                    many = [await Connection.open(port) for _ in range(8)]
+                    done = 0
+                    deadline = time.perf_counter() + seconds
 
-                started = time.perf_counter()
-                await asyncio.gather(*(client(k) for k in range(8)))
+                    async def client(k: int) -> None:
+                        nonlocal done
+                        i = k
+                        while time.perf_counter() < deadline:
+                            await many[k].post("/graphql", bodies[i % len(bodies)][0], token)
+                            done += 1
+                            i += 8
+
+                    started = time.perf_counter()
+                    await asyncio.gather(*(client(k) for k in range(8)))
+                    took = time.perf_counter() - started
+                    for c in many:
+                        c.writer.close()
+                    return done, took
+
+                # in halves, alternating, so that both see the same minutes
+                totals = {name: [0, 0.0] for name in ports}
+                for _ in range(2):
+                    for name, port in ports.items():
+                        done, took = await rate(port, args.seconds / 2)
+                        totals[name][0] += done
+                        totals[name][1] += took
+                rates = {name: n / t for name, (n, t) in totals.items()}
                 print(
-                    f"\nGraphQL throughput, 8 connections, one API process: "
-                    f"{done / (time.perf_counter() - started):,.0f} searches/s"
+                    f"\nGraphQL throughput, 8 connections, one API process: compiled "
+                    f"{rates['compiled']:,.0f} searches/s, graphql-core "
+                    f"{rates['graphql-core']:,.0f}/s (backend above: {rate_backend:,.0f}/s; "
+                    f"compiled / backend {rates['compiled'] / rate_backend:.2f})"
                 )
             finally:
-                proc.terminate()
-                proc.wait(timeout=20)
+                for proc in procs.values():
+                    proc.terminate()
+                for proc in procs.values():
+                    proc.wait(timeout=20)
     finally:
         await db.close()
         await server.stop()
@@ -402,6 +499,6 @@ async def main() -> None:
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--serve"]:  # the server process: uvicorn runs its own loop
-        serve(int(sys.argv[2]), sys.argv[3], sys.argv[4])
+        serve(int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5:6] != ["0"])
     else:
         asyncio.run(main())
