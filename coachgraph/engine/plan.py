@@ -145,6 +145,7 @@ class ObjectPlan:
     __slots__ = (
         "checked",
         "fields",
+        "fits",
         "is_type_of",
         "plain_is_type_of",
         "resolvers",
@@ -162,6 +163,7 @@ class ObjectPlan:
         self.plain_is_type_of = getattr(self.is_type_of, "__qualname__", "").endswith(
             "_get_is_type_of.<locals>.is_type_of"
         )
+        self.fits: dict[type, bool] = {}  # plain is_type_of's answer per class
         self.resolvers = 0  # resolver fields in this selection and below
         self.checked = Completer(CHECKED, False, object_type)  # after an async is_type_of
         self.checked.plan = self

@@ -28,6 +28,7 @@ from graphql.execution import ExecutionResult
 from graphql.execution.executor import Executor, invalid_return_type_error
 from graphql.execution.values import get_argument_values
 from graphql.pyutils import Path, Undefined, is_iterable
+from strawberry.types.cast import TYPE_CAST_ATTRIBUTE
 from strawberry.types.info import Info as StrawberryInfo
 
 from .plan import (
@@ -334,7 +335,15 @@ class Run:
         is_type_of = plan.is_type_of
         if is_type_of is not None:
             if plan.plain_is_type_of:
-                if not is_type_of(value, None):
+                # Strawberry's answer depends on the value's class alone unless the value was
+                # cast (strawberry.cast marks the instance): remembered per class
+                if getattr(value, TYPE_CAST_ATTRIBUTE, None) is None:
+                    fits = plan.fits.get(type(value))
+                    if fits is None:
+                        fits = plan.fits[type(value)] = bool(is_type_of(value, None))
+                else:
+                    fits = is_type_of(value, None)
+                if not fits:
                     raise invalid_return_type_error(plan.type, value, f.details)
                 return self.fields({}, plan, plan.fields, value, pos)
             fits = is_type_of(value, info or self.info(f, pos))

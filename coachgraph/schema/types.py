@@ -445,8 +445,16 @@ async def _each_many(
 async def _leveled_many(
     loader: DataLoader[int, list[LeveledSkill]], keys: list[int], kind: type[L]
 ) -> list[list[L]]:
+    shown: dict[int, Skill] = {}  # one Skill object per skill of the batch, however shared
+
+    def skill(record: SkillRecord) -> Skill:
+        found = shown.get(record.id)
+        if found is None:
+            found = shown[record.id] = Skill.from_record(record)
+        return found
+
     return [
-        [kind(skill=Skill.from_record(r.skill), level=r.level) for r in rows]
+        [kind(skill=skill(r.skill), level=r.level) for r in rows]
         for rows in await loader.load_many(keys)
     ]
 

@@ -10,7 +10,13 @@ import asyncpg
 
 from coachgraph.errors import NotFound
 from coachgraph.stores import outbox
-from coachgraph.stores.records import AthleteChanges, CoachChanges, LeveledSkill, Unset
+from coachgraph.stores.records import (
+    AthleteChanges,
+    CoachChanges,
+    LeveledSkill,
+    SkillRecord,
+    Unset,
+)
 from coachgraph.stores.skills import make_skill
 from coachgraph.stores.sql import Executor, group, missing_reference, returned
 
@@ -132,4 +138,12 @@ async def skills_for(
         f"WHERE x.{owner} = ANY($1::bigint[]) ORDER BY x.{owner}, s.id",
         owner_ids,
     )
-    return group(rows, owner, lambda r: LeveledSkill(make_skill(r), r["level"]))
+    skills: dict[int, SkillRecord] = {}  # a skill many profiles share is built once
+
+    def leveled(row: asyncpg.Record) -> LeveledSkill:
+        skill = skills.get(row["id"])
+        if skill is None:
+            skill = skills[row["id"]] = make_skill(row)
+        return LeveledSkill(skill, row["level"])
+
+    return group(rows, owner, leveled)
