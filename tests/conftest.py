@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,15 +39,22 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.write_line(f"compiled execution compared with graphql-core: {compared}")
 
 
-@pytest.fixture
-def one_path() -> Iterator[None]:
-    """For tests whose answers depend on when they are asked (a store going down mid-test):
-    a second run moments later may rightly differ, so the compiled path runs alone."""
+@contextmanager
+def compiled_only() -> Iterator[None]:
+    """Operations run on the compiled path alone, not compared with graphql-core."""
     engine.DIFFERENTIAL = False
     try:
         yield
     finally:
         engine.DIFFERENTIAL = True
+
+
+@pytest.fixture
+def one_path() -> Iterator[None]:
+    """For tests whose answers depend on when they are asked (a store going down mid-test):
+    a second run moments later may rightly differ, so the compiled path runs alone."""
+    with compiled_only():
+        yield
 
 
 @pytest.fixture(autouse=True)
@@ -147,11 +155,8 @@ class GraphQLClient:
         """The response and how many SQL statements serving it took, on the compiled path
         alone (a differential run would count graphql-core's statements too)."""
         before = await self.db.settle()
-        engine.DIFFERENTIAL = False
-        try:
+        with compiled_only():
             body = await self(query, variables, token)
-        finally:
-            engine.DIFFERENTIAL = True
         return body, await self.db.settle() - before
 
 

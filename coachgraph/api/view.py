@@ -26,6 +26,7 @@ from coachgraph.api.auth import viewer_from_header, viewer_from_scope
 from coachgraph.api.doors import Refusal
 from coachgraph.api.websocket import LegacyWSHandler, TransportWSHandler
 from coachgraph.config import Limits
+from coachgraph.engine import remember
 from coachgraph.errors import Unauthenticated
 from coachgraph.resolvers.context import Context
 from coachgraph.resolvers.loaders import Loaders
@@ -57,16 +58,14 @@ def encode_message(message: Any) -> bytes:
     payload = message.get("payload") if isinstance(message, dict) else None
     if not (isinstance(payload, dict) and len(payload) == 1 and "data" in payload):
         return encode(message)
+    head = {k: v for k, v in message.items() if k != "payload"}
+    if not head:
+        return encode(message)
     data = payload["data"]
     found = _ENCODED.get(id(data))
     if found is None or found[0] is not data:
         found = (data, encode(payload))
-        _ENCODED[id(data)] = found
-        while len(_ENCODED) > _ENCODED_SIZE:
-            _ENCODED.popitem(last=False)
-    head = {k: v for k, v in message.items() if k != "payload"}
-    if not head:
-        return encode(message)
+        remember(_ENCODED, id(data), found, _ENCODED_SIZE)
     return encode(head)[:-1] + b',"payload":' + found[1] + b"}"
 
 

@@ -23,12 +23,12 @@ from graphql import GraphQLError, MiddlewareManager
 from graphql.execution import ExecutionResult
 from graphql.execution.executor import CollectedErrors, Executor
 
-from .plan import NotCompiled, Plan, directive_variables
-from .run import execute, start
+from .plan import Compiler, NotCompiled, Plan, directive_variables
+from .run import start
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MISMATCHES", "Engine", "compiled_executor"]
+__all__ = ["MISMATCHES", "Engine", "compiled_executor", "remember"]
 
 # Differential mode: also run graphql-core and compare (the test suite turns it on)
 DIFFERENTIAL = os.environ.get("COACHGRAPH_ENGINE_DIFFERENTIAL") == "1"
@@ -60,7 +60,7 @@ class Engine:
         operation = executor.operation
         body = operation.loc.source.body if operation.loc is not None else None
         if body is None:  # a document built by hand: compile it each time
-            found: Plan | str = self._build(executor, None)
+            found: Plan | str = self._build(executor)
         else:
             found = self._cached(executor, body)
         if isinstance(found, str):
@@ -76,8 +76,8 @@ class Engine:
         operation = executor.operation
         names = self.directive_variables.get(body)
         if names is None:
-            names = directive_variables(_document_of(executor))
-            _remember(self.directive_variables, body, names, self.cache_size)
+            names = _directive_variables(executor)
+            remember(self.directive_variables, body, names, self.cache_size)
         if isinstance(names, str):
             return names
         coerced = executor.variable_values.coerced
@@ -89,19 +89,17 @@ class Engine:
         )
         found = self.plans.get(key)
         if found is None:
-            found = self._build(executor, names)
-            _remember(self.plans, key, found, self.cache_size)
+            found = self._build(executor)
+            remember(self.plans, key, found, self.cache_size)
         else:
             self.plans.move_to_end(key)
         return found
 
-    def _build(self, executor: Executor[Any], names: tuple[str, ...] | str | None) -> Plan | str:
-        if names is None:
-            names = directive_variables(_document_of(executor))
-            if isinstance(names, str):
-                return names
-        from .plan import Compiler
-
+    def _build(self, executor: Executor[Any]) -> Plan | str:
+        """The operation's plan, or why it is not compiled."""
+        why = _directive_variables(executor)
+        if isinstance(why, str):
+            return why
         try:
             return Compiler(
                 executor.schema,
@@ -123,11 +121,11 @@ class Engine:
         if found is not None and found[0] is payload and found[1] is plan:
             self.counts["shared event"] += 1
             return found[2]
-        result = execute(executor, plan)
+        result = start(executor, plan)[1]
         if isinstance(result, ExecutionResult):  # plain attributes: nothing was awaited
             # the event and the plan are kept with the result: their ids are not reused while
             # it is cached
-            _remember(self.events, key, (payload, plan, result), self.event_cache_size)
+            remember(self.events, key, (payload, plan, result), self.event_cache_size)
         return result
 
     def fallback(self, reason: str) -> None:
@@ -141,21 +139,15 @@ class Engine:
         return {"plans": len(self.plans), **self.counts}
 
 
-def _remember(cache: OrderedDict[Any, Any], key: Any, value: Any, size: int) -> None:
+def remember(cache: OrderedDict[Any, Any], key: Any, value: Any, size: int) -> None:
+    """Keep `value` in a bounded cache, the least recently stored leaving first."""
     cache[key] = value
     while len(cache) > size:
         cache.popitem(last=False)
 
 
-class _Document:
-    """The parts of a document directive_variables walks: the operation and fragments."""
-
-    def __init__(self, executor: Executor[Any]) -> None:
-        self.definitions = [executor.operation, *executor.fragment_definitions.values()]
-
-
-def _document_of(executor: Executor[Any]) -> Any:
-    return _Document(executor)
+def _directive_variables(executor: Executor[Any]) -> tuple[str, ...] | str:
+    return directive_variables([executor.operation, *executor.fragment_definitions.values()])
 
 
 def _unsupported(executor: Executor[Any]) -> str | None:

@@ -12,12 +12,11 @@ possible object type. Executing a plan is run.py's business.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from graphql import (
     DirectiveNode,
-    DocumentNode,
     FieldNode,
     GraphQLAbstractType,
     GraphQLEnumType,
@@ -28,6 +27,7 @@ from graphql import (
     GraphQLOutputType,
     GraphQLScalarType,
     GraphQLSchema,
+    Node,
     OperationType,
     VariableNode,
     is_abstract_type,
@@ -172,14 +172,12 @@ class ObjectPlan:
 class Plan:
     """A compiled operation."""
 
-    __slots__ = ("fields", "operation_type", "resolvers", "root", "serial", "shared_events")
+    __slots__ = ("operation_type", "root", "serial", "shared_events")
 
     def __init__(self, root: ObjectPlan, operation_type: OperationType) -> None:
         self.root = root
         self.operation_type = operation_type
         self.serial = operation_type is OperationType.MUTATION
-        self.resolvers = root.resolvers  # 1 for a subscription event of plain data
-        self.fields = _count_fields(root)
         # a subscription whose only resolver is its root field (which hands the event over):
         # an event's result depends on the event alone, not on who subscribed
         self.shared_events = operation_type is OperationType.SUBSCRIPTION and all(
@@ -188,24 +186,20 @@ class Plan:
         )
 
 
-def directive_variables(document: DocumentNode) -> tuple[str, ...] | str:
-    """The variables @skip/@include read, in a stable order; or why the document is not
-    compiled (a directive the compiled path does not implement)."""
+def directive_variables(definitions: Iterable[Node]) -> tuple[str, ...] | str:
+    """The variables @skip/@include read in an operation and its fragments, in a stable order;
+    or why it is not compiled (a directive the compiled path does not implement)."""
     names: set[str] = set()
-    stack: list[Any] = list(document.definitions)
+    stack: list[Any] = list(definitions)
     while stack:
         node = stack.pop()
         for directive in getattr(node, "directives", None) or ():
             if not _directive_ok(directive, names):
                 return f"directive @{directive.name.value}"
-        for attr in ("selection_set", "variable_definitions"):
-            child = getattr(node, attr, None)
-            if child is None:
-                continue
-            if attr == "selection_set":
-                stack.extend(child.selections)
-            else:
-                stack.extend(child)
+        selection_set = getattr(node, "selection_set", None)
+        if selection_set is not None:
+            stack.extend(selection_set.selections)
+        stack.extend(getattr(node, "variable_definitions", None) or ())
     return tuple(sorted(names))
 
 
@@ -392,17 +386,3 @@ def _resolvers_below(completer: Completer | None) -> int:
     if completer.kind == ABSTRACT:
         return sum(p.resolvers for p in completer.plans.values())
     return 0
-
-
-def _count_fields(plan: ObjectPlan) -> int:
-    count = 0
-    for field in plan.fields:
-        count += 1
-        completer = field.completer
-        while completer is not None and completer.kind == LIST:
-            completer = completer.item
-        if completer is not None and completer.plan is not None:
-            count += _count_fields(completer.plan)
-        elif completer is not None and completer.kind == ABSTRACT:
-            count += sum(_count_fields(p) for p in completer.plans.values())
-    return count

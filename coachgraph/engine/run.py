@@ -293,14 +293,10 @@ class Run:
         if isinstance(value, Exception):
             raise value
         if value is None or value is Undefined:
-            if c.non_null:
-                raise TypeError(
-                    f"Cannot return null for non-nullable field {f.parent_type.name}.{f.name}."
-                )
-            return None
+            return _null(f, c)
         kind = c.kind
         if kind == LEAF:
-            return self.leaf(f, c, value)
+            return self.coerce(c, value)
         if kind == OBJECT:
             return self.object(f, c.plan, value, pos, info)  # type: ignore[arg-type]
         if kind == LIST:
@@ -405,14 +401,15 @@ class Run:
         return result
 
     def leaf(self, f: FieldPlan, c: Completer, value: Any) -> Any:
+        """complete() of a leaf: what the walk calls where it knows the completer is one."""
         if isinstance(value, Exception):
             raise value
         if value is None or value is Undefined:
-            if c.non_null:
-                raise TypeError(
-                    f"Cannot return null for non-nullable field {f.parent_type.name}.{f.name}."
-                )
-            return None
+            return _null(f, c)
+        return self.coerce(c, value)
+
+    def coerce(self, c: Completer, value: Any) -> Any:
+        """A leaf value that is not null, serialised by its type (enums remembered)."""
         memo = c.memo
         if memo is not None:
             try:
@@ -525,6 +522,12 @@ def _immutable(value: Any) -> bool:
     return False
 
 
+def _null(f: FieldPlan, c: Completer) -> None:
+    if c.non_null:
+        raise TypeError(f"Cannot return null for non-nullable field {f.parent_type.name}.{f.name}.")
+    return None
+
+
 async def _pair(awaitable: Awaitable[Any], value: Any) -> tuple[Any, Any]:
     return await awaitable, value
 
@@ -533,19 +536,13 @@ async def _collect(values: AsyncIterable[Any]) -> list[Any]:
     return [value async for value in values]
 
 
-def execute(
-    executor: Executor[Any], plan: Plan, roots: dict[str, Any] | None = None
-) -> ExecutionResult | Awaitable[ExecutionResult]:
-    """The operation's result, as graphql-core's execute_operation gives it; `roots`, when
-    given, receives each root field's resolved value (or error)."""
-    return start(executor, plan, roots)[1]
-
-
 def start(
     executor: Executor[Any], plan: Plan, roots: dict[str, Any] | None = None
 ) -> tuple[Run, ExecutionResult | Awaitable[ExecutionResult]]:
-    """execute(), and the run, whose counters say whether the result's errors could come out
-    in another order from graphql-core (Run.ambiguous)."""
+    """The run, whose counters say whether the result's errors could come out in another order
+    from graphql-core (Run.ambiguous), and the operation's result as graphql-core's
+    execute_operation gives it; `roots`, when given, receives each root field's resolved value
+    (or error)."""
     run = Run(executor, plan)
     run.roots = roots
     root = plan.root

@@ -10,15 +10,13 @@ import pytest
 from coachgraph.app import create_app
 from coachgraph.config import Settings
 from coachgraph.ids import encode_cursor, to_global_id
+from coachgraph.runtime import Resources
 from tests.conftest import token_for
 from tests.factories import Factory
-from tests.live.conftest import WSClient, live_session, samples
+from tests.live.conftest import WSClient, live_session
+from tests.live.test_subscriptions import METRICS, Replica, record
 from tests.servers import serve
 
-METRICS = """subscription($id: ID!, $after: String) {
-  sessionMetrics(sessionId: $id, after: $after) { cursor kind at value } }"""
-RECORD = """mutation($id: ID!, $samples: [MetricSampleInput!]!) {
-  recordMetrics(sessionId: $id, samples: $samples) { __typename } }"""
 WATCHERS = 3
 SAMPLES = 20
 
@@ -29,7 +27,14 @@ pytestmark = pytest.mark.usefixtures("one_path")
 async def test_watchers_of_a_session_share_each_event(
     settings: Settings, factory: Factory, tmp_root: Path
 ) -> None:
-    app = create_app(settings.with_(data_dir=tmp_root / "shared-events"), start_projector=False)
+    ready: list[Resources] = []
+
+    async def keep(resources: Resources) -> None:
+        ready.append(resources)
+
+    app = create_app(
+        settings.with_(data_dir=tmp_root / "shared-events"), start_projector=False, on_ready=keep
+    )
     engine = app.state.schema.engine
     session = await live_session(factory)
     session_id = to_global_id("TrainingSession", session.id)
@@ -41,17 +46,7 @@ async def test_watchers_of_a_session_share_each_event(
             await watcher.subscribe(METRICS, {"id": session_id, "after": encode_cursor(0)})
         before = engine.counts["shared event"]
         async with httpx.AsyncClient() as http:
-            body = (
-                await http.post(
-                    f"{url}/graphql",
-                    json={
-                        "query": RECORD,
-                        "variables": {"id": session_id, "samples": samples(SAMPLES)},
-                    },
-                    headers={"Authorization": f"Bearer {token}"},
-                )
-            ).json()
-        assert body["data"]["recordMetrics"]["__typename"] == "RecordMetrics", body
+            await record(http, Replica(url, ready[0]), session.id, SAMPLES, token)
         received = []
         for watcher in watchers:
             received.append([(await watcher.recv())["payload"] for _ in range(SAMPLES)])
