@@ -144,10 +144,13 @@ class ObjectPlan:
 
     __slots__ = (
         "checked",
+        "direct",
         "fields",
+        "fill",
         "fits",
         "is_type_of",
         "plain_is_type_of",
+        "pure",
         "resolvers",
         "type",
         "type_name",
@@ -164,6 +167,15 @@ class ObjectPlan:
             "_get_is_type_of.<locals>.is_type_of"
         )
         self.fits: dict[type, bool] = {}  # plain is_type_of's answer per class
+        # classes whose values complete as this object with no check beyond a cast's: not
+        # awaitable, not an error, and is_type_of (if any) plain and true for the class
+        self.direct: dict[type, bool] = {}
+        # the generated walk of `fields` (run.fill_of), built the first time it is needed
+        self.fill: Callable[..., dict[str, Any]] | None = None
+        # set with `fill`: whether a value can complete with no call out of the walk (plain
+        # attributes of builtin scalars and of objects walked inline), so that the same value
+        # completes to the same result wherever it stands (Run.list shares it)
+        self.pure = False
         self.resolvers = 0  # resolver fields in this selection and below
         self.checked = Completer(CHECKED, False, object_type)  # after an async is_type_of
         self.checked.plan = self

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import contextlib
 from asyncio import gather
-from collections.abc import AsyncIterable, Awaitable
+from collections.abc import AsyncIterable, Awaitable, Callable
 from enum import Enum
+from keyword import iskeyword
 from typing import Any
 
 from graphql import GraphQLError, GraphQLResolveInfo, located_error
@@ -103,6 +104,8 @@ class Run:
         "info_tail",
         "is_async_iterable",
         "is_awaitable",
+        "lazy",
+        "memos",
         "pending",
         "plain_types",
         "roots",
@@ -123,6 +126,9 @@ class Run:
         self.is_async_iterable = executor.is_async_iterable
         self.plain_types: set[type] = set()  # list items' types seen not to be awaitable
         self.roots: dict[str, Any] | None = None  # differential mode: root fields' values
+        self.lazy: Pos | None = None  # the position a generated walk made last
+        # per pure plan: the results of values completed with no position made, by identity
+        self.memos: dict[ObjectPlan, dict[int, tuple[Any, dict[str, Any]]]] = {}
         # resolvers get what the executor's own build_resolve_info gives (Strawberry's adds
         # the operation's extensions): its class, and the fields that are the same for all
         probe = next((f for f in plan.root.fields if f.field_def is not None), None)
@@ -157,86 +163,98 @@ class Run:
         source: Any,
         pos: Pos | None,
     ) -> dict[str, Any]:
+        if fields is plan.fields:  # the whole selection: its generated walk
+            return (plan.fill or fill_of(plan))(self, out, source, pos, 0, 0, 0, 0, 0)
         type_name = plan.type_name
-        for f in fields:
-            kind = f.kind
-            key = f.key
-            if kind == ATTR:
+        for f in fields:  # a mutation's root fields, one at a time
+            if f.kind == ATTR:
                 try:
                     value = getattr(source, f.attr)
                 except Exception as error:
-                    fpos = Pos(pos, key, type_name, out, not f.non_null)
-                    out[key] = self.error_at(f, f.completer, error, fpos)  # type: ignore[arg-type]
+                    out[f.key] = self.attr_error(f, error, out, pos, type_name)
                     continue
-                leaf = f.leaf
-                if leaf:
-                    kind_of = type(value)
-                    if leaf == STRING:
-                        if kind_of is str:
-                            out[key] = value
-                            continue
-                    elif leaf == INT:
-                        if kind_of is int and _MIN_INT <= value <= _MAX_INT:
-                            out[key] = value
-                            continue
-                    elif leaf == BOOLEAN:
-                        if kind_of is bool:
-                            out[key] = value
-                            continue
-                    elif leaf == FLOAT and kind_of is float and value - value == 0.0:
-                        out[key] = value  # finite: inf - inf and nan - nan are nan
-                        continue
-                c: Completer = f.completer  # type: ignore[assignment]
-                if type(value) not in self.plain_types:
-                    if self.is_awaitable(value):  # graphql-core awaits what an attribute holds
-                        fpos = Pos(pos, key, type_name, out, not c.non_null)
-                        out[key] = None
-                        self.pending.append((value, f, c, fpos, None))
-                        continue
-                    self.plain_types.add(type(value))
-                if c.kind == LEAF:
-                    try:
-                        out[key] = self.leaf(f, c, value)
-                    except Exception as error:
-                        out[key] = self.error_at(
-                            f, c, error, Pos(pos, key, type_name, out, not c.non_null)
-                        )
-                    continue
-                fpos = Pos(pos, key, type_name, out, not c.non_null)
-                out[key] = self.complete_at(f, c, value, fpos, None)
-            elif kind == TYPENAME:
-                out[key] = type_name
-            elif f.batch is not None:
-                fpos = Pos(pos, key, type_name, out, not f.non_null)
-                out[key] = None  # placed when the round settles
-                group = self.groups.get(f)
-                if group is None:
-                    self.groups[f] = ([source], [fpos], self.info(f, fpos))
-                else:
-                    group[0].append(source)
-                    group[1].append(fpos)
+                out[f.key] = self.attr_value(f, value, out, pos, type_name)
+            elif f.kind == TYPENAME:
+                out[f.key] = type_name
             else:
-                c = f.completer  # type: ignore[assignment]
-                fpos = Pos(pos, key, type_name, out, not c.non_null)
-                info = self.info_class(
-                    f.name, f.nodes, f.return_type, f.parent_type, fpos.as_path(), *self.info_tail
-                )
-                try:
-                    args = f.args if f.args is not None else self.arguments(f)
-                    value = f.resolve(source, info, **args)  # type: ignore[misc]
-                except Exception as error:
-                    if pos is None and self.roots is not None:
-                        self.roots[key] = error
-                    out[key] = self.error_at(f, c, error, fpos)
-                    continue
-                if pos is None and self.roots is not None and not self.is_awaitable(value):
-                    self.roots[key] = value
-                if self.is_awaitable(value):
-                    out[key] = None
-                    self.pending.append((value, f, c, fpos, info))
-                    continue
-                out[key] = self.complete_at(f, c, value, fpos, info)
+                self.resolve_field(f, out, source, pos, type_name)
         return out
+
+    def attr_error(
+        self, f: FieldPlan, error: Exception, out: dict[str, Any], pos: Pos | None, type_name: str
+    ) -> Any:
+        """Reading a plain attribute raised: the field's error."""
+        fpos = Pos(pos, f.key, type_name, out, not f.non_null)
+        return self.error_at(f, f.completer, error, fpos)  # type: ignore[arg-type]
+
+    def attr_value(
+        self, f: FieldPlan, value: Any, out: dict[str, Any], pos: Pos | None, type_name: str
+    ) -> Any:
+        """A plain attribute's value, completed (a generated walk inlines the common cases)."""
+        leaf = f.leaf
+        if leaf:
+            kind_of = type(value)
+            if leaf == STRING:
+                if kind_of is str:
+                    return value
+            elif leaf == INT:
+                if kind_of is int and _MIN_INT <= value <= _MAX_INT:
+                    return value
+            elif leaf == BOOLEAN:
+                if kind_of is bool:
+                    return value
+            elif leaf == FLOAT and kind_of is float and value - value == 0.0:
+                return value  # finite: inf - inf and nan - nan are nan
+        c: Completer = f.completer  # type: ignore[assignment]
+        if type(value) not in self.plain_types:
+            if self.is_awaitable(value):  # graphql-core awaits what an attribute holds
+                fpos = Pos(pos, f.key, type_name, out, not c.non_null)
+                self.pending.append((value, f, c, fpos, None))
+                return None  # placed when the round settles
+            self.plain_types.add(type(value))
+        if c.kind == LEAF:
+            try:
+                return self.leaf(f, c, value)
+            except Exception as error:
+                return self.error_at(f, c, error, Pos(pos, f.key, type_name, out, not c.non_null))
+        fpos = Pos(pos, f.key, type_name, out, not c.non_null)
+        return self.complete_at(f, c, value, fpos, None)
+
+    def resolve_field(
+        self, f: FieldPlan, out: dict[str, Any], source: Any, pos: Pos | None, type_name: str
+    ) -> None:
+        """A field with a resolver: called now, or its parent joins the round's batch."""
+        key = f.key
+        if f.batch is not None:
+            fpos = Pos(pos, key, type_name, out, not f.non_null)
+            out[key] = None  # placed when the round settles
+            group = self.groups.get(f)
+            if group is None:
+                self.groups[f] = ([source], [fpos], self.info(f, fpos))
+            else:
+                group[0].append(source)
+                group[1].append(fpos)
+            return
+        c: Completer = f.completer  # type: ignore[assignment]
+        fpos = Pos(pos, key, type_name, out, not c.non_null)
+        info = self.info_class(
+            f.name, f.nodes, f.return_type, f.parent_type, fpos.as_path(), *self.info_tail
+        )
+        try:
+            args = f.args if f.args is not None else self.arguments(f)
+            value = f.resolve(source, info, **args)  # type: ignore[misc]
+        except Exception as error:
+            if pos is None and self.roots is not None:
+                self.roots[key] = error
+            out[key] = self.error_at(f, c, error, fpos)
+            return
+        if pos is None and self.roots is not None and not self.is_awaitable(value):
+            self.roots[key] = value
+        if self.is_awaitable(value):
+            out[key] = None
+            self.pending.append((value, f, c, fpos, info))
+            return
+        out[key] = self.complete_at(f, c, value, fpos, info)
 
     def arguments(self, f: FieldPlan) -> dict[str, Any]:
         """The field's coerced arguments: once per execution (variables are fixed), once per
@@ -337,6 +355,8 @@ class Run:
                     fits = plan.fits.get(type(value))
                     if fits is None:
                         fits = plan.fits[type(value)] = bool(is_type_of(value, None))
+                    if fits and type(value) in self.plain_types:
+                        plan.direct[type(value)] = True
                 else:
                     fits = is_type_of(value, None)
                 if not fits:
@@ -348,6 +368,8 @@ class Run:
                 return None  # placed when the round settles
             if not fits:
                 raise invalid_return_type_error(plan.type, value, f.details)
+        elif type(value) in self.plain_types:
+            plan.direct[type(value)] = True
         return self.fields({}, plan, plan.fields, value, pos)
 
     def list(
@@ -386,6 +408,48 @@ class Run:
                     append(self.error_at(f, item, error, Pos(pos, index, None, result, nullable)))
             return result
         plain = self.plain_types
+        if item.kind == OBJECT:  # values already seen to fit: straight to the generated walk
+            child: ObjectPlan = item.plan  # type: ignore[assignment]
+            direct = child.direct
+            cast = child.is_type_of is not None
+            fill = child.fill or fill_of(child)
+            # a value met again (shared records, a skill many athletes hold) that completed
+            # without making a position the first time completes to the same dict: kept with
+            # the value, so its id stays its own for the execution
+            memo = self.memos.setdefault(child, {}) if child.pure else None
+            for index, entry in enumerate(value):
+                if direct.get(type(entry)) and (
+                    not cast or getattr(entry, TYPE_CAST_ATTRIBUTE, None) is None
+                ):
+                    if memo is not None:
+                        seen = memo.get(id(entry))
+                        if seen is not None:
+                            append(seen[1])
+                            continue
+                    append(None)
+                    self.lazy = None
+                    try:
+                        out = fill(self, {}, entry, LAZY, pos, index, None, result, nullable)
+                    except Exception as error:
+                        ipos = self.item_pos(pos, index, result, nullable)
+                        result[index] = self.error_at(f, item, error, ipos)
+                        continue
+                    result[index] = out
+                    if memo is not None and self.lazy is None:
+                        memo[id(entry)] = (entry, out)
+                    continue
+                ipos = Pos(pos, index, None, result, nullable)
+                append(None)
+                if type(entry) not in plain:
+                    if is_awaitable(entry):
+                        self.pending.append((entry, f, item, ipos, info))
+                        continue
+                    plain.add(type(entry))
+                try:
+                    result[index] = self.complete(f, item, entry, ipos, info)
+                except Exception as error:
+                    result[index] = self.error_at(f, item, error, ipos)
+            return result
         for index, entry in enumerate(value):
             ipos = Pos(pos, index, None, result, nullable)
             append(None)
@@ -399,6 +463,16 @@ class Run:
             except Exception as error:
                 result[index] = self.error_at(f, item, error, ipos)
         return result
+
+    def item_pos(self, pos: Pos, index: int, items: Any, nullable: bool) -> Pos:
+        """A list item's position after its generated walk raised: the one the walk made, if it
+        made one (errors and work below it may hold it), else a new one."""
+        made = self.lazy
+        while made is not None:
+            if made.container is items and made.key == index:
+                return made
+            made = made.prev
+        return Pos(pos, index, None, items, nullable)
 
     def leaf(self, f: FieldPlan, c: Completer, value: Any) -> Any:
         """complete() of a leaf: what the walk calls where it knows the completer is one."""
@@ -582,3 +656,151 @@ async def _serially(run: Run, executor: Executor[Any], root: ObjectPlan) -> Exec
         if None in executor.collected_errors._error_positions:
             break
     return _response(executor, data)
+
+
+# ------------------------------------------------------------------------- generated walks
+_LEAF_TEST = {
+    STRING: "type(v{d}) is str",
+    INT: f"type(v{{d}}) is int and {_MIN_INT} <= v{{d}} <= {_MAX_INT}",
+    BOOLEAN: "type(v{d}) is bool",
+    FLOAT: "type(v{d}) is float and v{d} - v{d} == 0.0",  # finite: inf - inf and nan is nan
+}
+LAZY = object()  # a position not made yet: a generated walk makes it when it needs it
+_INLINE_DEPTH = 4  # objects below an object written into its walk, at most
+_INLINE_FIELDS = 48  # fields written into one walk, at most
+
+
+def fill_of(plan: ObjectPlan) -> Callable[..., dict[str, Any]]:
+    """The walk of an object's selection as one generated function,
+    `fill(run, out0, source0, pos0, pp, pk, pt, pc, pn)`.
+
+    A plain attribute is read inline and, when it is a builtin scalar of the right Python type,
+    placed without a call; an object value of a class already seen to fit is walked inline
+    when its selection is all plain attributes (a few levels down), else by its own walk.
+    Anything else goes through the Run's methods, which the interpreter uses too.
+
+    Positions are made only when something needs one (a resolver, an error, a value that is
+    not plain): `pos0` is the object's position, or LAZY with its parts (pp, pk, pt, pc, pn:
+    Pos's arguments) when the caller has not made it. A position is made once and kept in
+    the walk's variables, so an error and the work below it meet the same Pos; the last one
+    made is also left in `run.lazy`, where a list finds its item's (`Run.item_pos`)."""
+    gen = _Walk(plan)
+    gen.line(0, "def fill(run, out0, source0, pos0, pp, pk, pt, pc, pn):")
+    gen.object(plan, 0, 1)
+    gen.line(1, "return out0")
+    fill: Callable[..., dict[str, Any]] = gen.build()["fill"]
+    plan.pure = gen.pure
+    plan.fill = fill
+    return fill
+
+
+class _Walk:
+    """Writes one generated walk."""
+
+    def __init__(self, plan: ObjectPlan) -> None:
+        self.plan = plan
+        self.lines: list[str] = []
+        self.names: dict[str, Any] = {"Pos": Pos, "CAST": TYPE_CAST_ATTRIBUTE, "LAZY": LAZY}
+        self.names["fill_of"] = fill_of
+        self.budget = _INLINE_FIELDS
+        self.pure = True  # no call out of the walk on its fast paths
+        # per depth: how that depth's position is made (Pos's arguments), the root's given
+        self.made: list[str] = ["pp, pk, pt, pc, pn"]
+
+    def line(self, indent: int, text: str) -> None:
+        self.lines.append("    " * indent + text)
+
+    def name(self, value: Any, prefix: str) -> str:
+        name = f"{prefix}{len(self.names)}"
+        self.names[name] = value
+        return name
+
+    def build(self) -> dict[str, Any]:
+        source = "\n".join(self.lines)
+        code = compile(source, f"<walk {self.plan.type_name}>", "exec")
+        exec(code, self.names)
+        return self.names
+
+    def position(self, depth: int, indent: int) -> None:
+        """Make the positions down to `depth` that are not made yet."""
+        for d in range(depth + 1):
+            self.line(indent, f"if pos{d} is LAZY:")
+            self.line(indent + 1, f"pos{d} = run.lazy = Pos({self.made[d]})")
+
+    def inlinable(self, plan: ObjectPlan, depth: int) -> bool:
+        if depth >= _INLINE_DEPTH or len(plan.fields) > self.budget:
+            return False
+        for f in plan.fields:
+            if f.kind == TYPENAME:
+                continue
+            if f.kind != ATTR:
+                return False
+        return True
+
+    def object(self, plan: ObjectPlan, d: int, i: int) -> None:
+        """The fields of `plan` read from source{d} into out{d}, at indent i."""
+        tn = self.name(plan.type_name, "T")
+        out, src, v = f"out{d}", f"source{d}", f"v{d}"
+        self.budget -= len(plan.fields)
+        for f in plan.fields:
+            fn = self.name(f, "F")
+            key = repr(f.key)  # a GraphQL name: ASCII letters, digits and underscores
+            if f.kind == TYPENAME:
+                self.line(i, f"{out}[{key}] = {tn}")
+                continue
+            if f.kind != ATTR:
+                self.pure = False
+                self.position(d, i)
+                self.line(i, f"run.resolve_field({fn}, {out}, {src}, pos{d}, {tn})")
+                continue
+            if f.attr.isidentifier() and f.attr.isascii() and not iskeyword(f.attr):
+                read = f"{src}.{f.attr}"
+            else:
+                read = f"getattr({src}, {self.name(f.attr, 'A')})"
+            self.line(i, "try:")
+            self.line(i + 1, f"{v} = {read}")
+            self.line(i, "except Exception as e:")
+            self.position(d, i + 1)
+            self.line(i + 1, f"{out}[{key}] = run.attr_error({fn}, e, {out}, pos{d}, {tn})")
+            self.line(i, "else:")
+            c: Completer = f.completer  # type: ignore[assignment]
+            child = c.plan if c.kind == OBJECT else None
+            if f.leaf:
+                self.line(i + 1, f"if {_LEAF_TEST[f.leaf].format(d=d)}:")
+                self.line(i + 2, f"{out}[{key}] = {v}")
+            elif child is not None:
+                fits = f"{self.name(child.direct, 'D')}.get(type({v}))"
+                if child.is_type_of is not None:
+                    fits += f" and getattr({v}, CAST, None) is None"
+                self.line(i + 1, f"if {fits}:")
+                cn, nullable = self.name(c, "C"), not c.non_null
+                if self.inlinable(child, d + 1):
+                    e = d + 1
+                    self.made[e:] = [f"pos{d}, {key}, {tn}, {out}, {nullable}"]
+                    self.line(i + 2, f"pos{e} = LAZY")
+                    self.line(i + 2, "try:")
+                    self.line(i + 3, f"out{e} = {{}}")
+                    self.line(i + 3, f"source{e} = {v}")
+                    self.object(child, e, i + 3)
+                    self.line(i + 3, f"{out}[{key}] = out{e}")
+                    self.line(i + 2, "except Exception as e:")
+                    self.position(e, i + 3)
+                    self.line(i + 3, f"{out}[{key}] = run.error_at({fn}, {cn}, e, pos{e})")
+                else:
+                    self.pure = False
+                    pn = self.name(child, "P")
+                    self.position(d, i + 2)
+                    self.line(i + 2, f"p = Pos(pos{d}, {key}, {tn}, {out}, {nullable})")
+                    self.line(i + 2, "try:")
+                    walk = f"({pn}.fill or fill_of({pn}))"
+                    self.line(i + 3, f"{out}[{key}] = {walk}(run, {{}}, {v}, p, 0, 0, 0, 0, 0)")
+                    self.line(i + 2, "except Exception as e:")
+                    self.line(i + 3, f"{out}[{key}] = run.error_at({fn}, {cn}, e, p)")
+            else:
+                self.pure = False
+                self.position(d, i + 1)
+                self.line(i + 1, f"{out}[{key}] = run.attr_value({fn}, {v}, {out}, pos{d}, {tn})")
+                continue
+            self.line(i + 1, "else:")
+            self.position(d, i + 2)
+            self.line(i + 2, f"{out}[{key}] = run.attr_value({fn}, {v}, {out}, pos{d}, {tn})")

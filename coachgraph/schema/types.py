@@ -445,18 +445,21 @@ async def _each_many(
 async def _leveled_many(
     loader: DataLoader[int, list[LeveledSkill]], keys: list[int], kind: type[L]
 ) -> list[list[L]]:
-    shown: dict[int, Skill] = {}  # one Skill object per skill of the batch, however shared
+    # one Skill object per skill of the batch, and one `kind` object per shared (skill, level)
+    # record (the store shares them), however many profiles hold it: values, never mutated
+    skills: dict[int, Skill] = {}
+    shown: dict[int, L] = {}
 
-    def skill(record: SkillRecord) -> Skill:
-        found = shown.get(record.id)
+    def present(r: LeveledSkill) -> L:
+        found = shown.get(id(r))
         if found is None:
-            found = shown[record.id] = Skill.from_record(record)
+            skill = skills.get(r.skill.id)
+            if skill is None:
+                skill = skills[r.skill.id] = Skill.from_record(r.skill)
+            found = shown[id(r)] = kind(skill=skill, level=r.level)
         return found
 
-    return [
-        [kind(skill=skill(r.skill), level=r.level) for r in rows]
-        for rows in await loader.load_many(keys)
-    ]
+    return [[present(r) for r in rows] for rows in await loader.load_many(keys)]
 
 
 async def _sessions(

@@ -139,11 +139,16 @@ async def skills_for(
         owner_ids,
     )
     skills: dict[int, SkillRecord] = {}  # a skill many profiles share is built once
+    pairs: dict[tuple[int, int], LeveledSkill] = {}  # and each (skill, level) pair too
 
     def leveled(row: asyncpg.Record) -> LeveledSkill:
-        skill = skills.get(row["id"])
-        if skill is None:
-            skill = skills[row["id"]] = make_skill(row)
-        return LeveledSkill(skill, row["level"])
+        key = (row["id"], row["level"])
+        pair = pairs.get(key)
+        if pair is None:
+            skill = skills.get(key[0])
+            if skill is None:
+                skill = skills[key[0]] = make_skill(row)
+            pair = pairs[key] = LeveledSkill(skill, key[1])
+        return pair
 
     return group(rows, owner, leveled)
