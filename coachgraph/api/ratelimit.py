@@ -123,6 +123,29 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+def client_of(scope: Scope, resources: Resources) -> str:
+    """The client an HTTP request counts against, as the middleware counted it."""
+    limits = resources.settings.limits
+    address = client_address(
+        scope, resources.settings.trusted_proxies, max_hops=limits.max_forwarded_hops
+    )
+    return client_key(
+        resources.jwt_secret,
+        _header(scope, b"authorization"),
+        address,
+        max_token_chars=limits.max_token_chars,
+        scope=scope,
+    )
+
+
+async def spend(scope: Scope, resources: Resources, cost: int) -> int | None:
+    """Spend `cost` more of the request's client's HTTP budget (the further operations of a
+    batch): None when they may run, else the seconds until they may (Retry-After)."""
+    if cost <= 0:
+        return None
+    return await resources.limiter.hit(Door.HTTP, client_of(scope, resources), cost)
+
+
 # --- refusals ---------------------------------------------------------------------------------
 
 
