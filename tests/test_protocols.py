@@ -306,12 +306,26 @@ async def app_with(settings: Settings, db: Database) -> Any:
 async def test_each_operation_of_a_batch_counts_against_the_rate_limit(
     app_with: Any, settings: Settings
 ) -> None:
-    limits = dataclasses.replace(settings.limits, rate_limit_burst=5, rate_limit_per_minute=600)
+    limits = dataclasses.replace(settings.limits, rate_limit_burst=5, rate_limit_per_minute=5)
     async with await app_with(limits=limits) as client:
-        response = await client.post("/graphql", json=[{"query": "{ __typename }"}] * 6)
+        response = await client.post(
+            "/graphql", json=[{"query": "{ __typename }"}] * 6, headers=GQL_ACCEPT
+        )
         assert response.status_code == 429
+        assert response.headers["content-type"] == GQL
         assert code_of(response.json()) == "RATE_LIMITED"
         assert int(response.headers["retry-after"]) >= 1
+        # a batch within the budget passes; then the middleware's own 429 is negotiated too
+        batch = await client.post("/graphql", json=[{"query": "{ __typename }"}] * 2)
+        assert batch.status_code == 200
+        statuses = []
+        for _ in range(3):
+            single = await client.post(
+                "/graphql", json={"query": "{ __typename }"}, headers=GQL_ACCEPT
+            )
+            statuses.append(single.status_code)
+        assert statuses == [200, 200, 429]  # 5 a minute: 1 + (1 + 1) + 2
+        assert single.headers["content-type"] == GQL and "data" not in single.json()
 
 
 # --- trusted documents ---------------------------------------------------------------------------

@@ -64,11 +64,14 @@ class Refusal(Exception):
             media_type=media_type,
         )
 
-    def response_for(self, path: str, headers: dict[str, str] | None = None) -> JSONResponse:
-        """The refusal in the shape `path` answers errors in: GraphQL's on /graphql,
-        `{"error": {message, code}}` on the other routes."""
+    def response_for(
+        self, path: str, headers: dict[str, str] | None = None, *, media_type: str | None = None
+    ) -> JSONResponse:
+        """The refusal in the shape `path` answers errors in: GraphQL's on /graphql (in
+        `media_type`, the one the client's Accept chose), `{"error": {message, code}}` on the
+        other routes."""
         if path == "/graphql" or path.startswith("/graphql/"):
-            return self.graphql_response(headers)
+            return self.graphql_response(headers, media_type=media_type or "application/json")
         return self.route_response(headers=headers)
 
     def route_response(

@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from coachgraph.api.auth import viewer_from_header, viewer_from_scope
 from coachgraph.api.doors import Refusal, deny_websocket
+from coachgraph.api.wire import response_type
 from coachgraph.config import IPNetwork, Limits
 from coachgraph.errors import Unauthenticated
 from coachgraph.limiter import Door, Limiter
@@ -159,10 +160,13 @@ def door_of(path: str) -> Door | None:
     return Door.HTTP
 
 
-def too_many(path: str, retry_after: int, message: str) -> JSONResponse:
+def too_many(
+    path: str, retry_after: int, message: str, media_type: str | None = None
+) -> JSONResponse:
     """429 in the shape the path answers errors in, with Retry-After in whole seconds."""
     refusal = Refusal(429, message, CODE)
-    return refusal.response_for(path, headers={"Retry-After": str(retry_after)})
+    headers = {"Retry-After": str(retry_after)}
+    return refusal.response_for(path, headers=headers, media_type=media_type)
 
 
 # --- the middleware ---------------------------------------------------------------------------
@@ -202,7 +206,8 @@ class RateLimits:
             if retry is None:
                 await self.app(scope, receive, send)
             else:
-                refusal = too_many(scope["path"], retry, "Too many requests; slow down")
+                media_type = response_type(_header(scope, b"accept"))
+                refusal = too_many(scope["path"], retry, "Too many requests; slow down", media_type)
                 await refusal(scope, receive, send)
             return
         await self._websocket(scope, receive, send, resources, f"ip:{address}")

@@ -172,6 +172,7 @@ class GraphQLView(GraphQL[Context, None]):
         response = super().create_response(response_data, sub_response)
         if isinstance(sub_response, wire.SubResponse):
             response.headers["content-type"] = sub_response.negotiated
+            response.headers["vary"] = "Accept"  # the media type, and so the status, depend on it
             return wire.finish(response, sub_response)
         return response
 

@@ -259,6 +259,28 @@ async def test_legacy_graphql_ws_runs_queries_and_mutations(live: Server, admin_
     await client.close()
 
 
+async def test_trusted_documents_hold_over_websocket_too(
+    settings: Settings, tmp_path: Path, db: Database, admin_token: str
+) -> None:
+    listed = "query Listed { __typename }"
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"listed-1": listed}))  # Relay's form: ids to documents
+    changed = settings.with_(data_dir=tmp_path / "data", trusted_documents=manifest)
+    async with serve(create_app(changed, start_projector=False)) as url:
+        for protocol in ("graphql-transport-ws", "graphql-ws"):
+            client = await WSClient.connect(url, admin_token, protocol=protocol)
+            assert (await client.ack())["type"] == "connection_ack"
+            await client.subscribe("{ __typename }")
+            refused = await client.recv()
+            assert refused["type"] == "error", refused
+            errors = refused["payload"] if protocol == "graphql-ws" else refused["payload"][0]
+            assert errors["extensions"]["code"] == "OPERATION_NOT_TRUSTED", refused
+            op = str(int(await client.subscribe(listed)))
+            message = await client.recv()
+            assert message["id"] == op and message["payload"]["data"] == {"__typename": "Query"}
+            await client.close()
+
+
 async def test_the_persisted_store_is_shared_through_redis(redis_url: str) -> None:
     first, second = DocumentStore(2, _redis(redis_url)), DocumentStore(2, _redis(redis_url))
     await first._redis.delete("coachgraph:apq:docs", "coachgraph:apq:used")
