@@ -285,6 +285,19 @@ async def test_batches_are_bounded(client: httpx.AsyncClient) -> None:
     assert streamed.status_code == 400 and code_of(streamed.json()) == "BAD_USER_INPUT"
 
 
+async def test_a_stream_answers_document_errors_as_events(client: httpx.AsyncClient) -> None:
+    # the parser cache raises a syntax error rather than returning it: still an event, coded
+    response = await client.post(
+        "/graphql", json={"query": "subscription {"}, headers={"accept": "text/event-stream"}
+    )
+    assert response.status_code == 200
+    events = [block for block in response.text.split("\r\n\r\n") if block.strip()]
+    assert events[0].startswith("event: next\r\ndata: ")
+    error = json.loads(events[0].partition("data: ")[2])["errors"][0]
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert events[-1].startswith("event: complete")
+
+
 @pytest.fixture
 async def app_with(settings: Settings, db: Database) -> Any:
     """An app of its own with some settings changed, served over ASGI."""

@@ -16,6 +16,7 @@ from strawberry.types import ExecutionResult
 from strawberry.types.execution import PreExecutionError
 
 from coachgraph.api.doors import STATUS_OF_CODE
+from coachgraph.schema.extensions import present_error
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 JSON = "application/json"
@@ -127,6 +128,9 @@ async def bounded_stream(
                     async with asyncio.timeout(max(0.0, expires_at - time.time())):
                         result = await anext(iterator)
             except StopAsyncIteration:
+                return
+            except GraphQLError as err:  # a syntax error raised, not returned, by the parser cache
+                yield refused(present_error(err))
                 return
             except TimeoutError:
                 yield _error("Token expired; subscribe again with a fresh token", "UNAUTHENTICATED")
