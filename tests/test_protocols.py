@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 from asgi_lifespan import LifespanManager
 
 from coachgraph.api.documents import load_manifest
@@ -227,6 +228,31 @@ async def test_the_persisted_store_is_bounded() -> None:
         await store.put(f"{n:064x}", f"{{ n{n}: __typename }}")
     assert await store.get(f"{0:064x}") is None
     assert await store.get(f"{2:064x}") == "{ n2: __typename }"
+
+
+async def test_the_persisted_store_outlives_a_redis_outage(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # nothing listens on port 1: every Redis call fails; the store is a cache, so requests go
+    # on with this process's memory (a miss only makes the client send its query again)
+    unreachable = aioredis.from_url(
+        "redis://127.0.0.1:1/0", socket_connect_timeout=0.5, socket_timeout=0.5
+    )
+    store = DocumentStore(10, unreachable)
+    try:
+        assert await store.get(sha("{ a }")) is None
+        await store.put(sha("{ a }"), "{ a }")
+        assert await store.get(sha("{ a }")) == "{ a }"
+    finally:
+        await store.close()
+    warnings = [r for r in caplog.records if "Redis unavailable" in r.getMessage()]
+    assert len(warnings) == 1  # once per outage, not per request
+
+
+def test_the_manifest_setting(tmp_path: Path) -> None:
+    env = {"COACHGRAPH_TRUSTED_DOCUMENTS": str(tmp_path / "m.json")}
+    assert Settings.from_env(env).trusted_documents == tmp_path / "m.json"
+    assert Settings.from_env({}).trusted_documents is None
 
 
 # --- batches ---------------------------------------------------------------------------------
