@@ -14,6 +14,7 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 
 from coachgraph.api import ingest, media_routes
+from coachgraph.api.documents import load_manifest
 from coachgraph.api.doors import HeaderLimits, Refusal
 from coachgraph.api.health import healthz
 from coachgraph.api.ratelimit import RateLimits
@@ -37,7 +38,10 @@ def create_app(
 ) -> Starlette:
     """The ASGI app; nothing connects until the lifespan starts."""
     schema = build_schema(settings.limits, compiled=settings.compiled_execution)
-    view = GraphQLView(schema, graphql_ide="graphiql" if settings.graphiql else None)
+    trusted = load_manifest(settings.trusted_documents) if settings.trusted_documents else None
+    view = GraphQLView(
+        schema, graphql_ide="graphiql" if settings.graphiql else None, trusted=trusted
+    )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:

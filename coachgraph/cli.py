@@ -64,6 +64,14 @@ def _parser() -> argparse.ArgumentParser:
 
     schema = sub.add_parser("schema", help="print the GraphQL SDL")
     schema.set_defaults(run=_schema)
+
+    trusted = sub.add_parser(
+        "trusted-documents",
+        help="write the persisted-query manifest of .graphql files (COACHGRAPH_TRUSTED_DOCUMENTS)",
+    )
+    trusted.add_argument("paths", nargs="+", help=".graphql files, or directories of them")
+    trusted.add_argument("-o", "--output", help="the manifest file (default: standard output)")
+    trusted.set_defaults(run=_trusted_documents)
     return parser
 
 
@@ -187,6 +195,31 @@ def _schema(settings: Settings, args: argparse.Namespace) -> int:
     from coachgraph.schema.schema import build_schema
 
     _out(build_schema(settings.limits).as_str())
+    return 0
+
+
+def _trusted_documents(settings: Settings, args: argparse.Namespace) -> int:
+    """Every named operation of the files, with its fragments, checked against the schema, as
+    Apollo's persisted-query manifest (ids: SHA-256 of each body)."""
+    import json
+    from pathlib import Path
+
+    from coachgraph.api.documents import graphql_files, manifest_for
+    from coachgraph.schema.schema import build_schema
+
+    files = graphql_files(Path(p) for p in args.paths)
+    try:
+        sources = {str(f): f.read_text(encoding="utf-8") for f in files}
+        manifest = manifest_for(sources, build_schema(settings.limits)._schema)
+    except (OSError, ValueError) as err:
+        sys.stderr.write(f"coachgraph: trusted-documents: {err}\n")
+        return 2
+    text = json.dumps(manifest, indent=2) + "\n"
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+        _out(f"{len(manifest['operations'])} operations written to {args.output}")
+    else:
+        sys.stdout.write(text)
     return 0
 
 

@@ -138,6 +138,12 @@ class Limits:
     media_purge_batch: int = 500  # stale uploads removed per statement
     # live sessions: how far a sample's time may lie before its session's start or after now
     sample_clock_slack_ms: int = 5_000
+    # protocols (API.md): operations in one batched request (each counted as a request by the
+    # rate limiter); automatic persisted queries remembered (per process, and in Redis with
+    # REDIS_URL, shared); how long a shared cache may keep an anonymous persisted GET answer
+    max_batch_size: int = 20
+    persisted_queries_max: int = 10_000
+    persisted_get_max_age_seconds: int = 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +178,8 @@ class Settings:
     projector_poll_seconds: float = 1.0
     neo4j_write_batch: int = 1000
     limits: Limits = field(default_factory=Limits)
+    # the persisted-query manifest of trusted documents: only its operations run
+    trusted_documents: Path | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -210,6 +218,7 @@ class Settings:
             projector_poll_seconds=_int(env, "COACHGRAPH_PROJECTOR_POLL_MS", 1000, minimum=10)
             / 1000,
             limits=_limits(env),
+            trusted_documents=_path(opt("COACHGRAPH_TRUSTED_DOCUMENTS")),
         )
         settings.validate()
         return settings
@@ -269,6 +278,10 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -
     if value < minimum:
         raise SettingsError(f"{name} must be at least {minimum}, got {value}")
     return value
+
+
+def _path(raw: str | None) -> Path | None:
+    return Path(raw).expanduser() if raw else None
 
 
 def _networks(env: Mapping[str, str], name: str) -> tuple[IPNetwork, ...]:

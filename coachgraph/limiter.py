@@ -59,6 +59,10 @@ class Connections:
         self.cap = cap
         self._open: dict[str, int] = {}
 
+    def room(self, client: str) -> bool:
+        """Whether `client` may open one more now."""
+        return self._open.get(client, 0) < self.cap
+
     def acquire(self, client: str) -> bool:
         count = self._open.get(client, 0)
         if count >= self.cap:
@@ -124,13 +128,13 @@ class Limiter:
         if self._pool is not None:
             await self._pool.aclose()
 
-    async def hit(self, door: Door, client: str) -> int | None:
-        """Spend one of `client`'s budget at `door`: None when it may pass, else the whole
-        seconds until it may (Retry-After)."""
+    async def hit(self, door: Door, client: str, cost: int = 1) -> int | None:
+        """Spend `cost` (one request, or a batch's further operations) of `client`'s budget at
+        `door`: None when it may pass, else the whole seconds until it may (Retry-After)."""
         if self._local_strategy is not None and time.monotonic() < self._storage_down_until:
-            return await self._hit(self._local_strategy, door, client)
+            return await self._hit(self._local_strategy, door, client, cost)
         try:
-            return await self._hit(self._strategy, door, client)
+            return await self._hit(self._strategy, door, client, cost)
         except StorageError as err:
             if self._local_strategy is None:
                 raise
@@ -140,13 +144,13 @@ class Limiter:
                 self._fallback_seconds,
             )
             self._storage_down_until = time.monotonic() + self._fallback_seconds
-            return await self._hit(self._local_strategy, door, client)
+            return await self._hit(self._local_strategy, door, client, cost)
 
     async def _hit(
-        self, strategy: SlidingWindowCounterRateLimiter, door: Door, client: str
+        self, strategy: SlidingWindowCounterRateLimiter, door: Door, client: str, cost: int
     ) -> int | None:
         for item in self.rates[door]:
-            if not await strategy.hit(item, client):
+            if not await strategy.hit(item, client, cost=cost):
                 stats = await strategy.get_window_stats(item, client)
                 return max(1, math.ceil(stats.reset_time - time.time()))
         return None

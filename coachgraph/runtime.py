@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Coroutine, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from coachgraph.search.model import SearchIndex
 from coachgraph.search.postgres import PostgresSearch
 from coachgraph.secret import resolve_secret
 from coachgraph.stores.db import Database, EmbeddedPostgres
+from coachgraph.stores.documents import DocumentStore
 from coachgraph.stores.migrate import Migration, migrate
 from coachgraph.subscriptions.broker import Broker, MemoryBroker
 from coachgraph.subscriptions.redis import RedisBroker
@@ -50,6 +51,8 @@ class Resources:
     broker: Broker
     search: SearchIndex
     exits: AsyncExitStack  # closes what was opened, last opened first
+    # automatic persisted queries (api/documents.py), shared through Redis with REDIS_URL
+    documents: DocumentStore = field(default_factory=lambda: DocumentStore(1))
 
     async def close(self) -> None:
         await self.exits.aclose()
@@ -271,6 +274,8 @@ async def open_resources(
         media = media_store(settings, secret)
         await media.start()
         stack.push_async_callback(media.close)
+        documents = DocumentStore.open(settings)
+        stack.push_async_callback(documents.close)
         if start_projector:
             projector.start()
             purge = purge_periodically(db, media, settings.limits)
@@ -278,4 +283,8 @@ async def open_resources(
     except BaseException:
         await stack.aclose()
         raise
-    return Resources(settings, db, secret, limiter, graph, projector, media, broker, search, stack)
+    resources = Resources(
+        settings, db, secret, limiter, graph, projector, media, broker, search, stack
+    )
+    resources.documents = documents
+    return resources

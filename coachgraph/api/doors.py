@@ -33,28 +33,45 @@ CODE_OF_STATUS = {status: code for code, status in STATUS_OF_CODE.items()}
 class Refusal(Exception):
     """A request refused at the door: its HTTP status, an API.md code, and a message."""
 
-    def __init__(self, status: int, message: str, code: str = "BAD_USER_INPUT") -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        code: str = "BAD_USER_INPUT",
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.code = code
+        self.headers = headers
 
-    def graphql_response(self, headers: dict[str, str] | None = None) -> JSONResponse:
-        """The refusal as a GraphQL response: no data, one coded error."""
+    def graphql_response(
+        self, headers: dict[str, str] | None = None, *, media_type: str = "application/json"
+    ) -> JSONResponse:
+        """The refusal as a GraphQL response: no data, one coded error (in
+        application/graphql-response+json, as that spec says of request errors, no `data` key
+        at all)."""
+        body: dict[str, object] = {
+            "errors": [{"message": self.message, "extensions": {"code": self.code}}]
+        }
+        if media_type == "application/json":
+            body = {"data": None, **body}
         return JSONResponse(
-            {
-                "data": None,
-                "errors": [{"message": self.message, "extensions": {"code": self.code}}],
-            },
+            body,
             status_code=self.status,
-            headers=headers,
+            headers={**(self.headers or {}), **(headers or {})},
+            media_type=media_type,
         )
 
-    def response_for(self, path: str, headers: dict[str, str] | None = None) -> JSONResponse:
-        """The refusal in the shape `path` answers errors in: GraphQL's on /graphql,
-        `{"error": {message, code}}` on the other routes."""
+    def response_for(
+        self, path: str, headers: dict[str, str] | None = None, *, media_type: str | None = None
+    ) -> JSONResponse:
+        """The refusal in the shape `path` answers errors in: GraphQL's on /graphql (in
+        `media_type`, the one the client's Accept chose), `{"error": {message, code}}` on the
+        other routes."""
         if path == "/graphql" or path.startswith("/graphql/"):
-            return self.graphql_response(headers)
+            return self.graphql_response(headers, media_type=media_type or "application/json")
         return self.route_response(headers=headers)
 
     def route_response(

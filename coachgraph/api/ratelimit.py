@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from coachgraph.api.auth import viewer_from_header, viewer_from_scope
 from coachgraph.api.doors import Refusal, deny_websocket
+from coachgraph.api.wire import response_type
 from coachgraph.config import IPNetwork, Limits
 from coachgraph.errors import Unauthenticated
 from coachgraph.limiter import Door, Limiter
@@ -123,6 +124,29 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+def client_of(scope: Scope, resources: Resources) -> str:
+    """The client an HTTP request counts against, as the middleware counted it."""
+    limits = resources.settings.limits
+    address = client_address(
+        scope, resources.settings.trusted_proxies, max_hops=limits.max_forwarded_hops
+    )
+    return client_key(
+        resources.jwt_secret,
+        _header(scope, b"authorization"),
+        address,
+        max_token_chars=limits.max_token_chars,
+        scope=scope,
+    )
+
+
+async def spend(scope: Scope, resources: Resources, cost: int) -> int | None:
+    """Spend `cost` more of the request's client's HTTP budget (the further operations of a
+    batch): None when they may run, else the seconds until they may (Retry-After)."""
+    if cost <= 0:
+        return None
+    return await resources.limiter.hit(Door.HTTP, client_of(scope, resources), cost)
+
+
 # --- refusals ---------------------------------------------------------------------------------
 
 
@@ -136,10 +160,13 @@ def door_of(path: str) -> Door | None:
     return Door.HTTP
 
 
-def too_many(path: str, retry_after: int, message: str) -> JSONResponse:
+def too_many(
+    path: str, retry_after: int, message: str, media_type: str | None = None
+) -> JSONResponse:
     """429 in the shape the path answers errors in, with Retry-After in whole seconds."""
     refusal = Refusal(429, message, CODE)
-    return refusal.response_for(path, headers={"Retry-After": str(retry_after)})
+    headers = {"Retry-After": str(retry_after)}
+    return refusal.response_for(path, headers=headers, media_type=media_type)
 
 
 # --- the middleware ---------------------------------------------------------------------------
@@ -179,7 +206,8 @@ class RateLimits:
             if retry is None:
                 await self.app(scope, receive, send)
             else:
-                refusal = too_many(scope["path"], retry, "Too many requests; slow down")
+                media_type = response_type(_header(scope, b"accept"))
+                refusal = too_many(scope["path"], retry, "Too many requests; slow down", media_type)
                 await refusal(scope, receive, send)
             return
         await self._websocket(scope, receive, send, resources, f"ip:{address}")

@@ -30,7 +30,9 @@ from strawberry.subscriptions.protocols.graphql_ws.types import (
     StartMessage,
 )
 from strawberry.types.execution import PreExecutionError
+from strawberry.types.graphql import OperationType
 
+from coachgraph.api.documents import DocumentError, Trusted, trusted_query
 from coachgraph.resolvers.context import Context
 from coachgraph.schema.extensions import present_error
 
@@ -41,6 +43,29 @@ _EXPIRED_REASON = "Token expired; reconnect with a fresh token"
 def _expired(context: Context) -> bool:
     expires_at = context.viewer.expires_at
     return expires_at is not None and time.time() >= expires_at
+
+
+# the legacy protocol runs queries and mutations too (a `data`, then `complete`)
+_ANY_OPERATION = (OperationType.QUERY, OperationType.MUTATION, OperationType.SUBSCRIPTION)
+
+
+def _untrusted(view: Any, payload: Any) -> dict[str, Any] | None:
+    """Under a trusted-documents manifest, the coded error refusing an operation that is not
+    in it (the payload's query replaced by the manifest's when it is named by its hash)."""
+    trusted: Trusted | None = getattr(view, "trusted", None)
+    if trusted is None or not isinstance(payload, dict):
+        return None
+    extensions = payload.get("extensions")
+    query = payload.get("query")
+    try:
+        payload["query"] = trusted_query(
+            query if isinstance(query, str) else None,
+            extensions if isinstance(extensions, dict) else None,
+            trusted,
+        )
+    except DocumentError as err:
+        return {"message": err.message, "extensions": {"code": err.code}}
+    return None
 
 
 def _limit_error(cap: int) -> dict[str, Any]:
@@ -124,6 +149,11 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
             error: Any = {"id": message["id"], "type": "error", "payload": [_limit_error(cap)]}
             await self.send_message(error)
             return
+        refused = _untrusted(self.view, message.get("payload"))
+        if refused is not None and self.connection_acknowledged:
+            error = {"id": message["id"], "type": "error", "payload": [refused]}
+            await self.send_message(error)
+            return
         await super().handle_subscribe(message)
 
     async def _handle_pre_execution_error(
@@ -177,6 +207,11 @@ class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
             error: Any = {"type": "error", "id": message["id"], "payload": _limit_error(cap)}
             await self.send_message(error)
             return
+        refused = _untrusted(self.view, message.get("payload"))
+        if refused is not None and self.connection_acknowledged:
+            error = {"type": "error", "id": message["id"], "payload": refused}
+            await self.send_message(error)
+            return
         await super().handle_start(message)
 
     async def handle_async_results(
@@ -186,15 +221,37 @@ class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
         operation_name: str | None,
         variables: dict[str, object] | None,
     ) -> None:
+        """Strawberry's, running queries and mutations as well as subscriptions (the protocol
+        allows them; gql's client fetches the schema so): `data`, then `complete`."""
         try:
-            await super().handle_async_results(operation_id, query, operation_name, variables)
+            source = await self.schema.stream(
+                query=query,
+                variable_values=variables,
+                operation_name=operation_name,
+                context_value=self.context,
+                root_value=self.root_value,
+                allowed_operation_types=_ANY_OPERATION,
+            )
+            self.subscriptions[operation_id] = source
+            first = True
+            async for result in source:
+                if first and isinstance(result, PreExecutionError):
+                    await self._send_error(operation_id, present_error(result.errors[0]))  # type: ignore[index]
+                    return
+                await self.send_data_message(result, operation_id)  # type: ignore[arg-type]
+                first = False
+            await self.send_message({"type": "complete", "id": operation_id})
         except GraphQLError as err:  # a syntax error raised, not returned, by the parser cache
-            error: Any = {
-                "type": "error",
-                "id": operation_id,
-                "payload": present_error(err).formatted,
-            }
-            await self.send_message(error)
+            await self._send_error(operation_id, present_error(err))
+        except asyncio.CancelledError:
+            await self.send_message({"type": "complete", "id": operation_id})
+        finally:
+            self.subscriptions.pop(operation_id, None)
+            self.tasks.pop(operation_id, None)
+
+    async def _send_error(self, operation_id: str, error: GraphQLError) -> None:
+        message: Any = {"type": "error", "id": operation_id, "payload": error.formatted}
+        await self.send_message(message)
 
     async def expire(self) -> None:
         await self.cleanup()
