@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
 import re
@@ -297,13 +298,22 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise SettingsError(f"{name} must be a boolean, got {raw!r}")
 
 
+LIMIT_PREFIX = "COACHGRAPH_LIMIT_"
+
+
 def _limits(env: Mapping[str, str]) -> Limits:
-    """Each limit may be overridden by COACHGRAPH_LIMIT_<NAME>."""
+    """Each limit may be overridden by COACHGRAPH_LIMIT_<NAME>; any other COACHGRAPH_LIMIT_
+    variable is a misspelling, refused rather than silently ignored."""
     defaults = Limits()
+    known = [f"{LIMIT_PREFIX}{f.name.upper()}" for f in fields(Limits)]
+    for name in sorted(set(env) - set(known)):
+        if name.upper().startswith(LIMIT_PREFIX):
+            names = [f.name.upper() for f in fields(Limits)]
+            close = difflib.get_close_matches(name.upper().removeprefix(LIMIT_PREFIX), names, n=1)
+            hint = f"; did you mean {LIMIT_PREFIX}{close[0]}?" if close else ""
+            raise SettingsError(f"{name} is not a known limit{hint}")
     values = {
-        f.name: _int(
-            env, f"COACHGRAPH_LIMIT_{f.name.upper()}", getattr(defaults, f.name), minimum=1
-        )
+        f.name: _int(env, f"{LIMIT_PREFIX}{f.name.upper()}", getattr(defaults, f.name), minimum=1)
         for f in fields(Limits)
     }
     return Limits(**values)
