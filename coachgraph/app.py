@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 
-from coachgraph.api import ingest, media_routes
+from coachgraph.api import graphiql, ingest, media_routes
 from coachgraph.api.doors import HeaderLimits, Refusal
 from coachgraph.api.health import healthz
 from coachgraph.api.ratelimit import RateLimits
@@ -61,6 +61,7 @@ def create_app(
             WebSocketRoute("/graphql", view),
             *media_routes.routes,
             *ingest.routes,
+            *(graphiql.routes if settings.graphiql else []),
         ],
         # every door is counted before anything else runs, refusals included; then no route
         # reads a header before their sizes are bounded

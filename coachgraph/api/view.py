@@ -21,7 +21,7 @@ from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOpe
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
-from coachgraph.api import doors
+from coachgraph.api import doors, graphiql
 from coachgraph.api.auth import viewer_from_header, viewer_from_scope
 from coachgraph.api.doors import Refusal
 from coachgraph.api.websocket import LegacyWSHandler, TransportWSHandler
@@ -105,6 +105,9 @@ class GraphQLView(GraphQL[Context, None]):
 
     def encode_json(self, data: object) -> bytes:
         return encode(data)
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        return graphiql.page(request.url.path)  # served by the app, no CDN (api/graphiql.py)
 
     def parse_json(self, data: str | bytes) -> Any:
         """Bodies and GET parameters: UTF-8, nested no deeper than the limit, then JSON."""
