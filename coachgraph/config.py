@@ -139,6 +139,8 @@ class Limits:
     media_purge_batch: int = 500  # stale uploads removed per statement
     # live sessions: how far a sample's time may lie before its session's start or after now
     sample_clock_slack_ms: int = 5_000
+    # metrics: distinct operation names kept as labels; later ones are counted as "other"
+    metrics_max_operations: int = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +172,10 @@ class Settings:
     graphiql: bool = True
     # operations run through compiled plans (coachgraph.engine); off: graphql-core for all
     compiled_execution: bool = True
+    # log lines as text, or one JSON object per line with the request id (COACHGRAPH_LOG_FORMAT)
+    log_format: str = "text"
+    # OpenTelemetry traces (the [otel] extra; exporter from the OTEL_* variables): off by default
+    tracing: bool = False
     projector_poll_seconds: float = 1.0
     neo4j_write_batch: int = 1000
     limits: Limits = field(default_factory=Limits)
@@ -208,6 +214,8 @@ class Settings:
             trusted_proxies=_networks(env, "COACHGRAPH_TRUSTED_PROXIES"),
             graphiql=_bool(env, "COACHGRAPH_GRAPHIQL", True),
             compiled_execution=_bool(env, "COACHGRAPH_COMPILED_EXECUTION", True),
+            log_format=_choice(env, "COACHGRAPH_LOG_FORMAT", ("text", "json")),
+            tracing=_bool(env, "COACHGRAPH_TRACING", False),
             projector_poll_seconds=_int(env, "COACHGRAPH_PROJECTOR_POLL_MS", 1000, minimum=10)
             / 1000,
             limits=_limits(env),
@@ -285,6 +293,16 @@ def _networks(env: Mapping[str, str], name: str) -> tuple[IPNetwork, ...]:
                 f"{name} must be comma-separated IP addresses or CIDR blocks; {err}"
             ) from None
     return tuple(found)
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    """One of `choices` (case-insensitive); unset means the first."""
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return choices[0]
+    if raw not in choices:
+        raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
