@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import TypedDict
+from typing import Any, TypedDict
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -16,6 +16,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocketDisconnect
 from strawberry.http.exceptions import WebSocketDisconnected
 
+from coachgraph import tracing
 from coachgraph.api import graphiql, ingest, media_routes
 from coachgraph.api.doors import HeaderLimits, Refusal
 from coachgraph.api.health import healthz
@@ -40,32 +41,44 @@ def create_app(
     count_statements: bool = False,
     start_projector: bool = True,
     on_ready: Callable[[Resources], Awaitable[None]] | None = None,
+    tracer_provider: Any = None,
 ) -> Starlette:
-    """The ASGI app; nothing connects until the lifespan starts."""
+    """The ASGI app; nothing connects until the lifespan starts. With tracing on, spans go to
+    `tracer_provider` (tests), else to OTLP (tracing.py)."""
     _quiet_disconnects()
+    provider = tracing.provider_for(settings, tracer_provider)
     metrics = Metrics(settings.limits.metrics_max_operations)
     schema = build_schema(
-        settings.limits, compiled=settings.compiled_execution, observers=[metrics.operation]
+        settings.limits,
+        compiled=settings.compiled_execution,
+        observers=[metrics.operation],
+        traced=provider is not None,
     )
     metrics.engine_stats = schema.engine.stats  # type: ignore[attr-defined]
     view = GraphQLView(schema, graphql_ide="graphiql" if settings.graphiql else None)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
-        resources = await open_resources(
-            settings,
-            create_secret=create_secret,
-            count_statements=count_statements,
-            start_projector=start_projector,
-        )
-        metrics.resources = resources
+        if provider is not None:
+            tracing.start(provider)
         try:
-            if on_ready is not None:
-                await on_ready(resources)
-            yield {"resources": resources}
+            resources = await open_resources(
+                settings,
+                create_secret=create_secret,
+                count_statements=count_statements,
+                start_projector=start_projector,
+            )
+            metrics.resources = resources
+            try:
+                if on_ready is not None:
+                    await on_ready(resources)
+                yield {"resources": resources}
+            finally:
+                metrics.resources = None
+                await resources.close()
         finally:
-            metrics.resources = None
-            await resources.close()
+            if provider is not None:
+                tracing.stop(provider)
 
     app = Starlette(
         routes=[
@@ -77,10 +90,7 @@ def create_app(
             *ingest.routes,
             *(graphiql.routes if settings.graphiql else []),
         ],
-        # every door is counted before anything else runs, refusals included; then no route
-        # reads a header before their sizes are bounded
-        # outermost, each request gets its id (logs, X-Request-Id) and is timed into the metrics
-        middleware=[Middleware(RequestIds), Middleware(RateLimits), Middleware(HeaderLimits)],
+        middleware=_middleware(provider),
         exception_handlers={HTTPException: _http_error, Exception: _internal_error},
         lifespan=lifespan,
     )
@@ -95,6 +105,17 @@ def _quiet_disconnects() -> None:
     logger = logging.getLogger("strawberry.ws.task")
     if not any(isinstance(f, QuietDisconnects) for f in logger.filters):
         logger.addFilter(QuietDisconnects(WebSocketDisconnected, WebSocketDisconnect))
+
+
+def _middleware(provider: Any) -> list[Middleware]:
+    """Outermost first: the trace's server span (when tracing); each request's id (logs,
+    X-Request-Id) and timing (metrics); then every door counted before anything else runs,
+    refusals included; then no route reads a header before their sizes are bounded."""
+    traced = []
+    if provider is not None:
+        otel, options = tracing.asgi_middleware(provider)
+        traced.append(Middleware(otel, **options))
+    return [*traced, Middleware(RequestIds), Middleware(RateLimits), Middleware(HeaderLimits)]
 
 
 _HTTP_CODES = {401: "UNAUTHENTICATED", 403: "FORBIDDEN", 404: "NOT_FOUND", 429: "RATE_LIMITED"}

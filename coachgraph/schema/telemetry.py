@@ -12,7 +12,7 @@ from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.exceptions import CannotGetOperationTypeError
 
-from coachgraph import observe
+from coachgraph import observe, tracing
 
 from .extensions import present_error
 
@@ -78,3 +78,21 @@ def _refusal(err: Exception) -> GraphQLError:
     """A request refused before execution (no query, no such operation, wrong method): the
     view answers it as BAD_USER_INPUT."""
     return GraphQLError(str(err), original_error=err)
+
+
+class Traced(SchemaExtension):
+    """A span per operation (when tracing is on), named by its type and name once parsed."""
+
+    def on_operation(self) -> Iterator[None]:
+        with tracing.span("graphql.operation") as span:
+            yield
+            if span is not None:
+                context = self.execution_context
+                try:
+                    kind = context.operation_type.value
+                except (RuntimeError, CannotGetOperationTypeError):
+                    kind = "unknown"
+                name = context.operation_name or "anonymous"
+                span.update_name(f"{kind} {name}")
+                span.set_attribute("graphql.operation.type", kind)
+                span.set_attribute("graphql.operation.name", name)
