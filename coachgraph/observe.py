@@ -5,6 +5,7 @@ Context variables carry them, so the stores and loaders below count without know
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -36,7 +37,10 @@ def tallying() -> Iterator[Tally]:
     try:
         yield tally
     finally:
-        _tally.reset(token)
+        # a subscription's stream may be closed from another context than the one that
+        # opened it: there is nothing of ours to restore in that one
+        with contextlib.suppress(ValueError):
+            _tally.reset(token)
 
 
 def count_statement(record: Any) -> None:

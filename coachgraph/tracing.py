@@ -34,8 +34,23 @@ def span(name: str, **attributes: str | int) -> Iterator[Any]:
     if tracer is None:
         yield None
         return
-    with tracer.start_as_current_span(name, attributes=attributes) as current:
+    from opentelemetry import context, trace
+
+    current = tracer.start_span(name, attributes=attributes)
+    made = trace.set_span_in_context(current)
+    token = context.attach(made)
+    try:
         yield current
+    except Exception as err:  # not GeneratorExit: a stream closed by its client is no error
+        current.record_exception(err)
+        current.set_status(trace.Status(trace.StatusCode.ERROR, type(err).__name__))
+        raise
+    finally:
+        current.end()
+        # a subscription's stream may be closed from another context than the one that
+        # opened it; OpenTelemetry would log a traceback for detaching there
+        if context.get_current() is made:
+            context.detach(token)
 
 
 def provider_for(settings: Settings, provider: Any = None) -> Any:

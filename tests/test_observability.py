@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import signal
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from strawberry.http.exceptions import WebSocketDisconnected
 
 from coachgraph.api.metrics import Metrics
+from coachgraph.app import create_app
+from coachgraph.config import Settings
 from coachgraph.ids import to_global_id
 from coachgraph.runtime import Resources
 from coachgraph.schema.telemetry import Operation
@@ -166,3 +171,20 @@ async def test_json_logs_carry_the_request_id_the_response_names(
     mine = [e for e in entries if e.get("request_id") == rid]
     assert mine and any("POST /graphql" in e["message"] for e in mine), entries
     assert {"time", "level", "logger", "message"} <= set(mine[0])
+
+
+def test_a_websocket_closed_under_an_operation_is_not_an_error(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Strawberry logs "Exception in worker task" with a traceback when a client leaves while
+    its operation runs; that is ordinary. Any other failure of a worker task still logs."""
+    create_app(settings)
+    logger = logging.getLogger("strawberry.ws.task")
+    with caplog.at_level(logging.ERROR, logger="strawberry.ws.task"):
+        for error in (WebSocketDisconnected(), RuntimeError("a real bug")):
+            try:
+                raise error
+            except Exception as err:
+                logger.exception("Exception in worker task", exc_info=err)
+    assert [r.exc_info[1] for r in caplog.records if r.exc_info] == [error]
+    assert isinstance(caplog.records[0].exc_info[1], RuntimeError)  # type: ignore[index]
