@@ -5,6 +5,7 @@ token typed into the headers editor."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 from collections.abc import AsyncIterator
@@ -13,11 +14,14 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from playwright.async_api import Browser, Route, async_playwright
+from playwright.async_api import Browser, Locator, Page, Route, WebSocket, async_playwright
+from starlette.applications import Starlette
 
 from coachgraph.api.graphiql import ASSETS, PREFIX
 from coachgraph.app import create_app
 from coachgraph.config import Settings
+from coachgraph.ids import to_global_id
+from coachgraph.subscriptions.topics import status_topic
 from tests.conftest import token_for
 from tests.factories import Factory
 from tests.servers import serve
@@ -46,10 +50,23 @@ async def browser() -> AsyncIterator[Browser]:
 
 
 @pytest.fixture
-async def live(settings: Settings, factory: Factory) -> AsyncIterator[str]:
+async def served(settings: Settings, factory: Factory) -> AsyncIterator[tuple[str, Starlette]]:
     app = create_app(settings, start_projector=False)
     async with serve(app) as base:
-        yield base
+        yield base, app
+
+
+@pytest.fixture
+def live(served: tuple[str, Starlette]) -> str:
+    return served[0]
+
+
+async def type_into(page: Page, editor: Locator, text: str) -> None:
+    """Replace what a CodeMirror editor holds."""
+    await editor.click()
+    await page.keyboard.press("Control+A")
+    await page.keyboard.press("Delete")
+    await page.keyboard.insert_text(text)
 
 
 async def test_graphiql_renders_and_queries_with_no_network(
@@ -132,3 +149,65 @@ def test_the_vendored_files_are_minified_and_licensed() -> None:
     notes = (ASSETS / "VENDORED.md").read_text()
     for pinned in ("3.8.3", "18.2.0", "MIT"):
         assert pinned in notes
+
+
+async def test_graphiql_subscribes_over_the_websocket_with_the_header(
+    browser: Browser, served: tuple[str, Starlette], factory: Factory
+) -> None:
+    base, app = served
+    coach = await factory.coach()
+    athlete = await factory.athlete()
+    await factory.assign(coach.id, athlete.id)
+    session = await factory.session(coach.id, athlete.id)
+    sid = to_global_id("TrainingSession", session.id)
+    admin = f"Bearer {token_for('admin')}"
+    context = await browser.new_context()
+    await context.route(
+        "**/*",
+        lambda route: (
+            route.continue_()
+            if (urlsplit(route.request.url).hostname or "") in LOOPBACK
+            else route.abort("internetdisconnected")
+        ),
+    )
+    page = await context.new_page()
+    sockets: list[WebSocket] = []
+    sent: list[str] = []
+
+    def opened(socket: WebSocket) -> None:
+        sockets.append(socket)
+        socket.on("framesent", lambda frame: sent.append(str(frame)))
+
+    page.on("websocket", opened)
+    try:
+        await page.goto(f"{base}/graphql")
+        query_editor = page.locator(".graphiql-query-editor .CodeMirror")
+        await query_editor.wait_for(timeout=30_000)
+        headers = page.locator(".graphiql-editor-tool .graphiql-editor:not(.hidden) .CodeMirror")
+        await type_into(page, headers, json.dumps({"Authorization": admin}))
+        subscription = 'subscription { sessionUpdates(sessionId: "%s") { status } }' % sid
+        await type_into(page, query_editor, subscription)
+        await page.wait_for_timeout(1000)  # GraphiQL parses the edited document after a pause
+        await page.locator(".graphiql-execute-button").click()
+
+        resources = app.state.metrics.resources
+        topic = status_topic(session.id)
+        for _ in range(300):  # the subscription registers once connection_init is accepted
+            if topic in resources.broker.fanout.topics:
+                break
+            await asyncio.sleep(0.05)
+        assert topic in resources.broker.fanout.topics, sent
+        async with httpx.AsyncClient(base_url=base) as client:
+            started = await client.post(
+                "/graphql",
+                json={"query": 'mutation { startSession(id: "%s") { __typename } }' % sid},
+                headers={"Authorization": admin},
+            )
+        assert started.json()["data"]["startSession"]["__typename"] == "TrainingSession"
+        result = page.locator(".graphiql-response .CodeMirror")
+        await result.get_by_text("LIVE").wait_for(timeout=15_000)
+        assert [urlsplit(s.url).path for s in sockets] == ["/graphql"]
+        init = next(json.loads(f) for f in sent if '"connection_init"' in f)
+        assert init["payload"]["authorization"] == admin  # what the server authenticates
+    finally:
+        await context.close()
