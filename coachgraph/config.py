@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
 import re
@@ -144,6 +145,8 @@ class Limits:
     max_batch_size: int = 20
     persisted_queries_max: int = 10_000
     persisted_get_max_age_seconds: int = 60
+    # metrics: distinct operation names kept as labels; later ones are counted as "other"
+    metrics_max_operations: int = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +178,10 @@ class Settings:
     graphiql: bool = True
     # operations run through compiled plans (coachgraph.engine); off: graphql-core for all
     compiled_execution: bool = True
+    # log lines as text, or one JSON object per line with the request id (COACHGRAPH_LOG_FORMAT)
+    log_format: str = "text"
+    # OpenTelemetry traces (the [otel] extra; exporter from the OTEL_* variables): off by default
+    tracing: bool = False
     projector_poll_seconds: float = 1.0
     neo4j_write_batch: int = 1000
     limits: Limits = field(default_factory=Limits)
@@ -215,6 +222,8 @@ class Settings:
             trusted_proxies=_networks(env, "COACHGRAPH_TRUSTED_PROXIES"),
             graphiql=_bool(env, "COACHGRAPH_GRAPHIQL", True),
             compiled_execution=_bool(env, "COACHGRAPH_COMPILED_EXECUTION", True),
+            log_format=_choice(env, "COACHGRAPH_LOG_FORMAT", ("text", "json")),
+            tracing=_bool(env, "COACHGRAPH_TRACING", False),
             projector_poll_seconds=_int(env, "COACHGRAPH_PROJECTOR_POLL_MS", 1000, minimum=10)
             / 1000,
             limits=_limits(env),
@@ -299,6 +308,16 @@ def _networks(env: Mapping[str, str], name: str) -> tuple[IPNetwork, ...]:
     return tuple(found)
 
 
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    """One of `choices` (case-insensitive); unset means the first."""
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return choices[0]
+    if raw not in choices:
+        raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
+
+
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = env.get(name, "").strip().lower()
     if not raw:
@@ -310,13 +329,22 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise SettingsError(f"{name} must be a boolean, got {raw!r}")
 
 
+LIMIT_PREFIX = "COACHGRAPH_LIMIT_"
+
+
 def _limits(env: Mapping[str, str]) -> Limits:
-    """Each limit may be overridden by COACHGRAPH_LIMIT_<NAME>."""
+    """Each limit may be overridden by COACHGRAPH_LIMIT_<NAME>; any other COACHGRAPH_LIMIT_
+    variable is a misspelling, refused rather than silently ignored."""
     defaults = Limits()
+    known = [f"{LIMIT_PREFIX}{f.name.upper()}" for f in fields(Limits)]
+    for name in sorted(set(env) - set(known)):
+        if name.upper().startswith(LIMIT_PREFIX):
+            names = [f.name.upper() for f in fields(Limits)]
+            close = difflib.get_close_matches(name.upper().removeprefix(LIMIT_PREFIX), names, n=1)
+            hint = f"; did you mean {LIMIT_PREFIX}{close[0]}?" if close else ""
+            raise SettingsError(f"{name} is not a known limit{hint}")
     values = {
-        f.name: _int(
-            env, f"COACHGRAPH_LIMIT_{f.name.upper()}", getattr(defaults, f.name), minimum=1
-        )
+        f.name: _int(env, f"{LIMIT_PREFIX}{f.name.upper()}", getattr(defaults, f.name), minimum=1)
         for f in fields(Limits)
     }
     return Limits(**values)

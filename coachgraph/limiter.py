@@ -11,6 +11,7 @@ import enum
 import logging
 import math
 import time
+from collections import Counter
 
 import redis.asyncio as aioredis
 from limits import RateLimitItem, RateLimitItemPerMinute, RateLimitItemPerSecond
@@ -58,6 +59,7 @@ class Connections:
     def __init__(self, cap: int) -> None:
         self.cap = cap
         self._open: dict[str, int] = {}
+        self.refused = 0  # connections refused at the cap (metrics)
 
     def room(self, client: str) -> bool:
         """Whether `client` may open one more now."""
@@ -66,6 +68,7 @@ class Connections:
     def acquire(self, client: str) -> bool:
         count = self._open.get(client, 0)
         if count >= self.cap:
+            self.refused += 1
             return False
         self._open[client] = count + 1
         return True
@@ -90,6 +93,7 @@ class Limiter:
     ) -> None:
         self.rates = door_rates(limits)
         self.connections = Connections(limits.ws_connections_per_client)
+        self.refusals: Counter[Door] = Counter()  # requests refused per door (metrics)
         self.storage = storage
         self._pool = pool
         self._strategy = SlidingWindowCounterRateLimiter(storage)
@@ -130,7 +134,14 @@ class Limiter:
 
     async def hit(self, door: Door, client: str, cost: int = 1) -> int | None:
         """Spend `cost` (one request, or a batch's further operations) of `client`'s budget at
-        `door`: None when it may pass, else the whole seconds until it may (Retry-After)."""
+        `door`: None when it may pass, else the whole seconds until it may (Retry-After).
+        Refusals are counted by door (metrics)."""
+        retry = await self._spend(door, client, cost)
+        if retry is not None:
+            self.refusals[door] += 1
+        return retry
+
+    async def _spend(self, door: Door, client: str, cost: int) -> int | None:
         if self._local_strategy is not None and time.monotonic() < self._storage_down_until:
             return await self._hit(self._local_strategy, door, client, cost)
         try:

@@ -21,7 +21,10 @@ from coachgraph.stores.db import Database
 async def seed_database(
     db: Database, *, coaches: int, athletes: int, seed_value: int, show_progress: bool = True
 ) -> dict[str, int]:
-    """Generate and COPY a deterministic dataset; return the rows written per table."""
+    """Generate and COPY a deterministic dataset; return the rows written per table, or {}
+    when the database already holds this seed with these sizes (so a second run is a no-op;
+    a different seed or size appends another dataset)."""
+    run = {"seed": seed_value, "coaches": coaches, "athletes": athletes}
     bar = tqdm(
         total=coaches + athletes + len(bulk.TABLES),
         desc="seeding",
@@ -35,13 +38,15 @@ async def seed_database(
 
     with bar:
         async with db.pool.acquire() as conn:
+            if await bulk.seeded(conn, run):
+                return {}
             bases = await bulk.bases(conn)
             data = seed.generate(
                 coaches=coaches, athletes=athletes, seed=seed_value, bases=bases, progress=advance
             )
             bar.set_description("writing")
-            await bulk.load(conn, data, progress=lambda table, rows: advance(1))
-    return data.sizes()
+            loaded = await bulk.load(conn, data, run=run, progress=lambda t, rows: advance(1))
+    return data.sizes() if loaded else {}
 
 
 async def reindex_search(settings: Settings) -> str:

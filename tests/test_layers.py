@@ -7,7 +7,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "coachgraph"
-FOUNDATIONS = {"config", "errors", "ids", "retry", "secret", "limiter"}
+FOUNDATIONS = {"config", "errors", "ids", "retry", "secret", "limiter", "observe", "tracing"}
 RANK = {
     "foundations": 0,
     "stores": 1,

@@ -35,7 +35,7 @@ from strawberry.types import ExecutionResult, SubscriptionExecutionResult
 from strawberry.types.execution import PreExecutionError
 from strawberry.types.graphql import OperationType
 
-from coachgraph.api import doors, ratelimit, wire
+from coachgraph.api import doors, graphiql, ratelimit, wire
 from coachgraph.api.auth import viewer_from_header, viewer_from_scope
 from coachgraph.api.documents import DocumentError, Resolved, Trusted, resolve
 from coachgraph.api.doors import Refusal
@@ -138,6 +138,9 @@ class GraphQLView(GraphQL[Context, None]):
 
     def encode_json(self, data: object) -> bytes:
         return encode(data)
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        return graphiql.page(request.url.path)  # served by the app, no CDN (api/graphiql.py)
 
     def parse_json(self, data: str | bytes) -> Any:
         """Bodies and GET parameters: UTF-8, nested no deeper than the limit, then JSON."""

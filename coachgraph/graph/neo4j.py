@@ -14,6 +14,7 @@ from typing import Any
 from neo4j import AsyncDriver, AsyncGraphDatabase
 from neo4j.exceptions import Neo4jError, ServiceUnavailable, SessionExpired, TransientError
 
+from coachgraph import tracing
 from coachgraph.errors import Unavailable
 from coachgraph.graph.model import (
     AthleteCandidate,
@@ -224,9 +225,10 @@ class Neo4jGraph:
 
     async def _statement(self, query: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         assert self._driver is not None, "start() first"
-        async with self._driver.session(database=self.database) as session:
-            result = await session.run(query, params)
-            return await result.data()
+        with tracing.span("neo4j.query", **{"db.system": "neo4j", "db.statement": query}):
+            async with self._driver.session(database=self.database) as session:
+                result = await session.run(query, params)
+                return await result.data()
 
     async def ping(self) -> None:
         """One trivial round trip: raises `Unavailable` when the server does not answer."""

@@ -16,6 +16,7 @@ from typing import ClassVar, Generic, TypeVar
 
 from strawberry.dataloader import DataLoader
 
+from coachgraph import observe
 from coachgraph.resolvers.policy import Viewer, sessions_visible_to
 from coachgraph.stores import athletes, coaches, media, metrics, programs, sessions, skills
 from coachgraph.stores.db import Database
@@ -46,8 +47,12 @@ class StoreLoader(DataLoader[K, V], ABC):
     """A DataLoader whose batches go to the stores through `conn`."""
 
     def __init__(self, conn: Executor) -> None:
-        super().__init__(self.batch_load)
+        super().__init__(self._counted)
         self.conn = conn
+
+    async def _counted(self, keys: list[K]) -> list[V]:
+        observe.count_batch(len(keys))  # batch sizes per operation (api/metrics.py)
+        return await self.batch_load(keys)
 
     @abstractmethod
     async def batch_load(self, keys: list[K]) -> list[V]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
+from functools import partial
 
 import strawberry
 from graphql import ASTValidationRule, GraphQLError
@@ -24,6 +26,7 @@ from .mutation import Mutation
 from .query import Query
 from .scalars import DATETIME, TextCheckedExecution
 from .subscription import Subscription
+from .telemetry import Observed, Sink, Traced
 
 
 class Schema(strawberry.Schema):
@@ -38,9 +41,16 @@ class Schema(strawberry.Schema):
         present_errors(errors)
 
 
-def build_schema(limits: Limits | None = None, *, compiled: bool = True) -> strawberry.Schema:
+def build_schema(
+    limits: Limits | None = None,
+    *,
+    compiled: bool = True,
+    observers: Sequence[Sink] = (),
+    traced: bool = False,
+) -> strawberry.Schema:
     """The GraphQL schema: depth, alias, token and cost budgets and cache sizes from `limits`;
-    operations run compiled (coachgraph.engine) unless `compiled` is false."""
+    operations run compiled (coachgraph.engine) unless `compiled` is false; each operation is
+    reported to every one of `observers` when it ends (metrics), and traced when `traced`."""
     limits = limits or Limits()
     engine = Engine(enabled=compiled, cache_size=limits.plan_cache_size)
     # The rule class is made once: ValidationCache keys on the rules, and a rule class made per
@@ -60,6 +70,8 @@ def build_schema(limits: Limits | None = None, *, compiled: bool = True) -> stra
             lambda: ParserCache(maxsize=limits.parser_cache_size),
             lambda: AddValidationRules(rules),
             lambda: ValidationCache(maxsize=limits.validation_cache_size),
+            *(partial(Observed, sink=sink) for sink in observers),
+            *([Traced] if traced else []),
         ],
     )
     schema.engine = engine  # its plan cache and counters

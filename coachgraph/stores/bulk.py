@@ -96,11 +96,31 @@ async def bases(conn: Executor) -> Bases:
     return Bases(**returned(row))
 
 
+async def seeded(conn: Executor, run: dict[str, int]) -> bool:
+    """Whether a bulk load of this seed run (its arguments) was committed before: its
+    `bulk.loaded` outbox event names them (the outbox is never pruned)."""
+    found: bool = await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM outbox WHERE event = 'bulk.loaded' AND payload->'run' = $1)",
+        run,
+    )
+    return found
+
+
 async def load(
-    conn: Transactional, data: Dataset, *, progress: Callable[[str, int], None] = lambda *_: None
-) -> None:
-    """COPY every table of `data`, then fix counters and identity sequences (one transaction)."""
+    conn: Transactional,
+    data: Dataset,
+    *,
+    run: dict[str, int] | None = None,
+    progress: Callable[[str, int], None] = lambda *_: None,
+) -> bool:
+    """COPY every table of `data`, then fix counters and identity sequences (one transaction).
+    With `run` (the seed's arguments), nothing is written if that run was loaded before, and
+    False is returned: two seeds at once are serialised by an advisory lock."""
     async with conn.transaction():
+        if run is not None:
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('coachgraph.seed'))")
+            if await seeded(conn, run):
+                return False
         for attr, table, columns in TABLES:
             rows = getattr(data, attr)
             if rows:
@@ -121,7 +141,9 @@ async def load(
                 f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
                 f"greatest((SELECT max(id) FROM {table}), 1))"
             )
+        payload: dict[str, Any] = {**data.sizes(), "run": run}
         await outbox.append(
-            conn, aggregate="bulk", aggregate_id=0, event="bulk.loaded", payload=data.sizes()
+            conn, aggregate="bulk", aggregate_id=0, event="bulk.loaded", payload=payload
         )
     await conn.execute("ANALYZE")
+    return True

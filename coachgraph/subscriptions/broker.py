@@ -102,6 +102,7 @@ class Broker(Protocol):
     subscriber: consumers that need every event resume from Postgres (see resolvers/live)."""
 
     name: str
+    fanout: Fanout  # this process's subscribers
 
     async def start(self) -> None: ...
 
@@ -118,6 +119,11 @@ class Broker(Protocol):
 
     async def subscribe(self, topic: str, *, queue_size: int) -> SubscriberQueue:
         """Messages published to `topic` from now on, until the subscription is closed."""
+        ...
+
+    async def lag(self) -> float:
+        """Seconds between the newest message published and the newest this process handed
+        to its subscribers (metrics); 0 when it has caught up."""
         ...
 
 
@@ -143,3 +149,6 @@ class MemoryBroker:
 
     async def subscribe(self, topic: str, *, queue_size: int) -> SubscriberQueue:
         return self.fanout.add(topic, queue_size)
+
+    async def lag(self) -> float:
+        return 0.0  # delivered as it is published

@@ -145,6 +145,20 @@ class RedisBroker:
         sub.since = since
         return sub
 
+    async def lag(self) -> float:
+        """The newest stream entry's time less that of the last one the reader handed out
+        (stream ids are milliseconds); Unavailable when Redis does not answer."""
+        try:
+            last = await asyncio.wait_for(
+                self._redis.xrevrange(self._stream, count=1), self._timeout
+            )
+        except _REDIS_ERRORS as err:
+            raise Unavailable(STORE) from err
+        if not last:
+            return 0.0
+        newest = _stream_id(last[0][0])
+        return max(0, newest[0] - self._position[0]) / 1000
+
     async def _read(self, position: str | bytes) -> None:
         topics = self.fanout.topics
         while True:
