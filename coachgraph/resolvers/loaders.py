@@ -9,6 +9,7 @@ one viewer's rows to another.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from asyncio import Future
 from collections import defaultdict
 from collections.abc import Hashable, Mapping
 from functools import cached_property
@@ -57,6 +58,39 @@ class StoreLoader(DataLoader[K, V], ABC):
     @abstractmethod
     async def batch_load(self, keys: list[K]) -> list[V]:
         """One value per key, in key order."""
+
+    async def load_level(self, keys: list[K]) -> list[V]:
+        """The values of a whole level's keys at once (a batched field's parents): cached keys
+        from the cache, the others in one batch of their own, with no future per key awaited
+        and no task per key (DataLoader.load_many makes both for every key). The batch's
+        values are cached as load's are, and a load() of one of its keys meanwhile joins it."""
+        if not self.cache:
+            return list(await self.load_many(keys))
+        cache = self.cache_map
+        futures: dict[K, Future[V]] = {}
+        missing: list[K] = []
+        for key in keys:
+            if key not in futures:
+                future = cache.get(key)
+                if future is None or future.cancelled():
+                    future = self.loop.create_future()
+                    cache.set(key, future)
+                    missing.append(key)
+                futures[key] = future
+        if missing:
+            try:
+                values = await self._counted(missing)
+            except BaseException as error:  # every key fails, as in a failed DataLoader batch
+                for key in missing:
+                    futures[key].set_exception(error)
+                    futures[key].exception()  # retrieved: it is raised here
+                raise
+            for key, value in zip(missing, values, strict=True):
+                if isinstance(value, BaseException):
+                    futures[key].set_exception(value)
+                else:
+                    futures[key].set_result(value)
+        return [f.result() if f.done() else await f for f in (futures[k] for k in keys)]
 
 
 class ByKeyLoader(StoreLoader[K, R | None], Generic[K, R]):

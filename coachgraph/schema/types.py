@@ -12,6 +12,7 @@ from strawberry.dataloader import DataLoader
 
 from coachgraph.ids import to_global_id
 from coachgraph.resolvers import queries
+from coachgraph.resolvers.loaders import StoreLoader
 from coachgraph.resolvers.policy import Role
 from coachgraph.stores.metrics import Sample
 from coachgraph.stores.records import (
@@ -436,14 +437,15 @@ async def _each(loader: DataLoader[K, list[R]], key: K, present: Callable[[R], T
 
 
 async def _each_many(
-    loader: DataLoader[K, list[R]], keys: list[K], present: Callable[[R], T]
+    loader: StoreLoader[K, list[R]], keys: list[K], present: Callable[[R], T]
 ) -> list[list[T]]:
-    """Per key, the rows a list loader holds, each presented as its GraphQL type."""
-    return [[present(r) for r in rows] for rows in await loader.load_many(keys)]
+    """Per key (a batched field's parents), the rows a list loader holds, each presented as
+    its GraphQL type."""
+    return [[present(r) for r in rows] for rows in await loader.load_level(keys)]
 
 
 async def _leveled_many(
-    loader: DataLoader[int, list[LeveledSkill]], keys: list[int], kind: type[L]
+    loader: StoreLoader[int, list[LeveledSkill]], keys: list[int], kind: type[L]
 ) -> list[list[L]]:
     # one Skill object per skill of the batch, and one `kind` object per shared (skill, level)
     # record (the store shares them), however many profiles hold it: values, never mutated
@@ -459,7 +461,7 @@ async def _leveled_many(
             found = shown[id(r)] = kind(skill=skill, level=r.level)
         return found
 
-    return [[present(r) for r in rows] for rows in await loader.load_many(keys)]
+    return [[present(r) for r in rows] for rows in await loader.load_level(keys)]
 
 
 async def _sessions(
