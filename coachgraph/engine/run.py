@@ -418,14 +418,16 @@ class Run:
             # the value, so its id stays its own for the execution
             memo = self.memos.setdefault(child, {}) if child.pure else None
             for index, entry in enumerate(value):
+                if memo is not None:
+                    seen = memo.get(id(entry))
+                    if seen is not None and (
+                        not cast or getattr(entry, TYPE_CAST_ATTRIBUTE, None) is None
+                    ):
+                        append(seen[1])
+                        continue
                 if direct.get(type(entry)) and (
                     not cast or getattr(entry, TYPE_CAST_ATTRIBUTE, None) is None
                 ):
-                    if memo is not None:
-                        seen = memo.get(id(entry))
-                        if seen is not None:
-                            append(seen[1])
-                            continue
                     append(None)
                     self.lazy = None
                     try:

@@ -17,8 +17,7 @@ from coachgraph.stores.records import (
     SkillRecord,
     Unset,
 )
-from coachgraph.stores.skills import make_skill
-from coachgraph.stores.sql import Executor, group, missing_reference, returned
+from coachgraph.stores.sql import Executor, missing_reference, returned
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,17 +137,20 @@ async def skills_for(
         f"WHERE x.{owner} = ANY($1::bigint[]) ORDER BY x.{owner}, s.id",
         owner_ids,
     )
-    skills: dict[int, SkillRecord] = {}  # a skill many profiles share is built once
-    pairs: dict[tuple[int, int], LeveledSkill] = {}  # and each (skill, level) pair too
-
-    def leveled(row: asyncpg.Record) -> LeveledSkill:
-        key = (row["id"], row["level"])
-        pair = pairs.get(key)
+    # a skill many profiles share is built once, and each (skill, level) pair too; the rows
+    # come grouped by owner, so each owner's list is filled in one run
+    skills: dict[int, SkillRecord] = {}
+    pairs: dict[tuple[int, int], LeveledSkill] = {}
+    grouped: dict[int, list[LeveledSkill]] = {}
+    last, current = None, []
+    for owner_id, level, skill_id, slug, name, sport in rows:
+        pair = pairs.get((skill_id, level))
         if pair is None:
-            skill = skills.get(key[0])
+            skill = skills.get(skill_id)
             if skill is None:
-                skill = skills[key[0]] = make_skill(row)
-            pair = pairs[key] = LeveledSkill(skill, key[1])
-        return pair
-
-    return group(rows, owner, leveled)
+                skill = skills[skill_id] = SkillRecord(skill_id, slug, name, sport)
+            pair = pairs[(skill_id, level)] = LeveledSkill(skill, level)
+        if owner_id != last:
+            last, current = owner_id, grouped.setdefault(owner_id, [])
+        current.append(pair)
+    return grouped
