@@ -21,6 +21,7 @@ import json
 import logging
 from typing import Any
 
+import orjson
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -115,7 +116,7 @@ class RedisBroker:
         try:
             await self._redis.xadd(
                 self._stream,
-                {"t": topic, "m": json.dumps(message)},
+                _fields(topic, message),
                 maxlen=self._max_length,
                 approximate=True,
             )
@@ -193,7 +194,8 @@ class RedisBroker:
                     subs = topics.get(fields[b"t"].decode())
                     if not subs:
                         continue  # decode only what someone here listens to
-                    message = json.loads(fields[b"m"])
+                    raw = fields.get(b"m")
+                    message = orjson.loads(raw) if raw is not None else json.loads(fields[b"j"])
                     for sub in list(subs):
                         if at > sub.since:
                             sub.offer(message)
@@ -208,6 +210,16 @@ class RedisBroker:
         if _stream_id(last[0][0]) < _stream_id(current):
             return "0-0"
         return position
+
+
+def _fields(topic: str, message: Message) -> dict[str, Any]:
+    """A stream entry: the message as orjson writes it (an order of magnitude faster than json
+    on these small messages) under `m`; what orjson refuses (an integer beyond 64 bits, which
+    its reader would also turn into a float) as json under `j`."""
+    try:
+        return {"t": topic, "m": orjson.dumps(message)}
+    except TypeError:
+        return {"t": topic, "j": json.dumps(message)}
 
 
 def _stream_id(raw: bytes) -> tuple[int, int]:

@@ -59,3 +59,17 @@ async def test_a_full_queue_ends_that_subscriber_only(broker: Broker) -> None:
         await slow.get()
     slow.close()
     fast.close()
+
+
+async def test_a_message_arrives_equal(broker: Broker) -> None:
+    """What a subscriber gets equals what was published, whatever carries it: text beyond
+    ASCII, floats, nesting, and an integer beyond 64 bits (which orjson refuses to write)."""
+    sub = await broker.subscribe("t:e", queue_size=10)
+    sent = [
+        {"n": 1, "text": "Zoë 🏃", "value": 142.25, "items": [{"a": None, "b": [True, False]}]},
+        {"n": 2, "big": 2**70, "negative": -(2**63)},
+    ]
+    for message in sent:
+        await broker.publish("t:e", message)
+    assert [await next_message(sub) for _ in sent] == sent
+    sub.close()
