@@ -348,19 +348,27 @@ async def announce_status(broker: Broker, session: SessionRecord) -> None:
 
 
 async def session_updates(ctx: Context, session_id: int) -> AsyncGenerator[SessionRecord, None]:
-    """sessionUpdates: the session each time its status changes; a subscriber that falls
-    behind is dropped (SlowConsumer)."""
-    await queries.session(ctx, session_id)
+    """sessionUpdates: the session each time its status changes, until it has ended (its last
+    status delivered, the subscription completes; one that starts after the end gets the
+    session once and completes); a subscriber that falls behind is dropped (SlowConsumer)."""
     queue_size = ctx.settings.limits.subscriber_queue
+    # subscribed before the read (which applies the policy), so no change falls between them
     sub = await ctx.broker.subscribe(status_topic(session_id), queue_size=queue_size)
     try:
+        session = await queries.session(ctx, session_id)
+        if session.status in metrics.ENDED:
+            yield session
+            return
         while True:
             try:
                 await sub.get()
             except Overflow:
                 raise SlowConsumer(None) from None
             _fresh_loaders(ctx)
-            yield await queries.session(ctx, session_id)
+            session = await queries.session(ctx, session_id)
+            yield session
+            if session.status in metrics.ENDED:
+                return
     finally:
         sub.close()
 

@@ -387,3 +387,34 @@ async def test_metrics_complete_once_the_session_has_ended(
         assert got == expected
         assert await client.recv() == {"id": op, "type": "complete"}, protocol
         await client.close()
+
+
+async def test_session_updates_complete_once_the_session_has_ended(
+    pair: tuple[Replica, Replica], factory: Factory
+) -> None:
+    a, b = pair
+    session = await live_session(factory)
+    sid = to_global_id("TrainingSession", session.id)
+    token = token_for("coach", session.coach_id)
+    updates = "subscription($id: ID!) { sessionUpdates(sessionId: $id) { status } }"
+    client = await WSClient.connect(b.url, token)
+    await client.ack()
+    op = await client.subscribe(updates, {"id": sid})
+    await until(
+        lambda: live.status_topic(session.id) in b.resources.broker.fanout.topics,  # type: ignore[attr-defined]
+        "the subscription to register on replica B",
+    )
+    async with httpx.AsyncClient() as http:
+        await end_session(http, a, session.id, token)  # on the other replica
+    assert (await next_data(client))["sessionUpdates"] == {"status": "COMPLETED"}
+    assert await client.recv() == {"id": op, "type": "complete"}
+    await client.close()
+
+    # after the end: the session once, then complete (both protocols)
+    for protocol in ("graphql-ws", "graphql-transport-ws"):
+        client = await WSClient.connect(a.url, token, protocol=protocol)
+        await client.ack()
+        op = await client.subscribe(updates, {"id": sid})
+        assert (await next_data(client))["sessionUpdates"] == {"status": "COMPLETED"}
+        assert await client.recv() == {"id": op, "type": "complete"}, protocol
+        await client.close()
