@@ -407,7 +407,6 @@ class Run:
                 except Exception as error:
                     append(self.error_at(f, item, error, Pos(pos, index, None, result, nullable)))
             return result
-        plain = self.plain_types
         if item.kind == OBJECT:  # values already seen to fit: straight to the generated walk
             child: ObjectPlan = item.plan  # type: ignore[assignment]
             direct = child.direct
@@ -440,31 +439,28 @@ class Run:
                     if memo is not None and self.lazy is None:
                         memo[id(entry)] = (entry, out)
                     continue
-                ipos = Pos(pos, index, None, result, nullable)
                 append(None)
-                if type(entry) not in plain:
-                    if is_awaitable(entry):
-                        self.pending.append((entry, f, item, ipos, info))
-                        continue
-                    plain.add(type(entry))
-                try:
-                    result[index] = self.complete(f, item, entry, ipos, info)
-                except Exception as error:
-                    result[index] = self.error_at(f, item, error, ipos)
+                self.item(f, item, entry, Pos(pos, index, None, result, nullable), info)
             return result
         for index, entry in enumerate(value):
-            ipos = Pos(pos, index, None, result, nullable)
             append(None)
-            if type(entry) not in plain:
-                if is_awaitable(entry):
-                    self.pending.append((entry, f, item, ipos, info))
-                    continue
-                plain.add(type(entry))
-            try:
-                result[index] = self.complete(f, item, entry, ipos, info)
-            except Exception as error:
-                result[index] = self.error_at(f, item, error, ipos)
+            self.item(f, item, entry, Pos(pos, index, None, result, nullable), info)
         return result
+
+    def item(
+        self, f: FieldPlan, c: Completer, entry: Any, pos: Pos, info: GraphQLResolveInfo[Any] | None
+    ) -> None:
+        """A list item the general way, into its place (`pos`): awaited with the round when it
+        is awaitable, else completed now."""
+        if type(entry) not in self.plain_types:
+            if self.is_awaitable(entry):
+                self.pending.append((entry, f, c, pos, info))
+                return
+            self.plain_types.add(type(entry))
+        try:
+            pos.container[pos.key] = self.complete(f, c, entry, pos, info)
+        except Exception as error:
+            pos.container[pos.key] = self.error_at(f, c, error, pos)
 
     def item_pos(self, pos: Pos, index: int, items: Any, nullable: bool) -> Pos:
         """A list item's position after its generated walk raised: the one the walk made, if it
