@@ -78,6 +78,9 @@ def _parser() -> argparse.ArgumentParser:
     reindex = sub.add_parser("reindex", help="rebuild projections from Postgres")
     reindex.add_argument("--graph", action="store_true", help="the graph projection")
     reindex.add_argument("--search", action="store_true", help="the search projection")
+    reindex.add_argument(
+        "--leaderboards", action="store_true", help="the Redis leaderboards (REDIS_URL)"
+    )
     reindex.set_defaults(run=_reindex)
 
     schema = sub.add_parser("schema", help="print the GraphQL SDL")
@@ -232,12 +235,14 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _reindex(settings: Settings, args: argparse.Namespace) -> int:
-    from coachgraph.services import reindex_graph, reindex_search
+    from coachgraph.services import reindex_graph, reindex_leaderboards, reindex_search
 
     if args.search:
         _out(asyncio.run(reindex_search(settings)))
-    if args.graph or not args.search:
+    if args.graph or not (args.search or args.leaderboards):
         _out(asyncio.run(reindex_graph(settings)))
+    if args.leaderboards or not (args.search or args.graph):
+        _out(asyncio.run(reindex_leaderboards(settings)))
     return 0
 
 
