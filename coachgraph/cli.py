@@ -147,6 +147,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _demo(resources: Resources) -> None:
     """Seed a small dataset into an empty database and print tokens to try the API with."""
+    from datetime import UTC, datetime
+
     from coachgraph.api.auth import issue_token
     from coachgraph.ids import to_global_id
     from coachgraph.resolvers.policy import Role
@@ -156,6 +158,8 @@ async def _demo(resources: Resources) -> None:
     if not await db.pool.fetchval("SELECT EXISTS (SELECT 1 FROM coaches)"):
         _out("coachgraph: empty database; seeding demo data (60 coaches, 600 athletes)")
         await seed_database(db, coaches=60, athletes=600, seed_value=7, show_progress=False)
+        if resources.leaderboards is not None:  # the seed's COPY bypassed their refreshes
+            await resources.leaderboards.rebuild(now=datetime.now(UTC))
     coach_id, athlete_id = await demo_identities(db)
     ttl = 7 * 24 * 3600
     secret = resources.jwt_secret
@@ -195,7 +199,7 @@ def _token(settings: Settings, args: argparse.Namespace) -> int:
 
 def _seed(settings: Settings, args: argparse.Namespace) -> int:
     from coachgraph.runtime import open_database
-    from coachgraph.services import seed_database
+    from coachgraph.services import reindex_leaderboards, seed_database
 
     if args.coaches < 1 or args.athletes < 0:
         sys.stderr.write("coachgraph seed: --coaches must be ≥ 1 and --athletes ≥ 0\n")
@@ -213,6 +217,8 @@ def _seed(settings: Settings, args: argparse.Namespace) -> int:
             )
             return
         _out("coachgraph: seeded " + ", ".join(f"{k}={v}" for k, v in sizes.items()))
+        if settings.redis_url:  # the COPY bypassed the leaderboards' refreshes
+            _out(await reindex_leaderboards(settings))
 
     asyncio.run(run())
     return 0

@@ -3,12 +3,15 @@ period, refreshed from Postgres as sessions complete and rebuilt from it by `rei
 
 Each member is an athlete id, zero-padded, scored by its value negated: ZRANGE (ascending)
 then gives the largest values first, and equal scores in member order, so equal values go
-by athlete id, as in Postgres. Week and month sets expire a while after their period."""
+by athlete id, as in Postgres. Week and month sets expire a while after their period.
+
+A Redis that holds no boards (new, flushed, restarted without persistence) is filled at start;
+writes that bypass the API (`coachgraph seed`'s COPY) are followed by a rebuild."""
 
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -58,6 +61,13 @@ class RedisLeaderboards:
             retry=Retry(NoBackoff(), 1),
         )
         await self._call(self._redis.ping())
+        if not await self._call(self._redis.exists(self.marker)):
+            await self.rebuild(now=datetime.now(UTC))
+
+    @property
+    def marker(self) -> str:
+        """Set by every rebuild: its absence means Redis lost (or never had) the boards."""
+        return f"{self.prefix}:built"
 
     async def close(self) -> None:
         if self._redis is not None:
@@ -120,6 +130,7 @@ class RedisLeaderboards:
                         key = self.key(row.program_id, metric, period, now)
                         pipe.zadd(key, {member(row.athlete_id): -value})
                         self._expire(pipe, key, until)
+        pipe.set(self.marker, now.isoformat())
         await self._call(pipe.execute())
         return written
 

@@ -236,3 +236,23 @@ async def test_graphql_boards_follow_end_session_on_both_backends(
         assert (await gql(BOARD, variables | {"first": 2}, token))["data"]["leaderboard"] == board[
             :2
         ]
+
+
+async def test_a_redis_without_boards_is_filled_at_start(
+    factory: Factory, boards_redis_url: str
+) -> None:
+    made, program, _, _ = await build(factory)
+    fresh = RedisLeaderboards(factory.db, boards_redis_url, prefix=f"fresh-{program}-{id(made)}")
+    await fresh.start()
+    try:
+        found = await fresh.top(
+            program_id=program, metric="SESSIONS_COMPLETED", period="ALL_TIME", limit=10, now=NOW
+        )
+        expected = made.expected(program, "SESSIONS_COMPLETED", "ALL_TIME", NOW)
+        assert [(e.athlete_id, e.value) for e in found] == expected and expected
+        assert await fresh._redis.exists(fresh.marker)
+    finally:
+        await fresh._redis.unlink(
+            *[k async for k in fresh._redis.scan_iter(match=f"{fresh.prefix}:*")]
+        )
+        await fresh.close()
