@@ -256,3 +256,30 @@ async def test_a_redis_without_boards_is_filled_at_start(
             *[k async for k in fresh._redis.scan_iter(match=f"{fresh.prefix}:*")]
         )
         await fresh.close()
+
+
+async def test_reindex_rebuilds_the_redis_boards(
+    factory: Factory, pg_dsn: str, boards_redis_url: str, tmp_path: Any
+) -> None:
+    from tests.conftest import SECRET
+    from tests.servers import cli_env
+    from tests.test_cli_commands import cli
+
+    made, program, _, _ = await build(factory)
+    env = cli_env(tmp_path, DATABASE_URL=pg_dsn, COACHGRAPH_JWT_SECRET=SECRET)
+    code, out, err = await cli("reindex", "--leaderboards", env=env)
+    assert code == 0 and "computed in Postgres at each request" in out, (out, err)
+    code, out, err = await cli(
+        "reindex", "--leaderboards", env=env | {"REDIS_URL": boards_redis_url}
+    )
+    assert code == 0 and "leaderboards rebuilt in redis" in out, (out, err)
+    boards = RedisLeaderboards(factory.db, boards_redis_url)  # the CLI's default prefix
+    await boards.start()
+    try:
+        found = await boards.top(
+            program_id=program, metric="TRAINING_MINUTES", period="ALL_TIME", limit=10, now=NOW
+        )
+        expected = made.expected(program, "TRAINING_MINUTES", "ALL_TIME", NOW)
+        assert [(e.athlete_id, e.value) for e in found] == expected and expected
+    finally:
+        await boards.close()
