@@ -87,6 +87,13 @@ async def questionnaire(ctx: Context, questionnaire_id: int) -> QuestionnaireRec
     return found
 
 
+async def questionnaires_of(ctx: Context, coach_id: int) -> list[QuestionnaireRecord]:
+    """A coach's questionnaires (latest versions), for whom may read them."""
+    if not can_read_questionnaire(ctx.viewer, coach_id, coached=await _coached_by(ctx, coach_id)):
+        raise PermissionDenied("The coach, its athletes and admins see its questionnaires")
+    return await ctx.loaders.questionnaires_by_coach_id.load(coach_id)
+
+
 async def _coached_by(ctx: Context, coach_id: int) -> bool:
     athlete_id = ctx.viewer.athlete_id
     if athlete_id is None:

@@ -265,6 +265,11 @@ class QuestionnaireVersionLoader(ByKeyLoader[tuple[int, int], feedback.Questionn
         return await feedback.versions(self.conn, keys=keys)
 
 
+class QuestionnairesByCoachIdLoader(ListByKeyLoader[int, feedback.QuestionnaireRecord]):
+    async def fetch(self, keys: list[int]) -> Mapping[int, list[feedback.QuestionnaireRecord]]:
+        return await feedback.for_coaches(self.conn, coach_ids=keys)
+
+
 class ComplianceByAthleteIdLoader(ByKeyLoader[tuple[int, int], compliance.Compliance]):
     """Compliance per (athlete id, days): one statement per distinct `days` of a batch, so a
     listed roster costs one statement whatever its size."""
@@ -414,6 +419,10 @@ class Loaders:
     @cached_property
     def questionnaire_version(self) -> QuestionnaireVersionLoader:
         return QuestionnaireVersionLoader(self._conn)
+
+    @cached_property
+    def questionnaires_by_coach_id(self) -> QuestionnairesByCoachIdLoader:
+        return QuestionnairesByCoachIdLoader(self._conn)
 
     @cached_property
     def compliance_by_athlete_id(self) -> ComplianceByAthleteIdLoader:

@@ -326,5 +326,10 @@ async def session_feedback(session: TrainingSession, info: Info) -> list[Feedbac
     return [Feedback.from_record(r) for r in found]
 
 
+async def coach_questionnaires(coach: Coach, info: Info) -> list[Questionnaire]:
+    found = await coaching.questionnaires_of(info.context, coach.raw_id)
+    return [Questionnaire.from_record(r) for r in found]
+
+
 async def questionnaire_node(info: Info, raw_id: int) -> Questionnaire:
     return Questionnaire.from_record(await coaching.questionnaire(info.context, raw_id))

@@ -32,7 +32,7 @@ from .node import Node
 from .relay import Connection, connection
 
 if TYPE_CHECKING:
-    from .coaching import Compliance, Feedback
+    from .coaching import Compliance, Feedback, Questionnaire
 
 F = TypeVar("F", bound=Callable[..., Any])
 _COACHING = "coachgraph.schema.coaching"  # its types refer to these: imported lazily
@@ -210,6 +210,17 @@ class Coach(Node):
         status: SessionStatus | None = None,
     ) -> Connection[TrainingSession]:
         return await _sessions(info, "coach", self.raw_id, first, after, status)
+
+    @strawberry.field(
+        description="The coach's questionnaires, at their latest versions: for the coach, "
+        "the athletes it coaches and admins."
+    )
+    async def questionnaires(
+        self, info: Info
+    ) -> list[Annotated[Questionnaire, strawberry.lazy(_COACHING)]]:
+        from .coaching import coach_questionnaires
+
+        return await coach_questionnaires(self, info)
 
 
 @strawberry.type

@@ -159,6 +159,23 @@ async def latest(conn: Executor, *, ids: list[int]) -> dict[int, QuestionnaireRe
     return {r["id"]: _questionnaire(r) for r in rows}
 
 
+async def for_coaches(
+    conn: Executor, *, coach_ids: list[int]
+) -> dict[int, list[QuestionnaireRecord]]:
+    """Each coach's questionnaires at their current versions, oldest first."""
+    rows = await conn.fetch(
+        f"""SELECT {_VERSION_COLUMNS} FROM questionnaires q
+            JOIN questionnaire_versions v
+              ON v.questionnaire_id = q.id AND v.version = q.current_version
+            WHERE q.coach_id = ANY($1::bigint[]) ORDER BY q.coach_id, q.id""",
+        coach_ids,
+    )
+    found: dict[int, list[QuestionnaireRecord]] = {}
+    for r in rows:
+        found.setdefault(r["coach_id"], []).append(_questionnaire(r))
+    return found
+
+
 async def versions(
     conn: Executor, *, keys: list[tuple[int, int]]
 ) -> dict[tuple[int, int], QuestionnaireRecord]:

@@ -361,3 +361,24 @@ async def test_one_athletes_answers_to_one_question_over_time(setup: Setup) -> N
     body = await setup.gql(OVER_TIME, variables, token_for("coach", setup.coach.id))
     assert [a["value"] for a in body["data"]["feedbackAnswers"]] == efforts
     assert {a["version"] for a in body["data"]["feedbackAnswers"]} == {1}
+
+
+async def test_a_coaches_questionnaires_are_listed_for_it_and_its_athletes(setup: Setup) -> None:
+    await setup.create([QUESTIONS[3]])
+    query = """query($id: ID!) { node(id: $id) { ... on Coach {
+      questionnaires { id version questions { key } } } } }"""
+    variables = {"id": to_global_id("Coach", setup.coach.id)}
+    for token in (
+        token_for("coach", setup.coach.id),
+        token_for("athlete", setup.athlete.id),
+        token_for("admin"),
+    ):
+        body = await setup.gql(query, variables, token)
+        listed = body["data"]["node"]["questionnaires"]
+        assert len(listed) == 2 and listed[0]["id"] == setup.questionnaire, body
+    for token in (
+        token_for("coach", setup.other_coach.id),
+        token_for("athlete", setup.other_athlete.id),
+    ):
+        body = await setup.gql(query, variables, token)
+        assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN", body
