@@ -78,6 +78,9 @@ def _parser() -> argparse.ArgumentParser:
     reindex = sub.add_parser("reindex", help="rebuild projections from Postgres")
     reindex.add_argument("--graph", action="store_true", help="the graph projection")
     reindex.add_argument("--search", action="store_true", help="the search projection")
+    reindex.add_argument(
+        "--leaderboards", action="store_true", help="the Redis leaderboards (REDIS_URL)"
+    )
     reindex.set_defaults(run=_reindex)
 
     schema = sub.add_parser("schema", help="print the GraphQL SDL")
@@ -144,6 +147,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _demo(resources: Resources) -> None:
     """Seed a small dataset into an empty database and print tokens to try the API with."""
+    from datetime import UTC, datetime
+
     from coachgraph.api.auth import issue_token
     from coachgraph.ids import to_global_id
     from coachgraph.resolvers.policy import Role
@@ -153,6 +158,8 @@ async def _demo(resources: Resources) -> None:
     if not await db.pool.fetchval("SELECT EXISTS (SELECT 1 FROM coaches)"):
         _out("coachgraph: empty database; seeding demo data (60 coaches, 600 athletes)")
         await seed_database(db, coaches=60, athletes=600, seed_value=7, show_progress=False)
+        if resources.leaderboards is not None:  # the seed's COPY bypassed their refreshes
+            await resources.leaderboards.rebuild(now=datetime.now(UTC))
     coach_id, athlete_id = await demo_identities(db)
     ttl = 7 * 24 * 3600
     secret = resources.jwt_secret
@@ -192,7 +199,7 @@ def _token(settings: Settings, args: argparse.Namespace) -> int:
 
 def _seed(settings: Settings, args: argparse.Namespace) -> int:
     from coachgraph.runtime import open_database
-    from coachgraph.services import seed_database
+    from coachgraph.services import reindex_leaderboards, seed_database
 
     if args.coaches < 1 or args.athletes < 0:
         sys.stderr.write("coachgraph seed: --coaches must be ≥ 1 and --athletes ≥ 0\n")
@@ -210,6 +217,8 @@ def _seed(settings: Settings, args: argparse.Namespace) -> int:
             )
             return
         _out("coachgraph: seeded " + ", ".join(f"{k}={v}" for k, v in sizes.items()))
+        if settings.redis_url:  # the COPY bypassed the leaderboards' refreshes
+            _out(await reindex_leaderboards(settings))
 
     asyncio.run(run())
     return 0
@@ -232,12 +241,14 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _reindex(settings: Settings, args: argparse.Namespace) -> int:
-    from coachgraph.services import reindex_graph, reindex_search
+    from coachgraph.services import reindex_graph, reindex_leaderboards, reindex_search
 
     if args.search:
         _out(asyncio.run(reindex_search(settings)))
-    if args.graph or not args.search:
+    if args.graph or not (args.search or args.leaderboards):
         _out(asyncio.run(reindex_graph(settings)))
+    if args.leaderboards or not (args.search or args.graph):
+        _out(asyncio.run(reindex_leaderboards(settings)))
     return 0
 
 

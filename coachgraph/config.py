@@ -72,6 +72,13 @@ class Limits:
     # personal ranking: an athlete's top text matches, re-ranked by graph fit to its goals
     personal_rank_window: int = 50
     personal_rank_weight_percent: int = 35  # of the blended score; text relevance is the rest
+    # coaching depth: compliance windows, questionnaires and their answers, leaderboards
+    max_compliance_days: int = 366
+    max_questions: int = 50  # per questionnaire
+    max_question_choices: int = 30
+    max_answer_length: int = 2_000  # a TEXT answer's characters, and its max bound
+    max_answer_history: int = 100  # answers to one question over time, per request
+    max_leaderboard_size: int = 100
     # live sessions
     max_samples_per_batch: int = 1_000
     max_ndjson_lines: int = 50_000

@@ -8,7 +8,9 @@ from functools import lru_cache
 
 from coachgraph.errors import InvalidInput
 
-TYPE_NAMES = frozenset({"Coach", "Athlete", "Skill", "Program", "TrainingSession", "Media"})
+TYPE_NAMES = frozenset(
+    {"Coach", "Athlete", "Skill", "Program", "TrainingSession", "Media", "Questionnaire"}
+)
 
 
 @lru_cache(maxsize=65_536)  # every listed object names itself: skills repeat on every page

@@ -19,6 +19,9 @@ from coachgraph.graph.memory import MemoryGraph
 from coachgraph.graph.model import GraphStore
 from coachgraph.graph.neo4j import Neo4jGraph
 from coachgraph.graph.projector import Applied, Listener, Projector, Sink
+from coachgraph.leaderboards.model import Leaderboards
+from coachgraph.leaderboards.postgres import PostgresLeaderboards
+from coachgraph.leaderboards.redis import RedisLeaderboards
 from coachgraph.limiter import Limiter
 from coachgraph.media.local import LocalMediaStore
 from coachgraph.media.model import MediaStore
@@ -53,6 +56,7 @@ class Resources:
     exits: AsyncExitStack  # closes what was opened, last opened first
     # automatic persisted queries (api/documents.py), shared through Redis with REDIS_URL
     documents: DocumentStore = field(default_factory=lambda: DocumentStore(1))
+    leaderboards: Leaderboards | None = None  # None: computed in Postgres (see Context)
 
     async def close(self) -> None:
         await self.exits.aclose()
@@ -91,6 +95,14 @@ def broker_for(settings: Settings) -> Broker:
             read_count=limits.redis_read_count,
         )
     return MemoryBroker()
+
+
+def leaderboards_for(settings: Settings, db: Database) -> Leaderboards:
+    """Redis sorted sets when REDIS_URL is set, else computed in Postgres at each request."""
+    if settings.redis_url:
+        timeout = settings.limits.store_timeout_ms / 1000
+        return RedisLeaderboards(db, settings.redis_url, timeout=timeout)
+    return PostgresLeaderboards(db)
 
 
 def search_index(settings: Settings, db: Database) -> SearchIndex:
@@ -276,6 +288,9 @@ async def open_resources(
         stack.push_async_callback(media.close)
         documents = DocumentStore.open(settings)
         stack.push_async_callback(documents.close)
+        leaderboards = leaderboards_for(settings, db)
+        await leaderboards.start()
+        stack.push_async_callback(leaderboards.close)
         if start_projector:
             projector.start()
             purge = purge_periodically(db, media, settings.limits)
@@ -287,4 +302,5 @@ async def open_resources(
         settings, db, secret, limiter, graph, projector, media, broker, search, stack
     )
     resources.documents = documents
+    resources.leaderboards = leaderboards
     return resources

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import sys
 import time
+from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
 
@@ -13,7 +14,13 @@ from tqdm import tqdm
 
 from coachgraph import seed
 from coachgraph.config import Settings
-from coachgraph.runtime import graph_store, open_database, projector_for, search_index
+from coachgraph.runtime import (
+    graph_store,
+    leaderboards_for,
+    open_database,
+    projector_for,
+    search_index,
+)
 from coachgraph.stores import bulk
 from coachgraph.stores.db import Database
 
@@ -74,6 +81,23 @@ async def reindex_search(settings: Settings) -> str:
         f"coachgraph: search rebuilt in {search.name}: {count} documents in {elapsed:.1f} s "
         f"({count / max(elapsed, 1e-9):,.0f}/s)"
     )
+
+
+async def reindex_leaderboards(settings: Settings) -> str:
+    """Rebuild the Redis leaderboards from Postgres (nothing is kept without REDIS_URL)."""
+    if not settings.redis_url:
+        return (
+            "coachgraph: leaderboards are computed in Postgres at each request (REDIS_URL "
+            "unset); nothing to do"
+        )
+    async with open_database(settings, min_size=1, max_size=2) as db:
+        boards = leaderboards_for(settings, db)
+        await boards.start()
+        try:
+            places = await boards.rebuild(now=datetime.now(UTC))
+        finally:
+            await boards.close()
+    return f"coachgraph: leaderboards rebuilt in {boards.name}: {places} places"
 
 
 async def reindex_graph(settings: Settings) -> str:

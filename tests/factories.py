@@ -97,6 +97,60 @@ class Factory:
                 notes=None,
             )
 
+    async def enroll(self, athlete_id: int, program_id: int) -> None:
+        async with self.db.transaction() as conn:
+            await programs.enroll(conn, athlete_id=athlete_id, program_id=program_id)
+
+    async def session_at(
+        self,
+        coach_id: int,
+        athlete_id: int,
+        *,
+        scheduled_at: datetime,
+        status: str = "SCHEDULED",
+        program_id: int | None = None,
+        ended_at: datetime | None = None,
+        minutes: float = 60.0,
+        power: list[float] | None = None,
+    ) -> SessionRecord:
+        """A session scheduled at `scheduled_at`, taken through the store's transitions to
+        `status` (CANCELLED: set directly, no transition leads there); a COMPLETED one ran
+        `minutes` up to `ended_at` (default: scheduled_at + minutes), with `power` samples."""
+        async with self.db.transaction() as conn:
+            made = await sessions.schedule(
+                conn,
+                coach_id=coach_id,
+                athlete_id=athlete_id,
+                program_id=program_id,
+                scheduled_at=scheduled_at,
+                notes=None,
+            )
+            if status in ("LIVE", "COMPLETED"):
+                made = await sessions.transition(conn, session_id=made.id, to="LIVE")
+            if status == "COMPLETED":
+                made = await sessions.transition(conn, session_id=made.id, to="COMPLETED")
+                end = ended_at or scheduled_at + timedelta(minutes=minutes)
+                await conn.execute(
+                    "UPDATE training_sessions SET started_at = $2, ended_at = $3 WHERE id = $1",
+                    made.id,
+                    end - timedelta(minutes=minutes),
+                    end,
+                )
+                for seq, value in enumerate(power or [], start=1):
+                    await conn.execute(
+                        "INSERT INTO metric_samples (session_id, seq, kind, at, value) "
+                        "VALUES ($1, $2, 'POWER', $3, $4)",
+                        made.id,
+                        seq,
+                        end - timedelta(seconds=seq),
+                        value,
+                    )
+            if status == "CANCELLED":
+                await conn.execute(
+                    "UPDATE training_sessions SET status = 'CANCELLED' WHERE id = $1", made.id
+                )
+        return made
+
     async def count(self, table: str) -> int:
         total: int = await self.db.pool.fetchval(f"SELECT count(*) FROM {table}")
         return total

@@ -15,6 +15,7 @@ RANK = {
     "graph": 2,
     "search": 2,
     "media": 2,
+    "leaderboards": 2,
     "subscriptions": 2,
     "seed": 2,
     "engine": 2,

@@ -398,6 +398,7 @@ class GraphQLView(GraphQL[Context, None]):
             media=resources.media,
             broker=resources.broker,
             search=resources.search,
+            leaderboards=resources.leaderboards,
             base_url=resources.settings.public_url or str(request.base_url),
         )
         if isinstance(request, WebSocket):

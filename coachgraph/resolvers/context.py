@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 from coachgraph.config import Settings
 from coachgraph.graph.model import GraphStore
+from coachgraph.leaderboards.model import Leaderboards
+from coachgraph.leaderboards.postgres import PostgresLeaderboards
 from coachgraph.media.model import MediaStore
 from coachgraph.resolvers.loaders import Loaders
 from coachgraph.resolvers.policy import Viewer
@@ -28,7 +30,16 @@ class Context:
     connection_params: dict[str, object] | None = None  # graphql-ws connection_init payload
     secret: str = ""  # WebSocket only: to check the token that connection_init carries
     base_url: str = ""  # where this request reached the API: signed local media URLs start here
+    leaderboards: Leaderboards | None = None  # None: computed in Postgres
     loaders: Loaders = field(init=False)
 
     def __post_init__(self) -> None:
         self.loaders = Loaders(self.db, self.viewer)
+        if self.leaderboards is None:
+            self.leaderboards = PostgresLeaderboards(self.db)
+
+    @property
+    def boards(self) -> Leaderboards:
+        """The leaderboard backend (the Postgres one unless the app was given another)."""
+        assert self.leaderboards is not None  # set in __post_init__
+        return self.leaderboards

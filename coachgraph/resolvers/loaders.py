@@ -12,6 +12,7 @@ from abc import ABC, abstractmethod
 from asyncio import Future
 from collections import defaultdict
 from collections.abc import Hashable, Mapping
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import ClassVar, Generic, TypeVar
 
@@ -19,7 +20,17 @@ from strawberry.dataloader import DataLoader
 
 from coachgraph import observe
 from coachgraph.resolvers.policy import Viewer, sessions_visible_to
-from coachgraph.stores import athletes, coaches, media, metrics, programs, sessions, skills
+from coachgraph.stores import (
+    athletes,
+    coaches,
+    compliance,
+    feedback,
+    media,
+    metrics,
+    programs,
+    sessions,
+    skills,
+)
 from coachgraph.stores.db import Database
 from coachgraph.stores.records import (
     AthleteRecord,
@@ -240,6 +251,43 @@ class ReadyMediaByOwnerLoader(ListByKeyLoader[media.OwnerKey, MediaRecord]):
         return await media.ready_for_owners(self.conn, keys=keys)
 
 
+class FeedbackBySessionIdLoader(ListByKeyLoader[int, feedback.FeedbackRecord]):
+    async def fetch(self, keys: list[int]) -> Mapping[int, list[feedback.FeedbackRecord]]:
+        return await feedback.for_sessions(self.conn, session_ids=keys)
+
+
+class QuestionnaireVersionLoader(ByKeyLoader[tuple[int, int], feedback.QuestionnaireRecord]):
+    """A questionnaire as it was at one version: (questionnaire id, version)."""
+
+    async def fetch(
+        self, keys: list[tuple[int, int]]
+    ) -> Mapping[tuple[int, int], feedback.QuestionnaireRecord]:
+        return await feedback.versions(self.conn, keys=keys)
+
+
+class QuestionnairesByCoachIdLoader(ListByKeyLoader[int, feedback.QuestionnaireRecord]):
+    async def fetch(self, keys: list[int]) -> Mapping[int, list[feedback.QuestionnaireRecord]]:
+        return await feedback.for_coaches(self.conn, coach_ids=keys)
+
+
+class ComplianceByAthleteIdLoader(ByKeyLoader[tuple[int, int], compliance.Compliance]):
+    """Compliance per (athlete id, days): one statement per distinct `days` of a batch, so a
+    listed roster costs one statement whatever its size."""
+
+    async def fetch(
+        self, keys: list[tuple[int, int]]
+    ) -> Mapping[tuple[int, int], compliance.Compliance]:
+        by_days: dict[int, list[int]] = defaultdict(list)
+        for athlete_id, days in keys:
+            by_days[days].append(athlete_id)
+        now = datetime.now(UTC)
+        found: dict[tuple[int, int], compliance.Compliance] = {}
+        for days, ids in by_days.items():
+            rows = await compliance.for_athletes(self.conn, athlete_ids=ids, days=days, now=now)
+            found.update(((athlete_id, days), row) for athlete_id, row in rows.items())
+        return found
+
+
 # --- a page per parent -------------------------------------------------------------
 
 
@@ -363,6 +411,22 @@ class Loaders:
     @cached_property
     def ready_media_by_owner(self) -> ReadyMediaByOwnerLoader:
         return ReadyMediaByOwnerLoader(self._conn)
+
+    @cached_property
+    def feedback_by_session_id(self) -> FeedbackBySessionIdLoader:
+        return FeedbackBySessionIdLoader(self._conn)
+
+    @cached_property
+    def questionnaire_version(self) -> QuestionnaireVersionLoader:
+        return QuestionnaireVersionLoader(self._conn)
+
+    @cached_property
+    def questionnaires_by_coach_id(self) -> QuestionnairesByCoachIdLoader:
+        return QuestionnairesByCoachIdLoader(self._conn)
+
+    @cached_property
+    def compliance_by_athlete_id(self) -> ComplianceByAthleteIdLoader:
+        return ComplianceByAthleteIdLoader(self._conn)
 
     @cached_property
     def athlete_page_by_coach_id(self) -> AthletePageByCoachIdLoader:

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import TypeVar
 
 from coachgraph.errors import InvalidInput, NotFound
-from coachgraph.resolvers import live, validate
+from coachgraph.resolvers import coaching, live, validate
 from coachgraph.resolvers.context import Context
 from coachgraph.resolvers.policy import (
     AthleteFacts,
@@ -288,7 +288,10 @@ async def create_program(
 async def enroll(ctx: Context, athlete_id: int, program_id: int) -> EnrollmentRecord:
     require(can_edit_athlete(ctx.viewer, athlete_id), "You may only enroll yourself")
     async with ctx.db.transaction() as conn:
-        return await programs.enroll(conn, athlete_id=athlete_id, program_id=program_id)
+        made = await programs.enroll(conn, athlete_id=athlete_id, program_id=program_id)
+    # earlier completed sessions of the program now count on its boards
+    await coaching.refresh_boards(ctx, program_id=program_id, athlete_id=athlete_id)
+    return made
 
 
 async def assign_coach(ctx: Context, coach_id: int, athlete_id: int) -> AthleteRecord:
@@ -366,4 +369,6 @@ async def move_session(ctx: Context, session_id: int, to: str) -> SessionRecord:
         await _require_manages(ctx, conn, found.coach_id, found.athlete_id, message)
         moved = await sessions.transition(conn, session_id=session_id, to=to)
     await live.announce_status(ctx.broker, moved)  # after commit
+    if moved.status == "COMPLETED":
+        await coaching.refresh_boards(ctx, program_id=moved.program_id, athlete_id=moved.athlete_id)
     return moved

@@ -228,3 +228,26 @@ def can_match_coaches(viewer: Viewer, athlete_id: int) -> bool:
 
 def can_match_athletes(viewer: Viewer, coach_id: int) -> bool:
     return can_edit_coach(viewer, coach_id)
+
+
+# ---------------------------------------------------------------- coaching depth (issue 16)
+def can_edit_questionnaires(viewer: Viewer, coach_id: int) -> bool:
+    """A coach's questionnaires: the coach itself, admins."""
+    return can_edit_coach(viewer, coach_id)
+
+
+def can_read_questionnaire(viewer: Viewer, coach_id: int, *, coached: bool) -> bool:
+    """Its coach, admins, and athletes that coach coaches now (`coached`), who answer it. Who
+    may read a session reads the questionnaires of its feedback with it."""
+    return can_edit_coach(viewer, coach_id) or (viewer.role is Role.ATHLETE and coached)
+
+
+def can_give_feedback(viewer: Viewer, session: SessionLike) -> bool:
+    """Feedback on a session: its athlete alone."""
+    return viewer.athlete_id is not None and viewer.is_athlete(session.athlete_id)
+
+
+def can_see_leaderboard(viewer: Viewer, coach_id: int, *, enrolled: bool) -> bool:
+    """A program's leaderboard: its coach, admins, and its enrolled athletes (`enrolled`),
+    who see one another's names and values on it."""
+    return can_edit_coach(viewer, coach_id) or (viewer.role is Role.ATHLETE and enrolled)

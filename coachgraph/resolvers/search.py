@@ -214,7 +214,9 @@ async def plan(
         query = SearchQuery(text, scope, filters, limits.max_search_words)
         prepared = await ctx.search.prepare(query)
     athlete = ctx.viewer.athlete_id is not None
-    personal = athlete and bool({"COACH", "PROGRAM"} & set(scope.kinds))
+    # a browse keeps its order by name (API.md): nothing to blend with a graph fit
+    browse = not text.strip()
+    personal = athlete and not browse and bool({"COACH", "PROGRAM"} & set(scope.kinds))
     return Plan(prepared, size, cursor or 0, personal)
 
 
@@ -261,10 +263,10 @@ async def personal_rank(ctx: Context, athlete_id: int, hits: list[Hit]) -> list[
     if not fit.goals or not hits:
         return hits
     weight = ctx.settings.limits.personal_rank_weight_percent / 100
-    best = max(h.score for h in hits) or 1.0
+    best = max(h.score or 0.0 for h in hits) or 1.0
     blended = [
-        replace(h, score=(1 - weight) * h.score / best + weight * fit.share(h.kind, h.id))
+        replace(h, score=(1 - weight) * (h.score or 0.0) / best + weight * fit.share(h.kind, h.id))
         for h in hits
     ]
     # sorted() is stable: equal blends keep the backend's order
-    return sorted(blended, key=lambda h: -h.score)
+    return sorted(blended, key=lambda h: -(h.score or 0.0))

@@ -12,6 +12,7 @@ from coachgraph.resolvers import mutations, validate
 from coachgraph.resolvers.context import Context
 from coachgraph.stores.records import AthleteRecord
 
+from .coaching import CoachingMutation
 from .errors import ErrorResult, as_result
 from .info import Info
 from .inputs import (
@@ -81,7 +82,7 @@ async def _move_session(
 
 
 @strawberry.type
-class Mutation(MediaMutation, LiveMutation):
+class Mutation(MediaMutation, LiveMutation, CoachingMutation):
     @strawberry.mutation
     async def create_coach(self, info: Info, input: CreateCoachInput) -> CoachResult:
         return await as_result(

@@ -8,6 +8,7 @@ from coachgraph.errors import InvalidInput
 from coachgraph.ids import decode_id, from_global_id
 from coachgraph.resolvers import media, queries
 
+from .coaching import CoachingQuery, questionnaire_node
 from .info import Info
 from .inputs import AthleteFilter, CoachFilter, ProgramFilter
 from .matching import MatchingQuery
@@ -42,11 +43,13 @@ async def resolve_node(info: Info, global_id: str) -> Node:
         return TrainingSession.from_record(await queries.session(ctx, raw_id))
     if type_name == "Media":
         return Media.from_record(await media.get(ctx, raw_id))
+    if type_name == "Questionnaire":
+        return await questionnaire_node(info, raw_id)
     raise InvalidInput(f"{type_name} cannot be fetched with node yet", field="id")
 
 
 @strawberry.type
-class Query(MatchingQuery):
+class Query(MatchingQuery, CoachingQuery):
     @strawberry.field(description="Any object by its global ID.")
     async def node(self, info: Info, id: strawberry.ID) -> Node | None:
         return await resolve_node(info, id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import strawberry
 from strawberry.dataloader import DataLoader
@@ -31,7 +31,11 @@ from .media import Media
 from .node import Node
 from .relay import Connection, connection
 
+if TYPE_CHECKING:
+    from .coaching import Compliance, Feedback, Questionnaire
+
 F = TypeVar("F", bound=Callable[..., Any])
+_COACHING = "coachgraph.schema.coaching"  # its types refer to these: imported lazily
 
 
 def batched(of: Callable[[list[Any], Info], Awaitable[list[Any]]]) -> Callable[[F], F]:
@@ -207,6 +211,17 @@ class Coach(Node):
     ) -> Connection[TrainingSession]:
         return await _sessions(info, "coach", self.raw_id, first, after, status)
 
+    @strawberry.field(
+        description="The coach's questionnaires, at their latest versions: for the coach, "
+        "the athletes it coaches and admins."
+    )
+    async def questionnaires(
+        self, info: Info
+    ) -> list[Annotated[Questionnaire, strawberry.lazy(_COACHING)]]:
+        from .coaching import coach_questionnaires
+
+        return await coach_questionnaires(self, info)
+
 
 @strawberry.type
 class Athlete(Node):
@@ -269,6 +284,18 @@ class Athlete(Node):
     ) -> Connection[TrainingSession]:
         await queries.require_full_access(info.context, self.record)
         return await _sessions(info, "athlete", self.record.id, first, after, status)
+
+    @strawberry.field(
+        description="Sessions scheduled vs completed in the last `days` days (1..366) and the "
+        "window before. For the athlete itself, its coaches and admins; a listed roster is "
+        "read in one statement."
+    )
+    async def compliance(
+        self, info: Info, days: int | None = 30
+    ) -> Annotated[Compliance, strawberry.lazy(_COACHING)]:
+        from .coaching import athlete_compliance
+
+        return await athlete_compliance(self, info, days)
 
 
 @strawberry.type
@@ -388,6 +415,12 @@ class TrainingSession(Node):
         if self.record.program_id is None:
             return None
         return await program_by_id(info, self.record.program_id)
+
+    @strawberry.field(description="The athlete's answers to questionnaires after the session.")
+    async def feedback(self, info: Info) -> list[Annotated[Feedback, strawberry.lazy(_COACHING)]]:
+        from .coaching import session_feedback
+
+        return await session_feedback(self, info)
 
 
 @strawberry.type(name="Viewer")

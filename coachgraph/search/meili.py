@@ -108,7 +108,7 @@ def index_settings(max_total_hits: int, *, max_facet_values: int) -> Meilisearch
             "sports",
             "city",
         ],
-        sortable_attributes=["level", "title"],
+        sortable_attributes=["level", "title", "kind", "id"],
         typo_tolerance=TypoTolerance(
             enabled=True,
             # "jonh" must find "john": one typo from four letters, two from eight
@@ -161,9 +161,13 @@ def _any(attribute: str, values: list[str], *, quote: bool = True) -> str:
     return f"{attribute} IN [" + ", ".join(f'"{v}"' if quote else v for v in values) + "]"
 
 
+# a browse's order (API.md), as the Postgres backend's: title, then kind and id
+BROWSE_SORT = ["title:asc", "kind:asc", "id:asc"]
+
+
 @dataclass(frozen=True, slots=True)
 class MeiliPrepared(Prepared):
-    text: str
+    text: str  # "" browses: Meilisearch's placeholder search
     filter: list[str | list[str]]
 
 
@@ -277,6 +281,8 @@ class MeiliSearch:
 
     # ------------------------------------------------------------------ queries
     async def prepare(self, query: SearchQuery) -> MeiliPrepared | None:
+        if query.browse:
+            return MeiliPrepared("", filter_expression(query.scope, query.filters))
         found = words(query.text, query.max_words)
         if not found:
             return None
@@ -295,6 +301,10 @@ class MeiliSearch:
             raise Unavailable("search") from err
 
     async def hits(self, prepared: Prepared, *, offset: int, limit: int) -> list[Hit]:
+        assert isinstance(prepared, MeiliPrepared)
+        if not prepared.text:
+            browsed = await self._search(prepared, offset=offset, limit=limit, sort=BROWSE_SORT)
+            return [Hit(h["kind"], int(h["id"]), None, None) for h in browsed.hits]
         found = await self._search(
             prepared,
             offset=offset,

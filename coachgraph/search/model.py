@@ -63,12 +63,17 @@ class SearchQuery:
     filters: Filters
     max_words: int
 
+    @property
+    def browse(self) -> bool:
+        """A blank text: every document in scope passing the filters, by title then id."""
+        return not self.text.strip()
+
 
 @dataclass(frozen=True, slots=True)
 class Hit:
     kind: str
     id: int
-    score: float  # text relevance; larger is better (comparable within one result list)
+    score: float | None  # text relevance, larger is better (within one list); None: browsing
     highlight: str | None
 
 
@@ -107,10 +112,12 @@ class SearchIndex(Protocol):
         """Every document again from the records, searchable throughout; returns how many."""
 
     async def prepare(self, query: SearchQuery) -> Prepared | None:
-        """None when the text has nothing to search for (only punctuation, say)."""
+        """None when the text has nothing to search for (only punctuation, say); a blank
+        text browses (`SearchQuery.browse`)."""
 
     async def hits(self, prepared: Prepared, *, offset: int, limit: int) -> list[Hit]:
-        """Best first, in an order that is stable from one page to the next."""
+        """Best first, in an order that is stable from one page to the next; a browse by
+        title (without case), then kind, then id."""
 
     async def count(self, prepared: Prepared) -> int: ...
 

@@ -111,13 +111,18 @@ class PostgresSearch:
 
     # ------------------------------------------------------------------ queries
     async def prepare(self, query: SearchQuery) -> PgPrepared | None:
-        found = words(query.text, query.max_words)
-        if not found:
-            return None
-        checked = await search_query.query_words(self.db.pool, words=found)
-        text = tsquery(checked, min_prefix=self.min_prefix, max_corrections=self.max_corrections)
-        if text is None:
-            return None
+        """A blank text browses (tsquery None); text with no word in it finds nothing."""
+        text: str | None = None
+        if not query.browse:
+            found = words(query.text, query.max_words)
+            if not found:
+                return None
+            checked = await search_query.query_words(self.db.pool, words=found)
+            text = tsquery(
+                checked, min_prefix=self.min_prefix, max_corrections=self.max_corrections
+            )
+            if text is None:
+                return None
         scope, filters = query.scope, query.filters
         return PgPrepared(
             search_query.document_query(

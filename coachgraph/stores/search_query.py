@@ -39,12 +39,25 @@ DOCUMENT_ATHLETES = AthleteColumns("d.id", "d.looking_for_coach", "{coach} = ANY
 
 @dataclass(frozen=True, slots=True)
 class DocumentQuery:
-    """A text search ready to run: its tsquery ($1) and the WHERE clause with its arguments
-    ($2 on)."""
+    """A search ready to run: its tsquery ($1; None browses: every document passing the
+    filter) and the WHERE clause with its arguments ($2 on)."""
 
-    tsquery: str
+    tsquery: str | None
     where: str
     args: list[Any]
+
+    @property
+    def source(self) -> str:
+        """The FROM list and the text condition: a browse keeps $1 (a null) so the filter's
+        parameters keep their numbers."""
+        if self.tsquery is None:
+            return f"search_documents d WHERE $1::text IS NULL AND {self.where}"
+        return f"search_documents d, to_tsquery('simple', $1) q WHERE d.tsv @@ q AND {self.where}"
+
+
+# a browse's order (API.md): by title without case, then kind and id; the index of
+# migration 0020 serves it
+BROWSE_ORDER = 'lower(d.title) COLLATE "C", d.kind, d.id'
 
 
 class QueryWord(NamedTuple):
@@ -58,7 +71,7 @@ class QueryWord(NamedTuple):
 class ScoredDocument(NamedTuple):
     kind: str
     id: int
-    score: float
+    score: float | None  # None when browsing
     highlight: str | None
 
 
@@ -79,7 +92,7 @@ def _near(encoded: str) -> tuple[str, int]:
 
 
 def document_query(
-    tsquery: str,
+    tsquery: str | None,
     *,
     kinds: list[str],
     athletes: AthleteScope,
@@ -109,8 +122,18 @@ async def hits(
     conn: Executor, *, query: DocumentQuery, offset: int, limit: int, candidates: int
 ) -> list[ScoredDocument]:
     """Ranked among the first `candidates` matches (or as many as the page needs);
-    highlights for this page only."""
+    highlights for this page only. A browse is ordered by title, with no score."""
     n = 2 + len(query.args)
+    if query.tsquery is None:
+        rows = await conn.fetch(
+            f"""SELECT d.kind, d.id FROM {query.source}
+                ORDER BY {BROWSE_ORDER} OFFSET ${n} LIMIT ${n + 1}""",
+            None,
+            *query.args,
+            offset,
+            limit,
+        )
+        return [ScoredDocument(r["kind"], r["id"], None, None) for r in rows]
     rows = await conn.fetch(
         f"""SELECT p.kind, p.id, p.score,
                    ts_headline('simple', p.title || ' · ' || p.body,
@@ -135,8 +158,7 @@ async def hits(
 async def count(conn: Executor, *, query: DocumentQuery) -> int:
     """Every match, exactly."""
     total: int = await conn.fetchval(
-        f"""SELECT count(*) FROM search_documents d, to_tsquery('simple', $1) q
-            WHERE d.tsv @@ q AND {query.where}""",
+        f"SELECT count(*) FROM {query.source}",
         query.tsquery,
         *query.args,
     )
@@ -149,8 +171,7 @@ async def facet_key_counts(conn: Executor, *, query: DocumentQuery, limit: int) 
     n = 2 + len(query.args)
     rows = await conn.fetch(
         f"""SELECT d.facet_key, count(*)::int AS n
-            FROM (SELECT d.facet_key FROM search_documents d, to_tsquery('simple', $1) q
-                  WHERE d.tsv @@ q AND {query.where} LIMIT ${n}) d
+            FROM (SELECT d.facet_key FROM {query.source} LIMIT ${n}) d
             GROUP BY d.facet_key""",
         query.tsquery,
         *query.args,

@@ -108,3 +108,22 @@ def test_search_filters_follow_the_viewer_scope() -> None:
         assert policy.search_scope(viewer, ["ATHLETE"]).kinds == []
         assert policy.search_scope(viewer, None).kinds == ["COACH", "PROGRAM", "SKILL"]
     assert "id" in (index_settings(10, max_facet_values=10).filterable_attributes or [])
+
+
+async def test_blank_text_is_a_placeholder_search_sorted_like_postgres() -> None:
+    from coachgraph.search.meili import BROWSE_SORT, MeiliPrepared, MeiliSearch
+    from coachgraph.search.model import SearchQuery
+    from coachgraph.stores.search_query import BROWSE_ORDER
+
+    meili = MeiliSearch(None, "http://unused")  # type: ignore[arg-type]  # prepare reads neither
+    scope, filters = Scope(["COACH"]), Filters(cities=["Lisbon"])
+    for text in ("", "  \t"):
+        prepared = await meili.prepare(SearchQuery(text, scope, filters, 8))
+        assert prepared == MeiliPrepared("", filter_expression(scope, filters))
+    assert await meili.prepare(SearchQuery("!!!", scope, filters, 8)) is None
+    # Meilisearch sorts strings by their bytes, upper case as lower: lower(title) COLLATE "C"
+    assert [s.split(":")[0] for s in BROWSE_SORT] == ["title", "kind", "id"]
+    assert BROWSE_ORDER.startswith('lower(d.title) COLLATE "C"')
+    assert {"title", "kind", "id"} <= set(
+        index_settings(10, max_facet_values=5).sortable_attributes or []
+    )

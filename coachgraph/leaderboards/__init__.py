@@ -1,0 +1,1 @@
+"""Program leaderboards: one protocol, computed in Postgres or kept in Redis sorted sets."""
