@@ -81,7 +81,9 @@ async def progress(conn: Executor, *, session_id: int) -> Progress:
     and reads back from it what the broker did not bring. Once the status has left LIVE no
     batch commits any more (`append` reserves its cursors only while the row says LIVE, and
     holds that row, which the status change must update, until its commit), so an ended
-    session's stored samples are all there is."""
+    session's stored samples are all there is when read. (A COMPLETED session still takes a
+    wearable's file, `append(completed_too=True)`: its samples get the cursors after these, and
+    a later read sees them; a stream that has returned does not.)"""
     row = await conn.fetchrow(
         "SELECT status::text AS status, sample_seq FROM training_sessions WHERE id = $1",
         session_id,

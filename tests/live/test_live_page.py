@@ -231,3 +231,34 @@ def test_the_chart_library_is_pinned_and_licensed() -> None:
     assert VERSION in notes and "MIT" in notes
     assert f"(v{VERSION})" in (ASSETS / "uPlot.iife.min.js").read_text()[:100]
     assert "MIT License" in (ASSETS / "LICENSE.uplot.txt").read_text()
+
+
+async def test_a_stranger_sees_the_refusal_and_no_samples(
+    browser: Browser, served: tuple[str, Starlette], factory: Factory
+) -> None:
+    base, _ = served
+    session = await live_session(factory)
+    stranger = await factory.athlete()
+    context = await browser.new_context()
+    await context.route(
+        "**/*",
+        lambda route: (
+            route.continue_()
+            if (urlsplit(route.request.url).hostname or "") in LOOPBACK
+            else route.abort("internetdisconnected")
+        ),
+    )
+    page = await context.new_page()
+    sockets: list[str] = []
+    page.on("websocket", lambda ws: sockets.append(ws.url))
+    try:
+        sid = to_global_id("TrainingSession", session.id)
+        await page.goto(f"{base}/live/sessions/{sid}#token={token_for('athlete', stranger.id)}")
+        problem = page.locator("#problem")
+        await problem.wait_for(state="visible", timeout=15_000)
+        assert await problem.text_content() == "You may not see this session"
+        assert await page.locator("#login").is_visible()  # a token of someone else is asked for
+        assert sockets == []
+        assert await page.evaluate("() => window.coachgraphLive.received") == 0
+    finally:
+        await context.close()
