@@ -57,20 +57,30 @@ UINT32Z = (0x8C, "I", 0)
 
 
 def _definition(
-    local: int, global_number: int, fields: list[tuple[int, tuple[int, str, int]]]
+    local: int,
+    global_number: int,
+    fields: list[tuple[int, tuple[int, str, int]]],
+    *,
+    big_endian: bool = False,
 ) -> bytes:
-    out = struct.pack("<BBBHB", 0x40 | local, 0, 0, global_number, len(fields))
+    order = ">" if big_endian else "<"
+    out = struct.pack("<BBB", 0x40 | local, 0, int(big_endian))
+    out += struct.pack(order + "HB", global_number, len(fields))
     for number, (base, fmt, _) in fields:
         out += struct.pack("<BBB", number, struct.calcsize(fmt), base)
     return out
 
 
 def _data(
-    local: int, fields: list[tuple[int, tuple[int, str, int]]], values: list[int | None]
+    header: int,
+    fields: list[tuple[int, tuple[int, str, int]]],
+    values: list[int | None],
+    *,
+    big_endian: bool = False,
 ) -> bytes:
-    out = bytes([local])
+    out = bytes([header])
     for (_, (_, fmt, invalid)), value in zip(fields, values, strict=True):
-        out += struct.pack("<" + fmt, invalid if value is None else value)
+        out += struct.pack((">" if big_endian else "<") + fmt, invalid if value is None else value)
     return out
 
 
@@ -78,17 +88,37 @@ def _fit_time(at: datetime) -> int:
     return int((at - FIT_EPOCH).total_seconds())
 
 
-def fit_file(points: list[Point], *, protocol: int = 0x20, profile: int = 2132) -> bytes:
-    """An activity FIT file: a file_id message, then one `record` message a point."""
+def fit_file(
+    points: list[Point],
+    *,
+    protocol: int = 0x20,
+    profile: int = 2132,
+    big_endian: bool = False,
+    compressed: bool = False,
+) -> bytes:
+    """An activity FIT file: a file_id message, then one `record` message a point.
+
+    `big_endian`: the records' definition says architecture 1 and their values follow it.
+    `compressed`: after the first, records carry their time in a compressed timestamp header
+    (its 5-bit offset from the last full timestamp; points under 32 s apart), with no
+    timestamp field, as many devices write them."""
     file_id = [(0, ENUM), (1, UINT16), (2, UINT16), (3, UINT32Z), (4, UINT32)]
     # record: timestamp (253), heart_rate (3), cadence (4), speed (6, mm/s), power (7)
     record = [(253, UINT32), (3, UINT8), (4, UINT8), (6, UINT16), (7, UINT16)]
+    short = record[1:]  # the same without its timestamp (local message 2)
     created = _fit_time(points[0].at) if points else 0
     body = _definition(0, 0, file_id) + _data(0, file_id, [4, 1, 2697, 12345, created])
-    body += _definition(1, 20, record)
-    for p in points:
+    body += _definition(1, 20, record, big_endian=big_endian)
+    if compressed:
+        body += _definition(2, 20, short, big_endian=big_endian)
+    for i, p in enumerate(points):
         speed = None if p.speed is None else round(p.speed * 1000)
-        body += _data(1, record, [_fit_time(p.at), p.heart_rate, p.cadence, speed, p.power])
+        values: list[int | None] = [p.heart_rate, p.cadence, speed, p.power]
+        if compressed and i > 0:
+            header = 0x80 | (2 << 5) | (_fit_time(p.at) & 0x1F)
+            body += _data(header, short, values, big_endian=big_endian)
+        else:
+            body += _data(1, record, [_fit_time(p.at), *values], big_endian=big_endian)
     header = struct.pack("<BBHI4s", 14, protocol, profile, len(body), b".FIT")
     header += struct.pack("<H", fit_crc(header))
     whole = header + body
