@@ -17,7 +17,7 @@ from starlette.websockets import WebSocketDisconnect
 from strawberry.http.exceptions import WebSocketDisconnected
 
 from coachgraph import tracing
-from coachgraph.api import graphiql, ingest, media_routes
+from coachgraph.api import graphiql, ingest, live_page, media_routes, wearable_files
 from coachgraph.api.documents import load_manifest
 from coachgraph.api.doors import HeaderLimits, Refusal
 from coachgraph.api.health import healthz
@@ -92,6 +92,8 @@ def create_app(
             WebSocketRoute("/graphql", view),
             *media_routes.routes,
             *ingest.routes,
+            *wearable_files.routes,
+            *live_page.routes,
             *(graphiql.routes if settings.graphiql else []),
         ],
         middleware=_middleware(provider),

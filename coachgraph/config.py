@@ -84,6 +84,12 @@ class Limits:
     max_ndjson_lines: int = 50_000
     max_ndjson_line_bytes: int = 1_000
     ndjson_copy_chunk: int = 10_000  # lines per COPY; the next chunk parses meanwhile
+    # wearable files (POST /ingest/sessions/{id}/files: FIT, TCX, GPX), read whole, then parsed
+    max_wearable_file_bytes: int = 16_777_216  # 16 MiB: a 10-hour TCX at 1 Hz is about 10
+    max_wearable_file_samples: int = 200_000  # 4 kinds at 1 Hz for almost 14 hours
+    # the live session page (GET /live/sessions/{id}): heart-rate zones Z1..Z5 start at
+    # 50, 60, 70, 80 and 90 % of this maximum (bpm)
+    live_page_max_heart_rate: int = 190
     max_sample_page: int = 5_000
     max_series_buckets: int = 10_000
     subscriber_queue: int = 256  # broker messages (one per ingested batch) per subscriber

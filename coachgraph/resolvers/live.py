@@ -65,9 +65,11 @@ def check_samples(
     clock_slack: timedelta,
     where: str = "samples",
     first_index: int = 0,
+    window: str = "the live session (start - 5 s .. now + 5 s)",
 ) -> list[RawSample]:
-    """Every sample in range and in the session's time (give or take `clock_slack`); the first
-    offender refuses the batch."""
+    """Every sample in range and in the session's time, from `started_at` to `now` (its end,
+    for a completed session; `window` says which in a refusal), give or take `clock_slack`;
+    the first offender refuses the batch."""
     earliest, latest = started_at - clock_slack, now + clock_slack
     checked = []
     for i, (kind, at, value) in enumerate(samples, start=first_index):
@@ -77,9 +79,7 @@ def check_samples(
         if at.tzinfo is None:
             raise BadSample(i, "`at` needs a time zone offset", where=where)
         if not earliest <= at <= latest:
-            raise BadSample(
-                i, "`at` is outside the live session (start - 5 s .. now + 5 s)", where=where
-            )
+            raise BadSample(i, f"`at` is outside {window}", where=where)
         if not (isinstance(value, int | float) and math.isfinite(value)):
             raise BadSample(i, "`value` must be a finite number", where=where)
         low, high = low_high
@@ -90,9 +90,10 @@ def check_samples(
 
 
 async def writable_live_session(
-    db: Database, viewer: Viewer, session_id: int
+    db: Database, viewer: Viewer, session_id: int, *, completed_too: bool = False
 ) -> metrics.LiveSession:
-    """The session, if the viewer may write its samples and it is LIVE."""
+    """The session, if the viewer may write its samples and it is LIVE (or, with
+    `completed_too`, COMPLETED: a wearable's file comes after the ride)."""
     message = "You may not write samples of this session"
     try:
         found = await metrics.live_session(db.pool, session_id=session_id)
@@ -100,7 +101,8 @@ async def writable_live_session(
         raise missing(viewer, "TrainingSession", session_id, message) from None
     facts = SessionFacts(found.coach_id, found.athlete_id, found.coached)
     require(can_write_session_data(viewer, facts), message)
-    if found.status != "LIVE" or found.started_at is None:
+    takes = ("LIVE", "COMPLETED") if completed_too else ("LIVE",)
+    if found.status not in takes or found.started_at is None:
         raise Conflict(f"A {found.status} session takes no samples")
     return found
 
@@ -158,12 +160,22 @@ async def record_chunks(
     *,
     clock_slack: timedelta,
     where: str = "line",
+    completed_too: bool = False,
 ) -> Recorded:
     """Each chunk is checked, then COPied while the next one is read and parsed (Postgres
     and Python each busy on a core). One transaction: a bad sample anywhere rolls every chunk
-    back, and nothing is published before the commit (then one message per chunk)."""
-    session = await writable_live_session(db, viewer, session_id)
+    back, and nothing is published before the commit (then one message per chunk).
+
+    `completed_too`: a COMPLETED session takes samples too, each within its start and end
+    (a wearable's file, uploaded after the ride)."""
+    session = await writable_live_session(db, viewer, session_id, completed_too=completed_too)
     assert session.started_at is not None
+    ended_at = session.ended_at if session.status == "COMPLETED" else None
+    window = (
+        f"the session (start - {_seconds(clock_slack)} .. end + {_seconds(clock_slack)})"
+        if ended_at is not None
+        else f"the live session (start - {_seconds(clock_slack)} .. now + {_seconds(clock_slack)})"
+    )
     # a coach writes only while it coaches the athlete: checked again, and held, by the write
     by_its_coach = viewer.is_coach(session.coach_id)
     written: list[tuple[int, list[RawSample]]] = []  # (first cursor, samples) per chunk
@@ -175,16 +187,21 @@ async def record_chunks(
                 checked = check_samples(
                     chunk,
                     started_at=session.started_at,
-                    now=datetime.now(UTC),
+                    now=ended_at or datetime.now(UTC),
                     clock_slack=clock_slack,
                     where=where,
                     first_index=seen,
+                    window=window,
                 )
                 seen += len(chunk)
                 if copying is not None:
                     written.append((await copying[0], copying[1]))
                 copy = metrics.append(
-                    conn, session_id=session_id, samples=checked, by_its_coach=by_its_coach
+                    conn,
+                    session_id=session_id,
+                    samples=checked,
+                    by_its_coach=by_its_coach,
+                    completed_too=completed_too,
                 )
                 copying = (asyncio.ensure_future(copy), checked)
             if copying is not None:
@@ -198,6 +215,10 @@ async def record_chunks(
     for first, checked in written:
         await broker.publish(metrics_topic(session_id), samples_message(first, checked))
     return Recorded(written[0][0], seen)
+
+
+def _seconds(span: timedelta) -> str:
+    return f"{span.total_seconds():g} s"
 
 
 def samples_message(first_seq: int, samples: list[RawSample]) -> Message:

@@ -27,6 +27,7 @@ class LiveSession:
     status: str
     started_at: datetime | None
     coached: bool  # its coach still coaches its athlete
+    ended_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +50,7 @@ class Summary:
 async def live_session(conn: Executor, *, session_id: int) -> LiveSession:
     row = await conn.fetchrow(
         "SELECT s.id, s.coach_id, s.athlete_id, s.status::text AS status, s.started_at, "
-        "EXISTS (SELECT 1 FROM coach_athletes ca WHERE ca.coach_id = s.coach_id "
+        "s.ended_at, EXISTS (SELECT 1 FROM coach_athletes ca WHERE ca.coach_id = s.coach_id "
         "AND ca.athlete_id = s.athlete_id) AS coached "
         "FROM training_sessions s WHERE s.id = $1",
         session_id,
@@ -80,7 +81,9 @@ async def progress(conn: Executor, *, session_id: int) -> Progress:
     and reads back from it what the broker did not bring. Once the status has left LIVE no
     batch commits any more (`append` reserves its cursors only while the row says LIVE, and
     holds that row, which the status change must update, until its commit), so an ended
-    session's stored samples are all there is."""
+    session's stored samples are all there is when read. (A COMPLETED session still takes a
+    wearable's file, `append(completed_too=True)`: its samples get the cursors after these, and
+    a later read sees them; a stream that has returned does not.)"""
     row = await conn.fetchrow(
         "SELECT status::text AS status, sample_seq FROM training_sessions WHERE id = $1",
         session_id,
@@ -96,10 +99,12 @@ async def append(
     session_id: int,
     samples: list[tuple[str, datetime, float]],
     by_its_coach: bool = False,
+    completed_too: bool = False,
 ) -> int:
     """Store a validated batch in one COPY (inside a transaction); return its first cursor.
 
-    The session must still be LIVE: the reservation takes its row lock, so a session ended
+    The session must still be LIVE (or, with `completed_too`, COMPLETED: a wearable file
+    uploaded after the ride): the reservation takes its row lock, so a session ended
     meanwhile refuses the batch, and batches of one session commit in cursor order.
     `by_its_coach` (the writer is the session's coach): the coach must still coach the
     athlete, and the same statement holds that relationship FOR SHARE until commit, so an
@@ -112,18 +117,20 @@ async def append(
             "WHERE s.id = $1 AND $3 FOR SHARE OF ca), "
             "allowed AS (SELECT NOT $3 OR EXISTS (SELECT FROM link) AS ok), "
             "bumped AS (UPDATE training_sessions SET sample_seq = sample_seq + $2 "
-            "WHERE id = $1 AND status = 'LIVE' AND (SELECT ok FROM allowed) RETURNING sample_seq) "
+            "WHERE id = $1 AND (status = 'LIVE' OR ($4 AND status = 'COMPLETED')) "
+            "AND (SELECT ok FROM allowed) RETURNING sample_seq) "
             "SELECT (SELECT ok FROM allowed) AS allowed, (SELECT sample_seq FROM bumped) AS last",
             session_id,
             len(samples),
             by_its_coach,
+            completed_too,
         )
     )
     if not row["allowed"]:
         raise PermissionDenied("A former coach writes no samples of this session")
     last = row["last"]
     if last is None:
-        raise Conflict("The session is not LIVE")
+        raise Conflict("The session is not LIVE" + (" or COMPLETED" if completed_too else ""))
     first: int = last - len(samples) + 1
     await conn.copy_records_to_table(
         "metric_samples",
