@@ -66,7 +66,8 @@ def compiled_matches_graphql_core() -> Iterator[None]:
 
 
 TABLES = (
-    "outbox, search_documents, search_words, metric_samples, media, training_sessions, enrollments, coach_athletes, "
+    "outbox, collab_vectors, collab_links, collab_rebuild, "
+    "search_documents, search_words, metric_samples, media, training_sessions, enrollments, coach_athletes, "
     "program_skills, programs, athlete_goals, athlete_skills, coach_skills, "
     "skill_prerequisites, skills, athletes, coaches"
 )
