@@ -46,9 +46,11 @@ class Limits:
     rate_limit_burst: int = 600
     max_matches: int = 50
     match_candidates: int = 30
-    # the learned collaborative signal (coachgraph.graph.collab): vector size, athletes per
-    # statement of a full rebuild, and the half-life of an assignment's or enrollment's weight
+    # the learned collaborative signal (coachgraph.graph.collab): vector size, the candidates it
+    # adds to the graph's, athletes per statement of a full rebuild, and the half-life of an
+    # assignment's or enrollment's weight
     collab_dims: int = 128
+    collab_candidates: int = 30  # coaches nearest by vector, added to the graph's candidates
     collab_rebuild_chunk: int = 2_000
     collab_half_life_days: int = 365
     projector_batch: int = 500

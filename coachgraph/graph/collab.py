@@ -42,7 +42,7 @@ import numpy.typing as npt
 
 from coachgraph.graph.projector import affected
 from coachgraph.stores import collab, graph_source
-from coachgraph.stores.collab import Behaviour, Link, Stored
+from coachgraph.stores.collab import Behaviour, Link, MatchVectors, Stored
 from coachgraph.stores.db import Database
 from coachgraph.stores.outbox import Dirty
 from coachgraph.stores.sql import Executor
@@ -54,6 +54,8 @@ EPOCH = 1_577_836_800.0  # 2020-01-01 UTC: recency weights count from here
 _KINDS = {"skill": 1, "program": 2, "coach": 3}
 GOAL_FEATURE = 1.0
 COACH_FEATURE = 1.0
+OWN = 1.0  # read time: weight of the athlete's programs' and coaches' vectors in its query
+LED = 1.0  # read time: weight of a coach's programs' vectors beside its own
 
 
 class Basis:
@@ -200,5 +202,55 @@ class CollabVectors:
         log.info("collab vectors: %d athletes in %.1f s", count, time.perf_counter() - started)
         return count
 
-    async def similarity(self, athlete_id: int, kind: str, ids: list[int]) -> dict[int, float]:
-        return await collab.similarity(self.db.pool, athlete_id, kind, ids)
+    async def similarity(self, athlete_id: int, coach_ids: list[int]) -> dict[int, float]:
+        return await learned_scores(self.db.pool, athlete_id, coach_ids)
+
+
+def _unit(vec: Vector) -> Vector:
+    norm = float(np.linalg.norm(vec))
+    return vec / norm if norm > 0 else vec
+
+
+def query_vector(m: MatchVectors, *, own: float = OWN) -> Vector | None:
+    """The athlete's side of a second propagation step, at read time: its own vector plus
+    (weight `own`) the unit vectors of the programs it enrolled in (signed by what it did with
+    them) and of its coaches. None for an athlete without a vector."""
+    if m.athlete is None:
+        return None
+    query = np.asarray(m.athlete, dtype=np.float64)
+    for vec, signal in m.programs:
+        query = query + own * signal * _unit(np.asarray(vec, dtype=np.float64))
+    for vec in m.coaches:
+        query = query + own * _unit(np.asarray(vec, dtype=np.float64))
+    return _unit(query)
+
+
+def learned_similarity(m: MatchVectors, *, own: float = OWN, led: float = LED) -> dict[int, float]:
+    """Each candidate coach's similarity to the athlete, in [-1, 1]: the query vector against
+    the coach's own unit vector plus (weight `led`) the mean of the unit vectors of the
+    programs it leads (who kept them, and who dropped them, say whom it suits)."""
+    query = query_vector(m, own=own)
+    if query is None:
+        return {}
+    found = {}
+    for coach, vec in m.candidates.items():
+        target = _unit(np.asarray(vec, dtype=np.float64))
+        programs = m.led.get(coach)
+        if programs:
+            mean = sum(_unit(np.asarray(p, dtype=np.float64)) for p in programs) / len(programs)
+            target = target + led * mean
+        found[coach] = float(query @ _unit(target))
+    return found
+
+
+async def learned_candidates(conn: Executor, athlete_id: int, *, limit: int) -> list[int]:
+    """The coaches whose vectors lie nearest the athlete's (same sport, room left, not its
+    own): candidates the content pre-score would cut, added to the graph's."""
+    if limit <= 0:
+        return []
+    return await collab.nearest_coaches(conn, athlete_id, limit=limit)
+
+
+async def learned_scores(conn: Executor, athlete_id: int, coach_ids: list[int]) -> dict[int, float]:
+    """Each given coach's learned similarity to the athlete (those with a vector)."""
+    return learned_similarity(await collab.match_vectors(conn, athlete_id, coach_ids))

@@ -7,6 +7,7 @@ from typing import Protocol, TypeVar
 
 from coachgraph.errors import NotFound
 from coachgraph.graph import recommend
+from coachgraph.graph.collab import learned_candidates, learned_scores
 from coachgraph.graph.model import ProgramCandidate, ProgramInfo, ProgramNeighbourhood
 from coachgraph.graph.recommend import Match
 from coachgraph.resolvers import queries, validate
@@ -71,15 +72,18 @@ async def match_coaches_among(
     it returns (live matches decide from them which graph changes concern the athlete)."""
     require(can_match_coaches(ctx.viewer, athlete_id), "Only the athlete or an admin may match it")
     size = _first(ctx, first)
+    limits = ctx.settings.limits
+    # the learned signal, from PostgreSQL whichever graph backend runs: its nearest coaches
+    # join the graph's candidates, then every candidate gets its similarity
+    nearest = await learned_candidates(ctx.db.pool, athlete_id, limit=limits.collab_candidates)
     found = await ctx.graph.coach_neighbourhood(
-        athlete_id, limit=ctx.settings.limits.match_candidates
+        athlete_id, limit=limits.match_candidates, include=nearest
     )
     if found is None:
         await _exists(ctx, "Athlete", athlete_id)
         return [], frozenset()
     candidates = [c.info.id for c in found.candidates]
-    # the learned signal, from PostgreSQL whichever graph backend supplied the neighbourhood
-    learned = await collab.similarity(ctx.db.pool, athlete_id, "coach", candidates)
+    learned = await learned_scores(ctx.db.pool, athlete_id, candidates)
     return recommend.rank_coaches(found, size, learned), frozenset(candidates)
 
 

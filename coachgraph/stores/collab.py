@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -224,23 +223,100 @@ async def end_rebuild(conn: Executor, name: str) -> None:
     await conn.execute("DELETE FROM collab_rebuild WHERE name = $1", name)
 
 
-async def similarity(
-    conn: Executor, athlete_id: int, kind: str, ids: Sequence[int]
-) -> dict[int, float]:
-    """Cosine similarity of the athlete's vector to each given coach's or program's (those
-    with a vector; none when the athlete has none)."""
-    if not ids:
-        return {}
+@dataclass(frozen=True, slots=True)
+class MatchVectors:
+    """What one ranking reads: the athlete's vector, those of the programs it enrolled in
+    (with what it did with them) and of its coaches, and for each candidate coach its vector
+    and those of the programs it leads. Vectors of another dimension than the athlete's (a
+    rebuild to a new size under way) are left out."""
+
+    athlete: list[float] | None
+    programs: list[tuple[list[float], float]]
+    coaches: list[list[float]]
+    candidates: dict[int, list[float]]
+    led: dict[int, list[list[float]]]
+
+
+async def match_vectors(conn: Executor, athlete_id: int, coach_ids: Sequence[int]) -> MatchVectors:
+    """The vectors one ranking of coaches (or programs: `coach_ids` empty) reads, in one
+    statement."""
     rows = await conn.fetch(
-        "SELECT t.id, 1 - (t.vec <=> a.vec) AS cos FROM collab_vectors a "
-        "JOIN collab_vectors t ON t.kind = $2 AND t.id = ANY($3::bigint[]) "
-        "AND vector_dims(t.vec) = vector_dims(a.vec) "
-        "WHERE a.kind = 'athlete' AND a.id = $1",
+        """
+        SELECT 0 AS role, 0::bigint AS owner, 1::float8 AS weight, v.vec::real[] AS vec
+          FROM collab_vectors v WHERE v.kind = 'athlete' AND v.id = $1
+        UNION ALL
+        SELECT 1, 0, CASE e.status WHEN 'DROPPED' THEN $3::float8
+                                   WHEN 'COMPLETED' THEN $4::float8 ELSE $5::float8 END,
+               v.vec::real[]
+          FROM enrollments e JOIN collab_vectors v ON v.kind = 'program' AND v.id = e.program_id
+         WHERE e.athlete_id = $1
+        UNION ALL
+        SELECT 2, 0, 1, v.vec::real[]
+          FROM coach_athletes ca JOIN collab_vectors v ON v.kind = 'coach' AND v.id = ca.coach_id
+         WHERE ca.athlete_id = $1
+        UNION ALL
+        SELECT 3, v.id, 1, v.vec::real[]
+          FROM collab_vectors v WHERE v.kind = 'coach' AND v.id = ANY($2::bigint[])
+        UNION ALL
+        SELECT 4, p.coach_id, 1, v.vec::real[]
+          FROM programs p JOIN collab_vectors v ON v.kind = 'program' AND v.id = p.id
+         WHERE p.coach_id = ANY($2::bigint[])""",
         athlete_id,
-        kind,
-        list(ids),
+        list(coach_ids),
+        *_signals(),
     )
-    return {r["id"]: float(r["cos"]) for r in rows if not math.isnan(r["cos"])}
+    athlete = next((list(r["vec"]) for r in rows if r["role"] == 0), None)
+    if athlete is None:
+        return MatchVectors(None, [], [], {}, {})
+    dims = len(athlete)
+    found = MatchVectors(athlete, [], [], {}, {})
+    for r in rows:
+        vec = list(r["vec"])
+        if len(vec) != dims:
+            continue
+        role = r["role"]
+        if role == 1:
+            found.programs.append((vec, float(r["weight"])))
+        elif role == 2:
+            found.coaches.append(vec)
+        elif role == 3:
+            found.candidates[r["owner"]] = vec
+        elif role == 4:
+            found.led.setdefault(r["owner"], []).append(vec)
+    return found
+
+
+async def nearest_coaches(conn: Executor, athlete_id: int, *, limit: int) -> list[int]:
+    """The coaches of the athlete's sport with room left, not its own, nearest by cosine to
+    its query: its vector plus the unit vectors of the programs it kept and of its coaches
+    (graph/collab.py's query, less the dropped programs' negative part), in one statement.
+    An exact scan: thousands of coaches take milliseconds."""
+    rows = await conn.fetch(
+        """
+        WITH me AS (SELECT vec FROM collab_vectors WHERE kind = 'athlete' AND id = $1),
+        mine AS (
+            SELECT sum(l2_normalize(x.vec)) AS vec FROM (
+                SELECT v.vec FROM enrollments e
+                  JOIN collab_vectors v ON v.kind = 'program' AND v.id = e.program_id
+                 WHERE e.athlete_id = $1 AND e.status <> 'DROPPED'
+                UNION ALL
+                SELECT v.vec FROM coach_athletes ca
+                  JOIN collab_vectors v ON v.kind = 'coach' AND v.id = ca.coach_id
+                 WHERE ca.athlete_id = $1
+            ) x WHERE vector_dims(x.vec) = (SELECT vector_dims(vec) FROM me)
+        ),
+        q AS (SELECT coalesce(me.vec + mine.vec, me.vec) AS vec FROM me, mine)
+        SELECT v.id FROM q, athletes a
+          JOIN coaches c ON a.sport = ANY(c.sports) AND c.active_athlete_count < c.capacity
+          JOIN collab_vectors v ON v.kind = 'coach' AND v.id = c.id
+         WHERE a.id = $1 AND vector_dims(v.vec) = vector_dims(q.vec)
+           AND NOT EXISTS (SELECT 1 FROM coach_athletes ca
+                            WHERE ca.coach_id = c.id AND ca.athlete_id = $1)
+         ORDER BY v.vec <=> q.vec, v.id LIMIT $2""",
+        athlete_id,
+        limit,
+    )
+    return [r["id"] for r in rows]
 
 
 async def size(conn: Executor) -> tuple[int, int]:

@@ -48,8 +48,8 @@ def close(a: dict[tuple[str, int], list[float]], b: dict[tuple[str, int], list[f
 
 
 async def taste_world(factory: Factory) -> tuple[int, int, int, list[int]]:
-    """Two coaches teaching the same goal alike, in no city; the athlete enrolled in a
-    program that the athletes of `liked` kept and those of `other` never took."""
+    """Two coaches teaching the same goal alike; the athlete enrolled in a program that the
+    athletes of `liked` took too, while those of `other` took another."""
     goal = await factory.skill(name="Goal")
     athlete = await factory.athlete(name="Seeker", looking_for_coach=True)
     await goals(factory, athlete.id, [goal.id])
@@ -59,6 +59,7 @@ async def taste_world(factory: Factory) -> tuple[int, int, int, list[int]]:
     for coach in (liked, other):
         await factory.teach(coach.id, goal.id, level=3)
     program = await factory.program(lead.id, [goal.id])
+    elsewhere = await factory.program(lead.id, [goal.id])
     await enroll(factory, athlete.id, program.id)
     mates = []
     for i in range(3):
@@ -71,6 +72,7 @@ async def taste_world(factory: Factory) -> tuple[int, int, int, list[int]]:
         stranger = await factory.athlete(name=f"Stranger {i}")
         await goals(factory, stranger.id, [goal.id])
         await factory.assign(other.id, stranger.id)
+        await enroll(factory, stranger.id, elsewhere.id)
     return athlete.id, liked.id, other.id, mates
 
 
@@ -87,7 +89,7 @@ async def test_the_learned_signal_ranks_the_coach_of_athletes_who_behave_alike(
     content = recommend.rank_coaches(found, 10, None, recommend.CONTENT)
     # content alone cannot tell them apart: equal scores, ties by id
     assert [m.id for m in content] == [liked, other] and content[0].score == content[1].score
-    learned = await store.similarity(athlete, "coach", [liked, other])
+    learned = await store.similarity(athlete, [liked, other])
     assert learned[liked] > learned[other]
     ranked = recommend.rank_coaches(found, 10, learned)
     assert [m.id for m in ranked] == [liked, other]
@@ -178,3 +180,32 @@ async def test_recommend_programs_offers_the_nearest_when_nothing_fits(
 
     near = await collab.nearest_programs(db.pool, athlete.id, limit=30)
     assert [p.id for p in near] == [hard.id, nearer.id]  # most goals first; other sports never
+
+
+async def test_the_learned_candidates_join_the_graphs_under_its_constraints(
+    db: Database, factory: Factory, graph: GraphStore
+) -> None:
+    """A coach the pre-score would never offer (it teaches none of the goals) is weighed when
+    the vectors put it near; a full one, another sport's or the athlete's own never is."""
+    goal, other_skill = await factory.skill(), await factory.skill()
+    athlete = await factory.athlete()
+    await goals(factory, athlete.id, [goal.id])
+    teaching = await factory.coach()
+    await factory.teach(teaching.id, goal.id)
+    near = await factory.coach()
+    await factory.teach(near.id, other_skill.id)
+    full = await factory.coach(capacity=0)
+    rowing = await factory.coach(sports=["rowing"])
+    mine = await factory.coach()
+    await factory.assign(mine.id, athlete.id)
+    await project(db, graph)
+
+    found = await graph.coach_neighbourhood(athlete.id, limit=30)
+    assert found is not None and [c.info.id for c in found.candidates] == [teaching.id]
+    asked = [near.id, full.id, rowing.id, mine.id, 10_000]
+    found = await graph.coach_neighbourhood(athlete.id, limit=30, include=asked)
+    assert found is not None
+    assert [c.info.id for c in found.candidates] == [teaching.id, near.id]
+    assert found.candidates[1].teaches == {}
+    ranked = recommend.rank_coaches(found, 10, {near.id: 0.9, teaching.id: 0.1})
+    assert {m.id for m in ranked} == {teaching.id, near.id}
