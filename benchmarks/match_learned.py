@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import math
 import random
 import tempfile
 import time
@@ -40,6 +39,8 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import numpy as np
 
 from coachgraph.config import Limits
 from coachgraph.graph import recommend
@@ -120,26 +121,36 @@ def generate(args: argparse.Namespace, seed: int) -> World:
             else:
                 status = "COMPLETED" if rng.random() < 1 / 3 else "ACTIVE"
             w.enrollments.append((a, p, status, now - timedelta(days=rng.randrange(700))))
-    load: Counter[int] = Counter()
+    # the choices, vectorised over coaches (the same utility as `utility`, plus the noise)
+    ids = np.array(sorted(w.coach_style))
+    c_style = np.array([w.coach_style[c] for c in ids])
+    c_city = np.array([w.coach_city[c] for c in ids])
+    teaches = np.zeros((len(ids), GOAL_SKILLS + 1))
+    for row, c in enumerate(ids):
+        teaches[row, list(w.coach_skills[c])] = 1.0
+    room = np.array([w.capacity[c] for c in ids], dtype=np.int64)
+    noise = np.random.default_rng(seed)
     order = list(w.athlete_style)
     rng.shuffle(order)
     order += rng.sample(order, len(order) // 5)
-    taken: set[tuple[int, int]] = set()
+    taken: dict[int, set[int]] = {}
     for a in order:
         goals_a = w.athlete_goals[a]
-        best, best_u = None, -math.inf
-        for c in w.coach_style:
-            if load[c] >= w.capacity[c] or (c, a) in taken:
-                continue
-            u = utility(w, a, c) - args.noise * math.log(-math.log(rng.random() or 1e-12))
-            if u > best_u:
-                best, best_u = c, u
-        if best is None:
+        u = (
+            1.5 * (c_style == w.athlete_style[a])
+            + teaches[:, goals_a].sum(axis=1) / len(goals_a)
+            + 0.5 * (c_city == w.athlete_city[a])
+            + args.noise * noise.gumbel(size=len(ids))
+        )
+        u[room <= 0] = -np.inf
+        for row in taken.get(a, ()):
+            u[row] = -np.inf
+        best = int(np.argmax(u))
+        if not np.isfinite(u[best]):
             continue
-        load[best] += 1
-        taken.add((best, a))
-        w.assignments.append((best, a, now - timedelta(days=rng.randrange(700))))
-        del goals_a
+        room[best] -= 1
+        taken.setdefault(a, set()).add(best)
+        w.assignments.append((int(ids[best]), a, now - timedelta(days=rng.randrange(700))))
     per_athlete: dict[int, list[int]] = {}
     for c, a, _ in w.assignments:
         per_athlete.setdefault(a, []).append(c)
@@ -282,7 +293,7 @@ def scored(
     args: argparse.Namespace,
 ) -> dict[str, tuple[float, float]]:
     hits: Counter[str] = Counter()
-    rr: Counter[str] = Counter()
+    rr: dict[str, float] = dict.fromkeys(RANKINGS, 0.0)
     for case in cases:
         a = case.athlete
         ranked = {

@@ -60,6 +60,11 @@ def _parser() -> argparse.ArgumentParser:
     reindex = sub.add_parser("reindex", help="rebuild projections from Postgres")
     reindex.add_argument("--graph", action="store_true", help="the graph projection")
     reindex.add_argument("--search", action="store_true", help="the search projection")
+    reindex.add_argument(
+        "--vectors",
+        action="store_true",
+        help="the learned collaborative vectors (resumes a rebuild that was cut off)",
+    )
     reindex.set_defaults(run=_reindex)
 
     schema = sub.add_parser("schema", help="print the GraphQL SDL")
@@ -174,11 +179,13 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _reindex(settings: Settings, args: argparse.Namespace) -> int:
-    from coachgraph.services import reindex_graph, reindex_search
+    from coachgraph.services import reindex_graph, reindex_search, reindex_vectors
 
     if args.search:
         _out(asyncio.run(reindex_search(settings)))
-    if args.graph or not args.search:
+    if args.vectors:
+        _out(asyncio.run(reindex_vectors(settings)))
+    if args.graph or not (args.search or args.vectors):
         _out(asyncio.run(reindex_graph(settings)))
     return 0
 

@@ -13,7 +13,13 @@ from tqdm import tqdm
 
 from coachgraph import seed
 from coachgraph.config import Settings
-from coachgraph.runtime import graph_store, open_database, projector_for, search_index
+from coachgraph.runtime import (
+    collab_vectors,
+    graph_store,
+    open_database,
+    projector_for,
+    search_index,
+)
 from coachgraph.stores import bulk
 from coachgraph.stores.db import Database
 
@@ -68,6 +74,28 @@ async def reindex_search(settings: Settings) -> str:
     return (
         f"coachgraph: search rebuilt in {search.name}: {count} documents in {elapsed:.1f} s "
         f"({count / max(elapsed, 1e-9):,.0f}/s)"
+    )
+
+
+async def reindex_vectors(settings: Settings) -> str:
+    """Rebuild the learned collaborative vectors from Postgres (graph/collab.py), resuming one
+    that was cut off, while a running API keeps applying its events to them."""
+    from coachgraph.stores import graph_source
+
+    async with open_database(settings, min_size=1, max_size=2) as db:
+        vectors = collab_vectors(settings, db)
+        started = time.perf_counter()
+        count = await vectors.rebuild()
+        elapsed = time.perf_counter() - started
+        # a running API's projector goes on from where the rebuild began (replaying is
+        # harmless), whatever it had applied meanwhile
+        await graph_source.save_offsets(
+            db.pool, names=[vectors.offset_name], position=vectors.rebuilt_from
+        )
+        rows, size = await vectors.size()
+    return (
+        f"coachgraph: collaborative vectors rebuilt: {count} athletes in {elapsed:.1f} s; "
+        f"{rows} vectors, {size / 2**20:.1f} MiB"
     )
 
 

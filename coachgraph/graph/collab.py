@@ -120,6 +120,8 @@ class CollabVectors:
         self.chunk = chunk
         self.half_life_days = half_life_days
         self.batch = batch  # outbox events per read when a rebuild catches up
+        # where the last rebuild began: an offset from which replaying is harmless
+        self.rebuilt_from = graph_source.START
 
     async def apply(self, dirty: Dirty) -> None:
         """Move the vectors of the athletes named, and of the coaches and programs they
@@ -192,15 +194,24 @@ class CollabVectors:
                 after = ids[-1]
                 await collab.save_rebuild(conn, name, after=after, dims=dims, position=position)
             count += len(found)
+        await self.catch_up(position)
+        self.rebuilt_from = position
+        async with self.db.pool.acquire() as conn:
+            await collab.end_rebuild(conn, name)
+        log.info("collab vectors: %d athletes in %.1f s", count, time.perf_counter() - started)
+        return count
+
+    async def catch_up(self, position: graph_source.Position) -> None:
+        """Apply every settled outbox event after `position`."""
         while events := await graph_source.events_after(
             self.db.pool, position=position, limit=self.batch
         ):
             await self.apply(affected(events)[0])
             position = events[-1].position
-        async with self.db.pool.acquire() as conn:
-            await collab.end_rebuild(conn, name)
-        log.info("collab vectors: %d athletes in %.1f s", count, time.perf_counter() - started)
-        return count
+
+    async def size(self) -> tuple[int, int]:
+        """Rows and bytes of the vectors and their links in PostgreSQL."""
+        return await collab.size(self.db.pool)
 
     async def similarity(self, athlete_id: int, coach_ids: list[int]) -> dict[int, float]:
         return await learned_scores(self.db.pool, athlete_id, coach_ids)

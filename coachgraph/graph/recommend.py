@@ -43,7 +43,7 @@ class Weights:
 # content only (the ranking before issue 17) and the blend in use; the blend's weights are the
 # best on a validation split of the latent-preference generator (benchmarks/match_learned.py)
 CONTENT = Weights(cover=0.5, fit=0.1, similar=0.3, city=0.1, learned=0.0)
-WEIGHTS = Weights(cover=0.5, fit=0.1, similar=0.3, city=0.1, learned=0.6)
+WEIGHTS = Weights(cover=0.5, fit=0.1, similar=0.0, city=0.1, learned=0.6)
 W_COVER, W_FIT, W_SIMILAR, W_CITY = CONTENT.cover, CONTENT.fit, CONTENT.similar, CONTENT.city
 CITY_PRESCORE = 3  # both graph backends: the Neo4j one passes it to its Cypher
 
