@@ -399,7 +399,7 @@ async def main(args: argparse.Namespace) -> None:
         # the blend's weight, chosen on another world
         tw, tcases, tvisible, _ = await world_cases(db, args, args.tune_seed, measure=False)
         grid = []
-        for learned_w in (0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.5, 2.0):
+        for learned_w in (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0):
             for similar_w in (0.0, 0.3):
                 weights = replace(recommend.CONTENT, learned=learned_w, similar=similar_w)
                 hit, mrr = scored(tcases, tw, tvisible, weights, args)["blended"]

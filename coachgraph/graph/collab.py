@@ -54,6 +54,7 @@ EPOCH = 1_577_836_800.0  # 2020-01-01 UTC: recency weights count from here
 _KINDS = {"skill": 1, "program": 2, "coach": 3}
 GOAL_FEATURE = 1.0
 COACH_FEATURE = 1.0
+RESIDUE = 1e-4  # a summed vector this short is rounding, not signal
 OWN = 1.0  # read time: weight of the athlete's programs' and coaches' vectors in its query
 LED = 1.0  # read time: weight of a coach's programs' vectors beside its own
 
@@ -162,7 +163,10 @@ class CollabVectors:
             conn,
             {a: None if v is None else (v[0].tolist(), v[1], v[2]) for a, v in new.items()},
         )
-        await collab.add(conn, {k: d.tolist() for k, d in deltas.items() if np.any(d)})
+        # an athlete whose only feature is the target adds nothing to it (the rounding of
+        # c - R/|x| is no vector)
+        moved = {k: d for k, d in deltas.items() if float(np.linalg.norm(d)) > RESIDUE}
+        await collab.add(conn, {k: d.tolist() for k, d in moved.items()})
 
     async def rebuild(self) -> int:
         """Every athlete's vector from scratch, in chunks; resumes a rebuild that was cut off
@@ -245,7 +249,10 @@ def learned_similarity(m: MatchVectors, *, own: float = OWN, led: float = LED) -
         return {}
     found = {}
     for coach, vec in m.candidates.items():
-        target = _unit(np.asarray(vec, dtype=np.float64))
+        raw = np.asarray(vec, dtype=np.float64)
+        if float(np.linalg.norm(raw)) <= RESIDUE:  # what is left when every athlete left
+            continue
+        target = _unit(raw)
         programs = m.led.get(coach)
         if programs:
             mean = sum(_unit(np.asarray(p, dtype=np.float64)) for p in programs) / len(programs)

@@ -7,7 +7,7 @@ Coach for an athlete, a weighted sum (`WEIGHTS`; measured in benchmarks/match_le
                    goals, each shared goal weighted 1 / log(1 + how many in the subgraph want it)
   same city
   learned        - the collaborative vectors' cosine (graph/collab.py), read from PostgreSQL by
-                   the caller and passed in; scaled, like similar athletes, to the best candidate
+                   the caller and passed in (negative counts as none)
 Hard constraints (same sport, capacity left, not already its coach) are applied by the
 backends before scoring, and so is the cut to the best `limit` candidates, by a pre-score:
 the levels a coach teaches in the athlete's targets, plus `CITY_PRESCORE` in the same city.
@@ -43,7 +43,7 @@ class Weights:
 # content only (the ranking before issue 17) and the blend in use; the blend's weights are the
 # best on a validation split of the latent-preference generator (benchmarks/match_learned.py)
 CONTENT = Weights(cover=0.5, fit=0.1, similar=0.3, city=0.1, learned=0.0)
-WEIGHTS = Weights(cover=0.5, fit=0.1, similar=0.0, city=0.1, learned=0.6)
+WEIGHTS = Weights(cover=0.5, fit=0.1, similar=0.0, city=0.1, learned=1.0)
 W_COVER, W_FIT, W_SIMILAR, W_CITY = CONTENT.cover, CONTENT.fit, CONTENT.similar, CONTENT.city
 CITY_PRESCORE = 3  # both graph backends: the Neo4j one passes it to its Cypher
 
@@ -242,7 +242,7 @@ def _top(
     returned. Negative learned similarities count as none."""
     top = max((s[3] for s in signals), default=0.0) or 1.0
     best = max((learned.get(s[0], 0.0) for s in signals), default=0.0)
-    scale = 1.0 / best if best > 0 else 0.0
+    chosen = CHOSEN_SHARE * best if best > 0 and w.learned > 0 else math.inf
     scored = [
         (
             round(
@@ -250,7 +250,7 @@ def _top(
                 + w.fit * fit
                 + w.similar * sim / top
                 + w.city * city
-                + w.learned * max(0.0, learned.get(i, 0.0)) * scale,
+                + w.learned * max(0.0, learned.get(i, 0.0)),
                 6,
             ),
             i,
@@ -261,11 +261,7 @@ def _top(
     ]
     scored.sort(key=lambda s: (-s[0], s[1]))
     return [
-        Match(
-            i,
-            score,
-            reasons(extra, city > 0, w.learned > 0 and learned.get(i, 0.0) * scale >= CHOSEN_SHARE),
-        )
+        Match(i, score, reasons(extra, city > 0, learned.get(i, 0.0) >= chosen))
         for score, i, city, extra in scored[:first]
     ]
 
