@@ -22,6 +22,7 @@ held-out pair the rankings are asked for the athlete's top 10:
   content (generator's weights) - 1.0 * coverage + 0.5 * same city over every coach with room
   learned only     - the vectors' cosine alone, over the graph's candidates
   blended          - rank_coaches with the learned term, the weights chosen on `--tune-seed`
+  blended (weights in use) - rank_coaches as matchCoaches calls it (recommend.WEIGHTS)
   oracle           - the generator's utility without its noise, knowing the preference
 The blend's learned weight is chosen on a second world drawn with `--tune-seed` (its own
 held-out pairs), then reported on the world of `--seed`.
@@ -280,6 +281,7 @@ RANKINGS = (
     "content (generator's weights)",
     "learned only",
     "blended",
+    "blended (weights in use)",
     "oracle (preference inferred from goals)",
     "oracle",
 )
@@ -307,6 +309,9 @@ def scored(
             "learned only": sorted(case.learned, key=lambda c: (-case.learned[c], c))[:10],
             "blended": [
                 m.id for m in recommend.rank_coaches(case.found, 10, case.learned, weights)
+            ],
+            "blended (weights in use)": [
+                m.id for m in recommend.rank_coaches(case.found, 10, case.learned)
             ],
             "oracle (preference inferred from goals)": sorted(
                 case.room, key=lambda c: (-inferred(w, args, a, c), c)
@@ -444,7 +449,8 @@ async def main(args: argparse.Namespace) -> None:
         content = results["content (today)"][0]
         print(
             f"blended / content (today): {results['blended'][0] / max(content, 1e-9):.2f}x; "
-            f"blended / oracle: {results['blended'][0] / max(results['oracle'][0], 1e-9):.2f}x"
+            f"blended / oracle: {results['blended'][0] / max(results['oracle'][0], 1e-9):.2f}x; "
+            f"in use / content: {results['blended (weights in use)'][0] / max(content, 1e-9):.2f}x"
         )
         print(
             f"vectors: {stats['rows']:,} rows, {stats['bytes'] / 2**20:.1f} MiB in PostgreSQL "
