@@ -81,6 +81,11 @@ def _parser() -> argparse.ArgumentParser:
     reindex.add_argument(
         "--leaderboards", action="store_true", help="the Redis leaderboards (REDIS_URL)"
     )
+    reindex.add_argument(
+        "--vectors",
+        action="store_true",
+        help="the learned collaborative vectors (resumes a rebuild that was cut off)",
+    )
     reindex.set_defaults(run=_reindex)
 
     schema = sub.add_parser("schema", help="print the GraphQL SDL")
@@ -241,13 +246,20 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _reindex(settings: Settings, args: argparse.Namespace) -> int:
-    from coachgraph.services import reindex_graph, reindex_leaderboards, reindex_search
+    from coachgraph.services import (
+        reindex_graph,
+        reindex_leaderboards,
+        reindex_search,
+        reindex_vectors,
+    )
 
     if args.search:
         _out(asyncio.run(reindex_search(settings)))
-    if args.graph or not (args.search or args.leaderboards):
+    if args.vectors:
+        _out(asyncio.run(reindex_vectors(settings)))
+    if args.graph or not (args.search or args.leaderboards or args.vectors):
         _out(asyncio.run(reindex_graph(settings)))
-    if args.leaderboards or not (args.search or args.graph):
+    if args.leaderboards or not (args.search or args.graph or args.vectors):
         _out(asyncio.run(reindex_leaderboards(settings)))
     return 0
 

@@ -47,6 +47,13 @@ class Limits:
     rate_limit_burst: int = 600
     max_matches: int = 50
     match_candidates: int = 30
+    # the learned collaborative signal (coachgraph.graph.collab): vector size, the candidates it
+    # adds to the graph's, athletes per statement of a full rebuild, and the half-life of an
+    # assignment's or enrollment's weight
+    collab_dims: int = 128
+    collab_candidates: int = 30  # coaches nearest by vector, added to the graph's candidates
+    collab_rebuild_chunk: int = 2_000
+    collab_half_life_days: int = 365
     projector_batch: int = 500
     # media: bytes per kind, URL lifetimes, and how long an unfinished upload may linger
     # (decimal units: 2 GB fits GraphQL's 32-bit Int, which sizeBytes is in API.md)
@@ -191,6 +198,10 @@ class Settings:
     graphiql: bool = True
     # operations run through compiled plans (coachgraph.engine); off: graphql-core for all
     compiled_execution: bool = True
+    # matchCoaches blends in the learned collaborative signal (graph/collab.py; the vectors
+    # are kept whichever way): off until it also wins on the seed generator's benchmark and
+    # meets the latency target (BENCHMARKS.md, "Recommendations (issue 17)")
+    learned_matching: bool = False
     # log lines as text, or one JSON object per line with the request id (COACHGRAPH_LOG_FORMAT)
     log_format: str = "text"
     # OpenTelemetry traces (the [otel] extra; exporter from the OTEL_* variables): off by default
@@ -235,6 +246,7 @@ class Settings:
             trusted_proxies=_networks(env, "COACHGRAPH_TRUSTED_PROXIES"),
             graphiql=_bool(env, "COACHGRAPH_GRAPHIQL", True),
             compiled_execution=_bool(env, "COACHGRAPH_COMPILED_EXECUTION", True),
+            learned_matching=_bool(env, "COACHGRAPH_LEARNED_MATCHING", False),
             log_format=_choice(env, "COACHGRAPH_LOG_FORMAT", ("text", "json")),
             tracing=_bool(env, "COACHGRAPH_TRACING", False),
             projector_poll_seconds=_int(env, "COACHGRAPH_PROJECTOR_POLL_MS", 1000, minimum=10)

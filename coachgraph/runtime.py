@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from coachgraph.config import Settings
+from coachgraph.graph.collab import CollabVectors
 from coachgraph.graph.memory import MemoryGraph
 from coachgraph.graph.model import GraphStore
 from coachgraph.graph.neo4j import Neo4jGraph
@@ -129,6 +130,18 @@ def search_index(settings: Settings, db: Database) -> SearchIndex:
         facet_cache_size=limits.search_facet_cache_size,
         rebuild_batch=limits.search_rebuild_batch,
         timeout=limits.store_timeout_ms / 1000,
+    )
+
+
+def collab_vectors(settings: Settings, db: Database) -> CollabVectors:
+    """The learned collaborative vectors, in PostgreSQL whichever graph backend runs."""
+    limits = settings.limits
+    return CollabVectors(
+        db,
+        dims=limits.collab_dims,
+        chunk=limits.collab_rebuild_chunk,
+        half_life_days=limits.collab_half_life_days,
+        batch=limits.projector_batch,
     )
 
 
@@ -279,7 +292,10 @@ async def open_resources(
         await broker.start()
         stack.push_async_callback(broker.close)
         announce = announcer(broker, max_ids=settings.limits.graph_change_max_ids)
-        projector = projector_for(settings, db, graph, sinks=[search], listeners=[announce])
+        vectors = collab_vectors(settings, db)
+        projector = projector_for(
+            settings, db, graph, sinks=[search, vectors], listeners=[announce]
+        )
         stack.push_async_callback(projector.stop)
         await projector.prepare()
         await projector.catch_up()

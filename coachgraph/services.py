@@ -15,6 +15,7 @@ from tqdm import tqdm
 from coachgraph import seed
 from coachgraph.config import Settings
 from coachgraph.runtime import (
+    collab_vectors,
     graph_store,
     leaderboards_for,
     open_database,
@@ -98,6 +99,28 @@ async def reindex_leaderboards(settings: Settings) -> str:
         finally:
             await boards.close()
     return f"coachgraph: leaderboards rebuilt in {boards.name}: {places} places"
+
+
+async def reindex_vectors(settings: Settings) -> str:
+    """Rebuild the learned collaborative vectors from Postgres (graph/collab.py), resuming one
+    that was cut off, while a running API keeps applying its events to them."""
+    from coachgraph.stores import graph_source
+
+    async with open_database(settings, min_size=1, max_size=2) as db:
+        vectors = collab_vectors(settings, db)
+        started = time.perf_counter()
+        count = await vectors.rebuild()
+        elapsed = time.perf_counter() - started
+        # a running API's projector goes on from where the rebuild began (replaying is
+        # harmless), whatever it had applied meanwhile
+        await graph_source.save_offsets(
+            db.pool, names=[vectors.offset_name], position=vectors.rebuilt_from
+        )
+        rows, size = await vectors.size()
+    return (
+        f"coachgraph: collaborative vectors rebuilt: {count} athletes in {elapsed:.1f} s; "
+        f"{rows} vectors, {size / 2**20:.1f} MiB"
+    )
 
 
 async def reindex_graph(settings: Settings) -> str:

@@ -6,6 +6,7 @@ import os
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +67,8 @@ def compiled_matches_graphql_core() -> Iterator[None]:
 
 
 TABLES = (
-    "outbox, search_documents, search_words, metric_samples, media, training_sessions, enrollments, coach_athletes, "
+    "outbox, collab_vectors, collab_links, collab_rebuild, "
+    "search_documents, search_words, metric_samples, media, training_sessions, enrollments, coach_athletes, "
     "program_skills, programs, athlete_goals, athlete_skills, coach_skills, "
     "skill_prerequisites, skills, athletes, coaches"
 )
@@ -103,6 +105,19 @@ async def app_resources(settings: Settings) -> AsyncIterator[tuple[Any, Resource
     async with LifespanManager(app) as manager:
         resources: Resources = manager._state["resources"]
         yield manager.app, resources
+
+
+@pytest.fixture
+def learned_matching(app_resources: tuple[Any, Resources]) -> Iterator[None]:
+    """The app's matchCoaches with the learned signal on (COACHGRAPH_LEARNED_MATCHING) for
+    one test: the projector keeps the vectors either way, the setting is read per request."""
+    resources = app_resources[1]
+    before = resources.settings
+    resources.settings = replace(before, learned_matching=True)
+    try:
+        yield
+    finally:
+        resources.settings = before
 
 
 @pytest.fixture

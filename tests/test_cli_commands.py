@@ -263,3 +263,43 @@ async def test_serve_demo_seeds_prints_tokens_and_stops_cleanly(tmp_root: Path) 
     output, _, answers = await serve_demo(data, signal.SIGTERM)
     assert "seeding" not in output
     check_answers(answers, output)
+
+
+# ---------------------------------------------------------------- reindex --vectors
+
+
+async def test_reindex_vectors_rebuilds_them_and_resumes_a_cut_off_rebuild(
+    db: Database, factory: Factory, pg_dsn: str, tmp_path: Path
+) -> None:
+    goal = await factory.skill()
+    coach = await factory.coach()
+    athletes = [await factory.athlete() for _ in range(3)]
+    for athlete in athletes:
+        async with db.transaction() as conn:
+            await athlete_store.set_goals(conn, athlete_id=athlete.id, skill_ids=[goal.id])
+        await factory.assign(coach.id, athlete.id)
+    # a rebuild cut off after the first athlete, begun after every event so far: it wrote
+    # nothing (the first athlete's vector is missing, as if that chunk had been lost)
+    began = await graph_source.horizon(db.pool)
+    await db.pool.execute(
+        "INSERT INTO collab_rebuild (name, after_id, dims, last_txid, last_id) "
+        "VALUES ('collab', $1, 128, $2::text::xid8, $3)",
+        athletes[0].id,
+        str(began.txid),
+        began.id,
+    )
+    env = cli_env(tmp_path, DATABASE_URL=pg_dsn, COACHGRAPH_JWT_SECRET=SECRET)
+    code, out, err = await cli("reindex", "--vectors", env=env)
+    assert code == 0, err
+    assert "collaborative vectors rebuilt: 2 athletes" in out, out  # resumed after the first
+    kinds = await postgres_rows(db, "SELECT id FROM collab_vectors WHERE kind = 'athlete'")
+    assert kinds == {(a.id,) for a in athletes[1:]}  # resumed: the first was not done again
+    assert await postgres_rows(db, "SELECT id FROM collab_vectors WHERE kind = 'coach'") == {
+        (coach.id,)
+    }
+    assert await db.pool.fetchval("SELECT count(*) FROM collab_rebuild") == 0
+
+    code, out, err = await cli("reindex", "--vectors", env=env)  # from scratch this time
+    assert code == 0, err
+    assert "collaborative vectors rebuilt: 3 athletes" in out, out
+    assert await graph_source.load_offset(db.pool, name="collab") is not None

@@ -8,7 +8,7 @@ so the per-relation graphs stay compact, and equal edge attributes share one dic
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import networkx as nx
@@ -198,7 +198,7 @@ class MemoryGraph:
         )
 
     async def coach_neighbourhood(
-        self, athlete_id: int, *, limit: int
+        self, athlete_id: int, *, limit: int, include: Sequence[int] = ()
     ) -> CoachNeighbourhood | None:
         profile = self._profile(athlete_id)
         if profile is None:
@@ -227,11 +227,21 @@ class MemoryGraph:
                 ):
                     bonus = 0 if cid in hits else city_prescore(city, info.city)
                     hits[cid] = hits.get(cid, 0) + data["level"] + bonus
+        chosen = set(_best(hits, limit))
+        for cid in include:
+            info = coaches.get(cid)
+            if (
+                info is not None
+                and info.active < info.capacity
+                and sport in info.sports
+                and cid not in current
+            ):
+                chosen.add(cid)
         # hot loop (per candidate, per athlete it coaches): plain dict access, ids by shift
         teach_succ, coach_succ, want_succ = teaches._succ, coaches_rel._succ, wants._succ
         target_keys = {key(SKILL, t) for t in targets}
         candidates = []
-        for cid in sorted(_best(hits, limit)):
+        for cid in sorted(chosen):
             node = key(COACH, cid)
             taught = {
                 s >> 3: d["level"]

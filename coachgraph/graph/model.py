@@ -7,6 +7,7 @@ Same neighbourhood in, same ranking out, whichever backend supplied it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -166,9 +167,11 @@ class GraphStore(Protocol):
         """Make the given records' nodes and owned edges equal their state (idempotent)."""
 
     async def coach_neighbourhood(
-        self, athlete_id: int, *, limit: int
+        self, athlete_id: int, *, limit: int, include: Sequence[int] = ()
     ) -> CoachNeighbourhood | None:
-        """The athlete and up to `limit` candidate coaches (same sport, accepting, not its own)."""
+        """The athlete and up to `limit` candidate coaches (same sport, accepting, not its own),
+        plus those of `include` that meet the same constraints (the learned signal's nearest,
+        which the pre-score may have cut)."""
 
     async def roster_neighbourhood(
         self, coach_id: int, *, limit: int

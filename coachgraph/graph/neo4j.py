@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from neo4j import AsyncDriver, AsyncGraphDatabase
@@ -70,6 +71,11 @@ WITH a, skills, goals, current, programs, targets, c,
      sum(tt0.level) + CASE WHEN a.city IS NOT NULL AND c.city = a.city THEN $city_prescore ELSE 0 END AS hits
 ORDER BY hits DESC, c.id
 WITH a, skills, goals, current, programs, targets, collect(c)[0..$limit] AS cands
+OPTIONAL MATCH (x:Coach)
+WHERE x.id IN $include AND a.sport IN x.sports AND x.active < x.capacity AND NOT x.id IN current
+WITH a, skills, goals, current, programs, targets, cands, collect(x) AS extra
+WITH a, skills, goals, current, programs, targets,
+     cands + [y IN extra WHERE NOT y.id IN [z IN cands | z.id]] AS cands
 UNWIND (CASE WHEN size(cands) = 0 THEN [null] ELSE cands END) AS c
 OPTIONAL MATCH (c)-[tt:TEACHES]->(ts:Skill)
 WITH a, skills, goals, current, programs, targets, c, collect([ts.id, tt.level]) AS taught
@@ -393,9 +399,15 @@ class Neo4jGraph:
         )
 
     async def coach_neighbourhood(
-        self, athlete_id: int, *, limit: int
+        self, athlete_id: int, *, limit: int, include: Sequence[int] = ()
     ) -> CoachNeighbourhood | None:
-        rows = await self._run(_COACHES, id=athlete_id, limit=limit, city_prescore=CITY_PRESCORE)
+        rows = await self._run(
+            _COACHES,
+            id=athlete_id,
+            limit=limit,
+            city_prescore=CITY_PRESCORE,
+            include=sorted(set(include)),
+        )
         if not rows:
             return None
         profile = self._profile(athlete_id, rows[0])

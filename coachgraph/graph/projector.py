@@ -71,6 +71,9 @@ def affected(events: list[Event]) -> tuple[Dirty, bool]:
             coach = e.payload.get("coach_id")
             if coach is not None:  # assignments change the coach's load; programs its LEADS
                 dirty["coach"].add(int(coach))
+        elif e.event == "session.completed" and e.payload.get("athlete_id") is not None:
+            # a completed session weighs the athlete's choice of coach (graph/collab.py)
+            dirty["athlete"].add(int(e.payload["athlete_id"]))
     return dirty, rebuild
 
 

@@ -1,11 +1,14 @@
 """Scoring: neighbourhood in, a small networkx subgraph, ranked matches with reasons out.
 
-Coach for an athlete, score in [0, 1]:
-  0.50 goal coverage  - the athlete's goals the coach teaches, weighted by the coach's level
-  0.10 level fit      - the coach teaches those skills at or above the athlete's level
-  0.30 similar athletes - Adamic-Adar over the subgraph: the coach's athletes who want the same
-                        goals, each shared goal weighted 1 / log(1 + how many in the subgraph want it)
-  0.10 same city
+Coach for an athlete, a weighted sum (`CONTENT`, or the learned blend `WEIGHTS` measured in
+benchmarks/match_learned.py):
+  goal coverage  - the athlete's goals the coach teaches, weighted by the coach's level
+  level fit      - the coach teaches those skills at or above the athlete's level
+  similar athletes - Adamic-Adar over the subgraph: the coach's athletes who want the same
+                   goals, each shared goal weighted 1 / log(1 + how many in the subgraph want it)
+  same city
+  learned        - the collaborative vectors' cosine (graph/collab.py), read from PostgreSQL by
+                   the caller and passed in (negative counts as none)
 Hard constraints (same sport, capacity left, not already its coach) are applied by the
 backends before scoring, and so is the cut to the best `limit` candidates, by a pre-score:
 the levels a coach teaches in the athlete's targets, plus `CITY_PRESCORE` in the same city.
@@ -15,7 +18,7 @@ Equal scores break ties by id, so rankings are deterministic.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -28,7 +31,22 @@ from coachgraph.graph.model import (
     RosterNeighbourhood,
 )
 
-W_COVER, W_FIT, W_SIMILAR, W_CITY = 0.5, 0.1, 0.3, 0.1
+
+@dataclass(frozen=True, slots=True)
+class Weights:
+    cover: float
+    fit: float
+    similar: float
+    city: float
+    learned: float
+
+
+# content only (the ranking before issue 17, and matchCoaches' unless
+# COACHGRAPH_LEARNED_MATCHING is on) and the learned blend; the blend's weights are the best
+# on a validation split of the latent-preference generator (benchmarks/match_learned.py)
+CONTENT = Weights(cover=0.5, fit=0.1, similar=0.3, city=0.1, learned=0.0)
+WEIGHTS = Weights(cover=0.5, fit=0.1, similar=0.0, city=0.1, learned=1.0)
+W_COVER, W_FIT, W_SIMILAR, W_CITY = CONTENT.cover, CONTENT.fit, CONTENT.similar, CONTENT.city
 CITY_PRESCORE = 3  # both graph backends: the Neo4j one passes it to its Cypher
 
 T = TypeVar("T")
@@ -85,14 +103,22 @@ def _adamic_adar(weights: dict[int, float], pairs: Iterable[tuple[int, int]]) ->
     return total, len(athletes)
 
 
-def _summary(covered: int, of: int, similar: int, city: str | None, what: str) -> str:
+def _summary(
+    covered: int, of: int, similar: int, city: str | None, what: str, *, chosen: bool = False
+) -> str:
     parts = [
         f"{what} {covered} of {of} goal{'s' if of != 1 else ''}"
         if of
         else f"{what} skills you practise"
     ]
-    if similar:
+    if similar and chosen:
+        parts.append(
+            f"chosen by {similar} athlete{'s' if similar != 1 else ''} with goals like yours"
+        )
+    elif similar:
         parts.append(f"{similar} similar athlete{'s' if similar != 1 else ''}")
+    elif chosen:
+        parts.append("chosen by athletes whose coaches and programs are like yours")
     if city:
         parts.append(f"same city ({city})")
     return "; ".join(parts)
@@ -121,8 +147,14 @@ def _subgraph(edges: Iterable[tuple[object, object, dict[str, object]]]) -> nx.D
     return graph
 
 
-def rank_coaches(n: CoachNeighbourhood, first: int) -> list[Match]:
-    """The best coaches for the athlete, with reasons."""
+def rank_coaches(
+    n: CoachNeighbourhood,
+    first: int,
+    learned: Mapping[int, float] | None = None,
+    weights: Weights = CONTENT,
+) -> list[Match]:
+    """The best coaches for the athlete, with reasons; `learned`: each candidate's
+    collaborative similarity (graph/collab.py), absent for none."""
     athlete = n.athlete
     targets = athlete.targets
     target_set = set(targets)
@@ -139,7 +171,7 @@ def rank_coaches(n: CoachNeighbourhood, first: int) -> list[Match]:
             edges.append((coach, _athlete(other), _COACHES))
             edges.append((_athlete(other), _skill(goal), _WANTS))
     graph = _subgraph(edges)
-    weights = _goal_weights(graph, targets)
+    goal_weights = _goal_weights(graph, targets)
     succ = graph._succ
     level = max(1, athlete.info.level)
 
@@ -156,7 +188,7 @@ def rank_coaches(n: CoachNeighbourhood, first: int) -> list[Match]:
         covered = [t for t in targets if t in taught]
         coverage = sum(taught[t] for t in covered) / (5.0 * len(targets)) if targets else 0.0
         fit = sum(min(1.0, taught[t] / level) for t in covered) / len(covered) if covered else 0.0
-        similar, similar_count = _adamic_adar(weights, similar_pairs)
+        similar, similar_count = _adamic_adar(goal_weights, similar_pairs)
         same_city = athlete.info.city is not None and athlete.info.city == cand.info.city
         signals.append(
             (
@@ -171,7 +203,7 @@ def rank_coaches(n: CoachNeighbourhood, first: int) -> list[Match]:
 
     teaches = {cand.info.id: cand.teaches for cand in n.candidates}
 
-    def reasons(extra: tuple[int, list[int], int], same_city: bool) -> Reasons:
+    def reasons(extra: tuple[int, list[int], int], same_city: bool, chosen: bool) -> Reasons:
         coach_id, covered, similar_count = extra
         taught = teaches[coach_id]
         goals_covered = tuple(sorted(set(athlete.goals) & set(covered)))
@@ -185,10 +217,11 @@ def rank_coaches(n: CoachNeighbourhood, first: int) -> list[Match]:
                 similar_count,
                 athlete.info.city if same_city else None,
                 "Teaches",
+                chosen=chosen,
             ),
         )
 
-    return _top(signals, first, reasons)
+    return _top(signals, first, reasons, learned or {}, weights)
 
 
 # (id, goal coverage, level fit, similar athletes, same city or own coach, what the reasons
@@ -196,15 +229,32 @@ def rank_coaches(n: CoachNeighbourhood, first: int) -> list[Match]:
 Signals = tuple[int, float, float, float, float, T]
 
 
+# a learned similarity at least this share of the best candidate's is a reason given
+CHOSEN_SHARE = 0.5
+
+
 def _top(
-    signals: list[Signals[T]], first: int, reasons: Callable[[T, bool], Reasons]
+    signals: list[Signals[T]],
+    first: int,
+    reasons: Callable[[T, bool, bool], Reasons],
+    learned: Mapping[int, float],
+    w: Weights,
 ) -> list[Match]:
     """The weighted sum, best first (ties by id); reasons are written only for the matches
-    returned."""
+    returned. Negative learned similarities count as none."""
     top = max((s[3] for s in signals), default=0.0) or 1.0
+    best = max((learned.get(s[0], 0.0) for s in signals), default=0.0)
+    chosen = CHOSEN_SHARE * best if best > 0 and w.learned > 0 else math.inf
     scored = [
         (
-            round(W_COVER * cov + W_FIT * fit + W_SIMILAR * sim / top + W_CITY * city, 6),
+            round(
+                w.cover * cov
+                + w.fit * fit
+                + w.similar * sim / top
+                + w.city * city
+                + w.learned * max(0.0, learned.get(i, 0.0)),
+                6,
+            ),
             i,
             city,
             extra,
@@ -212,10 +262,13 @@ def _top(
         for i, cov, fit, sim, city, extra in signals
     ]
     scored.sort(key=lambda s: (-s[0], s[1]))
-    return [Match(i, score, reasons(extra, city > 0)) for score, i, city, extra in scored[:first]]
+    return [
+        Match(i, score, reasons(extra, city > 0, learned.get(i, 0.0) >= chosen))
+        for score, i, city, extra in scored[:first]
+    ]
 
 
-def _written(reasons: Reasons, _: bool) -> Reasons:
+def _written(reasons: Reasons, _: bool, __: bool) -> Reasons:
     return reasons
 
 
@@ -267,11 +320,17 @@ def rank_athletes(n: RosterNeighbourhood, first: int) -> list[Match]:
             ),
         )
         raw.append((cand.info.id, coverage, fit, similar, 1.0 if same_city else 0.0, reasons))
-    return _top(raw, first, _written)
+    return _top(raw, first, _written, {}, CONTENT)
 
 
-def rank_programs(n: ProgramNeighbourhood, first: int) -> list[Match]:
-    """Programs that develop the athlete's goals at a level it can follow."""
+def rank_programs(
+    n: ProgramNeighbourhood,
+    first: int,
+    learned: Mapping[int, float] | None = None,
+    weights: Weights = CONTENT,
+) -> list[Match]:
+    """Programs that develop the athlete's goals at a level it can follow; given the nearest
+    options instead (above its level, few of its goals), each says how it falls short."""
     athlete = n.athlete
     targets = athlete.targets
     graph = nx.DiGraph()
@@ -282,7 +341,7 @@ def rank_programs(n: ProgramNeighbourhood, first: int) -> list[Match]:
             graph.add_edge(_athlete(other), program, rel="ENROLLED_IN")
             graph.add_edge(_athlete(other), _skill(goal), rel="WANTS")
     own_coaches = set(athlete.coaches)
-    weights = _goal_weights(graph, targets)
+    goal_weights = _goal_weights(graph, targets)
 
     raw: list[Signals[Reasons]] = []
     for cand in n.candidates:
@@ -298,8 +357,13 @@ def rank_programs(n: ProgramNeighbourhood, first: int) -> list[Match]:
             for goal in graph.succ[other]
             if goal[0] == "skill"
         ]
-        similar, similar_count = _adamic_adar(weights, pairs)
+        similar, similar_count = _adamic_adar(goal_weights, pairs)
         mine = cand.info.coach_id in own_coaches
+        short = ""
+        if gap > 1:
+            short = f"; above your level ({cand.info.level}, yours {athlete.info.level})"
+        if targets and not covered:
+            short += "; none of your goals"
         reasons = Reasons(
             shared_skills=tuple(sorted(set(athlete.skills) & develops)),
             goals_covered=tuple(sorted(set(athlete.goals) & set(covered))),
@@ -311,10 +375,11 @@ def rank_programs(n: ProgramNeighbourhood, first: int) -> list[Match]:
                 None,
                 "Develops",
             )
+            + short
             + ("; led by your coach" if mine else ""),
         )
         raw.append((cand.info.id, coverage, fit, similar, 1.0 if mine else 0.0, reasons))
-    return _top(raw, first, _written)
+    return _top(raw, first, _written, learned or {}, weights)
 
 
 def skill_path(n: PathNeighbourhood, *, max_programs: int) -> tuple[list[int], list[int]]:

@@ -428,6 +428,11 @@ def concerns(change: GraphChange, athlete_id: int, candidates: frozenset[int]) -
     * skills and programs: nothing of theirs is read (prerequisites, DEVELOPS, LEADS and
       enrolments are not in the neighbourhood); a removed record is announced as everything.
     A resync, an overflow, a rebuild or an over-long batch concern everybody.
+    The learned similarity (graph/collab.py) is not covered whole: a candidate's vector moves
+    with its athletes (covered above), but also with the enrollments in the programs it leads
+    and, for the nearest-coach candidates, with any coach's vector; those moves wait for the
+    next batch that concerns the subscriber (an approximation, not a wrong answer: the list is
+    re-ranked from current vectors then).
     """
     if change.everything or change.coaches or athlete_id in change.athletes:
         return True

@@ -7,10 +7,13 @@ from typing import Protocol, TypeVar
 
 from coachgraph.errors import NotFound
 from coachgraph.graph import recommend
+from coachgraph.graph.collab import learned_candidates, learned_scores
+from coachgraph.graph.model import ProgramCandidate, ProgramInfo, ProgramNeighbourhood
 from coachgraph.graph.recommend import Match
 from coachgraph.resolvers import queries, validate
 from coachgraph.resolvers.context import Context
 from coachgraph.resolvers.policy import can_match_athletes, can_match_coaches, require
+from coachgraph.stores import collab
 
 N = TypeVar("N")
 N_co = TypeVar("N_co", covariant=True)
@@ -68,12 +71,29 @@ async def match_coaches_among(
     """match_coaches, and the ids of every candidate the ranking weighed, not only the `first`
     it returns (live matches decide from them which graph changes concern the athlete)."""
     require(can_match_coaches(ctx.viewer, athlete_id), "Only the athlete or an admin may match it")
-    neighbourhood, rank = ctx.graph.coach_neighbourhood, recommend.rank_coaches
-    # in two steps: unpacking the awaited call at once, mypy solves N as `... | None`
-    matched = _matched(ctx, first, neighbourhood, rank, "Athlete", athlete_id)
-    matches, found = await matched
-    candidates = frozenset(c.info.id for c in found.candidates) if found else frozenset()
-    return matches, candidates
+    size = _first(ctx, first)
+    limits = ctx.settings.limits
+    learned_on = ctx.settings.learned_matching
+    # the learned signal (COACHGRAPH_LEARNED_MATCHING), from PostgreSQL whichever graph backend
+    # runs: its nearest coaches join the graph's candidates, then every candidate gets its
+    # similarity; off, the content ranking alone, with no statement for it
+    nearest = (
+        await learned_candidates(ctx.db.pool, athlete_id, limit=limits.collab_candidates)
+        if learned_on
+        else []
+    )
+    found = await ctx.graph.coach_neighbourhood(
+        athlete_id, limit=limits.match_candidates, include=nearest
+    )
+    if found is None:
+        await _exists(ctx, "Athlete", athlete_id)
+        return [], frozenset()
+    candidates = [c.info.id for c in found.candidates]
+    if not learned_on:
+        return recommend.rank_coaches(found, size), frozenset(candidates)
+    learned = await learned_scores(ctx.db.pool, athlete_id, candidates)
+    ranked = recommend.rank_coaches(found, size, learned, recommend.WEIGHTS)
+    return ranked, frozenset(candidates)
 
 
 async def match_athletes(ctx: Context, coach_id: int, first: int | None) -> list[Match]:
@@ -85,10 +105,20 @@ async def match_athletes(ctx: Context, coach_id: int, first: int | None) -> list
 async def recommend_programs(ctx: Context, athlete_id: int, first: int | None) -> list[Match]:
     await _full_access(ctx, athlete_id)
     size = _first(ctx, first, default=5)
-    found = await ctx.graph.program_neighbourhood(
-        athlete_id, limit=ctx.settings.limits.match_candidates
+    limit = ctx.settings.limits.match_candidates
+    found = await ctx.graph.program_neighbourhood(athlete_id, limit=limit)
+    if found is None:
+        return []
+    if found.candidates:
+        return recommend.rank_programs(found, size)
+    # nothing at its level for its goals: the nearest programs of its sport, each with what
+    # keeps it from fitting (above its level, few of its goals)
+    near = await collab.nearest_programs(ctx.db.pool, athlete_id, limit=limit)
+    options = tuple(
+        ProgramCandidate(ProgramInfo(p.id, p.sport, p.level, p.coach_id), p.skills, ())
+        for p in near
     )
-    return [] if found is None else recommend.rank_programs(found, size)
+    return recommend.rank_programs(ProgramNeighbourhood(found.athlete, options), size)
 
 
 async def skill_path(

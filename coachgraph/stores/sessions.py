@@ -141,11 +141,12 @@ async def transition(conn: Executor, *, session_id: int, to: str) -> SessionReco
         if current is None:
             raise NotFound("TrainingSession", session_id)
         raise Conflict(f"A {current} session cannot become {to}")
+    session = make_session(row)
     await outbox.append(
         conn,
         aggregate="session",
         aggregate_id=session_id,
         event=f"session.{to.lower()}",
-        payload={"status": to},
+        payload={"status": to, "athlete_id": session.athlete_id},
     )
-    return make_session(row)
+    return session

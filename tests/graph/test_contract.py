@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from coachgraph.config import Limits
 from coachgraph.graph import recommend
+from coachgraph.graph.collab import CollabVectors
 from coachgraph.graph.model import GraphStore
 from coachgraph.graph.projector import CHANNEL
 from coachgraph.stores.db import Database
@@ -84,9 +85,17 @@ async def test_similar_athletes_break_ties(
     await project(db, graph)
     found = await graph.coach_neighbourhood(athlete.id, limit=100)
     assert found is not None
-    ranked = recommend.rank_coaches(found, 10)
+    # the content ranking (matchAthletes' weights): the Adamic-Adar term
+    ranked = recommend.rank_coaches(found, 10, None, recommend.CONTENT)
     assert [m.id for m in ranked] == [popular.id, plain.id]
     assert ranked[0].reasons.similar_athletes == 1
+    # the blend in use (no Adamic-Adar weight): the learned vectors, from PostgreSQL
+    vectors = CollabVectors(db, dims=32, chunk=10, half_life_days=365)
+    await vectors.rebuild()
+    learned = await vectors.similarity(athlete.id, [c.info.id for c in found.candidates])
+    ranked = recommend.rank_coaches(found, 10, learned, recommend.WEIGHTS)
+    assert [m.id for m in ranked] == [popular.id, plain.id]
+    assert "chosen by 1 athlete with goals like yours" in ranked[0].reasons.summary
 
 
 async def test_match_athletes_only_looking_same_sport(

@@ -187,4 +187,52 @@ async def test_match_round_trips_are_flat(
         assert counter.calls == 1
         counts.append(statements)
     assert counts[0] == counts[1], counts
-    assert counts[0] <= 4  # coaches, their skills, goal skills (+ the viewer's athlete row)
+    # coaches, their skills, goal skills (+ the viewer's athlete row); with the learned signal
+    # on, two more (test_match_coaches_says_who_chose_the_coach): the nearest coaches before
+    # the graph call, the similarities after it
+    assert counts[0] <= 4
+
+
+async def test_recommend_programs_never_answers_empty_while_the_sport_has_programs(
+    gql: GraphQLClient, factory: Factory, app_resources: tuple[Any, Resources]
+) -> None:
+    athlete, coaches, goals = await world(factory)
+    third = await factory.skill(name="Goal three")
+    async with factory.db.transaction() as conn:
+        await athletes.set_goals(conn, athlete_id=athlete, skill_ids=[*goals, third.id])
+    hard = await factory.program(coaches[0], goals, level=5, title="Hard")
+    await factory.program(coaches[0], goals, level=5, title="Rowing", sport="rowing")
+    await caught_up(app_resources)
+    query = """query($a: ID!) { recommendPrograms(athleteId: $a) { score program { title }
+        reasons { goalsCovered { name } summary } } }"""
+    body = await gql(query, {"a": gid("Athlete", athlete)}, token=token_for("athlete", athlete))
+    assert "errors" not in body, body
+    recs = body["data"]["recommendPrograms"]
+    assert [r["program"]["title"] for r in recs] == [hard.title]
+    summary = recs[0]["reasons"]["summary"]
+    assert "Develops 2 of 3 goals" in summary and "above your level (5, yours 2)" in summary
+
+
+async def test_match_coaches_says_who_chose_the_coach(
+    gql: GraphQLClient,
+    factory: Factory,
+    app_resources: tuple[Any, Resources],
+    learned_matching: None,
+) -> None:
+    athlete, coaches, goals = await world(factory)
+    for i in range(2):
+        mate = await factory.athlete(name=f"Mate {i}")
+        async with factory.db.transaction() as conn:
+            await athletes.set_goals(conn, athlete_id=mate.id, skill_ids=goals)
+        await factory.assign(coaches[0], mate.id)
+    await caught_up(app_resources)
+    body = await gql(MATCH, {"a": gid("Athlete", athlete)}, token=token_for("athlete", athlete))
+    assert "errors" not in body, body
+    first = body["data"]["matchCoaches"][0]
+    assert first["coach"]["name"] == "Coach 0"
+    assert first["reasons"]["similarAthletes"] == 2
+    assert "chosen by 2 athletes with goals like yours" in first["reasons"]["summary"]
+    _, statements = await gql.statements(
+        MATCH, {"a": gid("Athlete", athlete)}, token=token_for("athlete", athlete)
+    )
+    assert statements <= 6  # the content ranking's four and the learned signal's two

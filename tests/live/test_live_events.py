@@ -22,7 +22,7 @@ from coachgraph.graph.recommend import Match
 from coachgraph.resolvers import live
 from coachgraph.resolvers.context import Context
 from coachgraph.resolvers.policy import Role, Viewer
-from coachgraph.runtime import Resources, announcer
+from coachgraph.runtime import Resources, announcer, collab_vectors
 from coachgraph.stores import athletes, metrics, sessions
 from coachgraph.stores.db import Database
 from coachgraph.stores.metrics import Sample
@@ -201,6 +201,7 @@ async def matching(
         db,
         MemoryGraph(),
         name="test:match-updates",
+        sinks=[collab_vectors(settings, db)],  # the learned signal moves with the graph
         listeners=[announcer(broker, max_ids=limits.graph_change_max_ids)],
     )
     await projector.prepare()
