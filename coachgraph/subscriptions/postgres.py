@@ -213,7 +213,7 @@ class PostgresBroker:
             raise Unavailable(STORE)
         if self._inbox.empty():
             return 0.0
-        oldest = self._inbox._queue[0][0]  # type: ignore[attr-defined]
+        oldest = float(self._inbox._queue[0][0])  # type: ignore[attr-defined]
         return max(0.0, time.monotonic() - oldest)
 
     # ------------------------------------------------------------------ listening
@@ -278,7 +278,7 @@ class PostgresBroker:
             message = note.get("m")
             if "w" in note:
                 try:
-                    message = await self.wakeups.expand(topic, note["w"])  # type: ignore[arg-type]
+                    message = await self.wakeups.expand(topic, note["w"])
                 except asyncio.CancelledError:
                     raise
                 except Exception as err:  # Postgres down, or a wake-up this code cannot read
