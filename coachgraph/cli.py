@@ -129,10 +129,11 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         from coachgraph.stores.db import require_embedded_postgres
 
         require_embedded_postgres()
-    if args.workers is not None:
+    workers = getattr(args, "workers", None)  # None: COACHGRAPH_WORKERS, else 1
+    if workers is not None:
         from coachgraph.config import workers_from
 
-        settings = settings.with_(workers=workers_from(args.workers))
+        settings = settings.with_(workers=workers_from(workers))
     options = {
         "log_level": "info",
         "log_config": None,  # its loggers use ours (text or JSON, see _logging)

@@ -301,7 +301,7 @@ async def open_resources(
         media = media_store(settings, secret)
         await media.start()
         stack.push_async_callback(media.close)
-        documents = DocumentStore.open(settings)
+        documents = DocumentStore.open(settings, pool=db.pool)
         stack.push_async_callback(documents.close)
         if start_projector:
             projector.start()
