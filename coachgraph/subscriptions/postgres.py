@@ -28,7 +28,6 @@ import json
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -36,13 +35,13 @@ import asyncpg
 
 from coachgraph.errors import Unavailable
 from coachgraph.retry import Backoff
-from coachgraph.stores import metrics
 from coachgraph.subscriptions.broker import RESYNC, Fanout, Message, SubscriberQueue
 
 log = logging.getLogger(__name__)
 CHANNEL = "coachgraph_broker"
 STORE = "broker"
 MAX_PAYLOAD = 7_900  # bytes: NOTIFY refuses 8,000 and more
+READ_BATCH = 1_000  # notifications handed out together (their wake-ups read in one statement)
 _ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
@@ -53,21 +52,23 @@ _ERRORS: tuple[type[BaseException], ...] = (
 
 class Wakeups(Protocol):
     """Stand-ins for large messages: `shrink` makes the wake-up a publish sends (None: send
-    the message itself), `expand` reads the message back where it is received (None: the
-    rows are gone or unreadable; the topic's subscribers are told to resync)."""
+    the message itself); `expand` reads back the messages of many wake-ups at once, in their
+    order, where they are received (None for one whose rows are gone: its topic's subscribers
+    are told to resync)."""
 
     def shrink(self, topic: str, message: Message) -> Message | None: ...
 
-    async def expand(self, topic: str, wake: Message) -> Message | None: ...
+    async def expand(self, wakes: list[tuple[str, Message]]) -> list[Message | None]: ...
 
 
 class SampleWakeups:
     """A session's batch of samples travels as its first and last cursor; each receiving
-    process reads the batch from metric_samples once, for every subscriber it has."""
+    process reads the batches of every wake-up that has arrived meanwhile from metric_samples
+    in one statement, once for all its subscribers."""
 
-    def __init__(self, read: Callable[..., Awaitable[list[metrics.Sample]]] | None = None) -> None:
+    def __init__(self) -> None:
         self.pool: Any = None  # set by the broker once it has connected
-        self._read = read or metrics.after
+        self.reads = 0  # statements that read batches back (tests and benchmarks)
 
     def shrink(self, topic: str, message: Message) -> Message | None:
         rows = message.get("samples")
@@ -75,22 +76,30 @@ class SampleWakeups:
             return None
         return {"first": rows[0][0], "last": rows[-1][0]}
 
-    async def expand(self, topic: str, wake: Message) -> Message | None:
-        session_id = int(topic.split(":")[1])
-        first, last = int(wake["first"]), int(wake["last"])
-        found = await self._read(
-            self.pool,
-            session_id=session_id,
-            after_seq=first - 1,
-            kinds=None,
-            limit=last - first + 1,
-            before_seq=last + 1,
+    async def expand(self, wakes: list[tuple[str, Message]]) -> list[Message | None]:
+        sessions = [int(topic.split(":")[1]) for topic, _ in wakes]
+        firsts = [int(wake["first"]) for _, wake in wakes]
+        lasts = [int(wake["last"]) for _, wake in wakes]
+        self.reads += 1
+        rows = await self.pool.fetch(
+            "SELECT w.n, m.seq, m.kind::text AS kind, m.at, m.value "
+            "FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) "
+            "WITH ORDINALITY AS w(session_id, first, last, n) "
+            "JOIN metric_samples m ON m.session_id = w.session_id "
+            "AND m.seq BETWEEN w.first AND w.last ORDER BY w.n, m.seq",
+            sessions,
+            firsts,
+            lasts,
         )
-        if len(found) != last - first + 1:
-            return None
-        return {
-            "samples": [[s.seq, s.kind, (s.at - _EPOCH) // _MICROSECOND, s.value] for s in found]
-        }
+        found: list[list[list[Any]]] = [[] for _ in wakes]
+        for row in rows:
+            found[row["n"] - 1].append(
+                [row["seq"], row["kind"], (row["at"] - _EPOCH) // _MICROSECOND, row["value"]]
+            )
+        return [
+            {"samples": batch} if len(batch) == last - first + 1 else None
+            for batch, first, last in zip(found, firsts, lasts, strict=True)
+        ]
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -260,33 +269,49 @@ class PostgresBroker:
             self.fanout.resync()
 
     async def _read(self) -> None:
-        topics = self.fanout.topics
+        """Hand out what has arrived, in order: everything waiting is taken at once, and the
+        wake-ups among it are read back in one statement."""
         while True:
-            _, payload = await self._inbox.get()
+            batch = [await self._inbox.get()]
+            while not self._inbox.empty() and len(batch) < READ_BATCH:
+                batch.append(self._inbox.get_nowait())
+            await self._hand_out([payload for _, payload in batch])
+
+    async def _hand_out(self, payloads: list[str]) -> None:
+        topics = self.fanout.topics
+        notes: list[dict[str, Any]] = []
+        wakes: list[tuple[str, Message]] = []
+        for payload in payloads:
             try:
                 note = json.loads(payload)
             except ValueError:
                 continue
+            if not isinstance(note, dict):
+                continue
+            topic = note.get("t")
+            if isinstance(topic, str) and topic not in topics:
+                continue  # read and decode only what someone here listens to
+            if "w" in note:
+                note["i"] = len(wakes)
+                wakes.append((note["t"], note["w"]))
+            notes.append(note)
+        expanded: list[Message | None] = [None] * len(wakes)
+        if wakes:
+            try:
+                expanded = await self.wakeups.expand(wakes)
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:  # Postgres down, or wake-ups this code cannot read
+                log.warning("Postgres broker: could not read %d wake-ups (%s)", len(wakes), err)
+        for note in notes:
             if "k" in note:
                 if note["k"] == self._me:
                     self._seen = max(self._seen, int(note["n"]))
                 continue
-            topic = note.get("t")
-            subs = topics.get(topic) if isinstance(topic, str) else None
+            subs = topics.get(note["t"])
             if not subs:
-                continue  # read and decode only what someone here listens to
-            message = note.get("m")
-            if "w" in note:
-                try:
-                    message = await self.wakeups.expand(topic, note["w"])
-                except asyncio.CancelledError:
-                    raise
-                except Exception as err:  # Postgres down, or a wake-up this code cannot read
-                    log.warning("Postgres broker: could not read a wake-up (%s)", err)
-                    message = None
-                subs = topics.get(topic)
-                if not subs:
-                    continue
+                continue
+            message = expanded[note["i"]] if "w" in note else note.get("m")
             if not isinstance(message, dict):
                 message = RESYNC
             seen = self._seen
