@@ -29,6 +29,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -62,24 +64,33 @@ async def mixed(dsn: str, workers: int, sessions: list[Any], args: argparse.Name
     try:
         await wait_healthy(port)
         await asyncio.sleep(2)  # every worker up (healthz answered from one)
-        tally = Tally()
-        limits = httpx.Limits(max_connections=args.clients, max_keepalive_connections=args.clients)
-        async with httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{port}", limits=limits, timeout=60
-        ) as http:
-            deadline = time.perf_counter() + args.warmup + args.seconds
-            clients = [
-                asyncio.create_task(
-                    client_loop(
-                        http, tally, deadline, sessions[i % len(sessions)], random.Random(i)
-                    )
-                )
-                for i in range(args.clients)
+        # the clients in --client-processes processes, so that the load generator's own event
+        # loop is not what is measured; each starts measuring after the warm-up
+        loop = asyncio.get_running_loop()
+        shares = [
+            [
+                (i, sessions[i % len(sessions)])
+                for i in range(k, args.clients, args.client_processes)
             ]
-            await asyncio.sleep(args.warmup)
-            tally.measuring = True
-            await asyncio.gather(*clients)
-            tally.measuring = False
+            for k in range(args.client_processes)
+        ]
+        with ProcessPoolExecutor(args.client_processes, mp_context=get_context("spawn")) as pool:
+            runs = [
+                loop.run_in_executor(pool, run_clients, port, share, args.warmup, args.seconds)
+                for share in shares
+            ]
+            await asyncio.sleep(args.warmup + 1.0)  # the processes start, then warm up
+            before = cpu_split(server.pid, pool)
+            results = await asyncio.gather(*runs)
+            after = cpu_split(server.pid, pool)
+        tally = Tally()
+        for latency, codes in results:
+            for op, values in latency.items():
+                tally.latency[op].extend(values)
+            for op, code, n in codes:
+                tally.codes[(op, code)] += n
+        took = after.pop("elapsed") - before.pop("elapsed")
+        tally.cpu = {k: (after[k] - before[k]) / took for k in after}  # type: ignore[attr-defined]
         tally.rss = worker_rss(server.pid)  # type: ignore[attr-defined]
         return tally
     finally:
@@ -90,6 +101,59 @@ async def mixed(dsn: str, workers: int, sessions: list[Any], args: argparse.Name
             server.kill()
             server.wait()
         log.close()
+
+
+def run_clients(
+    port: int, share: list[tuple[int, Any]], warmup: float, seconds: float
+) -> tuple[dict[str, list[float]], list[tuple[str, str, int]]]:
+    """One load-generating process: its share of the clients (index, session)."""
+
+    async def run() -> Tally:
+        tally = Tally()
+        limits = httpx.Limits(max_connections=len(share), max_keepalive_connections=len(share))
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}", limits=limits, timeout=60
+        ) as http:
+            deadline = time.perf_counter() + warmup + seconds
+            clients = [
+                asyncio.create_task(client_loop(http, tally, deadline, session, random.Random(i)))
+                for i, session in share
+            ]
+            await asyncio.sleep(warmup)
+            tally.measuring = True
+            await asyncio.gather(*clients)
+        return tally
+
+    tally = asyncio.run(run())
+    return dict(tally.latency), [(op, code, n) for (op, code), n in tally.codes.items()]
+
+
+def cpu_split(pid: int, pool: Any) -> dict[str, float]:
+    """CPU seconds so far: the server's processes, PostgreSQL's, the load generators', and
+    the whole machine's (busy), to tell what else ran on the cores meanwhile."""
+    import psutil
+
+    def used(p: psutil.Process) -> float:
+        try:
+            t = p.cpu_times()
+        except psutil.Error:
+            return 0.0
+        return float(t.user + t.system)
+
+    server = psutil.Process(pid)
+    postgres = [p for p in psutil.process_iter(["name"]) if p.info["name"] == "postgres"]
+    machine = psutil.cpu_times()
+    return {
+        "server": used(server) + sum(used(c) for c in server.children(recursive=True)),
+        "postgres (every cluster)": sum(used(p) for p in postgres),
+        "load generators": sum(used(psutil.Process(p)) for p in pool._processes),
+        "elapsed": time.perf_counter(),
+        "machine busy": machine.user
+        + machine.system
+        + machine.nice
+        + getattr(machine, "irq", 0)
+        + getattr(machine, "softirq", 0),
+    }
 
 
 def worker_rss(pid: int) -> list[float]:
@@ -135,9 +199,18 @@ def mixed_table(tallies: dict[int, Tally], seconds: float) -> None:
                 ratios.append(f"{op} {b / a:.2f}x")
         print(f"\n2 workers over 1, requests/s: {', '.join(ratios)}")
     for workers, tally in tallies.items():
+        cpu = getattr(tally, "cpu", {})
+        print(
+            f"{workers} worker(s): cores busy over the window: "
+            + ", ".join(f"{name} {value:.2f}" for name, value in cpu.items())
+        )
+    for workers, tally in tallies.items():
         rss = getattr(tally, "rss", [])
         print(f"{workers} worker(s): RSS after the load {', '.join(f'{mb:.0f} MB' for mb in rss)}")
-    codes = {code: n for tally in tallies.values() for (_, code), n in tally.codes.items()}
+    codes: dict[str, int] = {}
+    for tally in tallies.values():
+        for (_, code), n in tally.codes.items():
+            codes[code] = codes.get(code, 0) + n
     if codes:
         print(f"errors by code: {codes}")
 
@@ -208,6 +281,7 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--clients", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--warmup", type=float, default=5)
+    parser.add_argument("--client-processes", type=int, default=2)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--fanout", type=int, default=1000, help="sessions; 0: no fan-out")
     parser.add_argument("--fanout-seconds", type=float, default=10)
