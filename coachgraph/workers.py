@@ -31,7 +31,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from coachgraph.config import Settings
+from coachgraph.config import Settings, SettingsError
 from coachgraph.secret import resolve_secret
 from coachgraph.stores.db import Database, EmbeddedPostgres
 from coachgraph.stores.migrate import migrate
@@ -75,8 +75,23 @@ def serve_workers(
         if dsn is None:
             embedded = EmbeddedPostgres(Path(settings.data_dir) / "postgres")
             dsn = asyncio.run(embedded.start())
-        asyncio.run(_migrate(dsn))
-        shared = settings.with_(database_url=dsn, jwt_secret=secret)
+        max_connections = asyncio.run(_migrate(dsn))
+        pool_max = pool_size_for(settings, max_connections)
+        if pool_max < settings.db_pool_max:
+            log.warning(
+                "%d workers x %d connections would pass PostgreSQL's max_connections (%d): "
+                "each worker's pool holds at most %d",
+                settings.workers,
+                settings.db_pool_max + OTHER_CONNECTIONS,
+                max_connections,
+                pool_max,
+            )
+        shared = settings.with_(
+            database_url=dsn,
+            jwt_secret=secret,
+            db_pool_max=pool_max,
+            db_pool_min=min(settings.db_pool_min, pool_max),
+        )
         sock = _bind(host, port)
         try:
             if announce is not None:
@@ -93,14 +108,34 @@ def serve_workers(
             asyncio.run(embedded.stop())
 
 
-async def _migrate(dsn: str) -> None:
-    """Once, before any worker starts (they would race to apply the same migrations)."""
+async def _migrate(dsn: str) -> int:
+    """Once, before any worker starts (they would race to apply the same migrations); returns
+    the server's max_connections."""
     db = await Database.connect(dsn, min_size=1, max_size=1)
     try:
         async with db.pool.acquire() as conn:
             await migrate(conn)
+            return int(await conn.fetchval("SHOW max_connections"))
     finally:
         await db.close()
+
+
+# besides its pool, a worker holds the broker's and the projector's LISTEN connections and
+# the rate limiter's pool (4)
+OTHER_CONNECTIONS = 6
+RESERVED_CONNECTIONS = 10  # for the CLI, psql, superuser slots
+
+
+def pool_size_for(settings: Settings, max_connections: int) -> int:
+    """Each worker's pool size: COACHGRAPH_DB_POOL_MAX, or less when the workers' connections
+    would pass the server's max_connections; refused when even 2 each would."""
+    room = (max_connections - RESERVED_CONNECTIONS) // settings.workers - OTHER_CONNECTIONS
+    if room < 2:
+        raise SettingsError(
+            f"{settings.workers} workers need more connections than PostgreSQL's "
+            f"max_connections ({max_connections}) allows; run fewer workers or raise it"
+        )
+    return min(settings.db_pool_max, room)
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -219,12 +254,27 @@ def run_worker(
     *,
     setup: Callable[[str], None] | None = None,
 ) -> None:
-    """One worker process: the app on the inherited socket until SIGTERM."""
+    """One worker process: the app on the inherited socket until SIGTERM.
+
+    In a process group of its own, so that a terminal's Ctrl-C or hang-up reaches the
+    supervisor alone, which then stops each worker once (a second signal would make uvicorn
+    skip draining); and it stops itself should the supervisor die without telling it."""
+    import os
     import sys
+    import threading
 
     from coachgraph.app import create_app
     from coachgraph.services import run_server
 
+    os.setpgrp()
+    parent = os.getppid()
+
+    def watch_parent() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch_parent, name="watch-supervisor", daemon=True).start()
     if setup is not None:
         setup(settings.log_format)
     app = create_app(settings, on_ready=on_ready)

@@ -93,3 +93,31 @@ async def test_one_worker_keeps_documents_to_itself(settings: Settings, db: Data
     document = f"query Q{uuid.uuid4().hex} {{ __typename }}"
     await alone.put(_digest(document), document)
     assert await other.get(_digest(document)) is None
+
+
+def test_worker_counts_and_the_broker_they_imply(tmp_path: object) -> None:
+    import os
+
+    from coachgraph.config import SettingsError
+
+    assert Settings.from_env({"COACHGRAPH_WORKERS": "3"}).workers == 3
+    assert Settings.from_env({"COACHGRAPH_WORKERS": "auto"}).workers == len(os.sched_getaffinity(0))
+    for bad in ("0", "65", "two"):
+        with pytest.raises(SettingsError, match="COACHGRAPH_WORKERS must be a number"):
+            Settings.from_env({"COACHGRAPH_WORKERS": bad})
+    assert Settings.from_env({}).broker_name == "memory"
+    assert Settings.from_env({"COACHGRAPH_WORKERS": "2"}).broker_name == "postgres"
+    with_redis = {"COACHGRAPH_WORKERS": "2", "REDIS_URL": "redis://127.0.0.1:1/0"}
+    assert Settings.from_env(with_redis).broker_name == "redis"
+    with pytest.raises(SettingsError, match="COACHGRAPH_BROKER=redis needs REDIS_URL"):
+        Settings.from_env({"COACHGRAPH_BROKER": "redis"})
+
+
+def test_worker_pools_fit_the_servers_connections(settings: Settings) -> None:
+    from coachgraph.config import SettingsError
+    from coachgraph.workers import pool_size_for
+
+    assert pool_size_for(settings.with_(workers=2), 100) == settings.db_pool_max
+    assert pool_size_for(settings.with_(workers=8), 100) == 5  # 90 / 8 less 6 others each
+    with pytest.raises(SettingsError, match="16 workers need more connections"):
+        pool_size_for(settings.with_(workers=16), 100)
