@@ -169,7 +169,8 @@ class PostgresBroker:
         if conn is None or conn.is_closed():
             raise Unavailable(STORE)
         try:
-            await asyncio.wait_for(conn.fetchval("SELECT 1"), self._timeout)
+            # through the pool: healthz may ask twice at once, and a connection runs one query
+            await asyncio.wait_for(self._pool.fetchval("SELECT 1"), self._timeout)
         except _ERRORS as err:
             raise Unavailable(STORE) from err
 
