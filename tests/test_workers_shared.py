@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -95,7 +96,7 @@ async def test_one_worker_keeps_documents_to_itself(settings: Settings, db: Data
     assert await other.get(_digest(document)) is None
 
 
-def test_worker_counts_and_the_broker_they_imply(tmp_path: object) -> None:
+def test_worker_counts_and_the_broker_they_imply() -> None:
     import os
 
     from coachgraph.config import SettingsError
@@ -121,3 +122,22 @@ def test_worker_pools_fit_the_servers_connections(settings: Settings) -> None:
     assert pool_size_for(settings.with_(workers=8), 100) == 5  # 90 / 8 less 6 others each
     with pytest.raises(SettingsError, match="16 workers need more connections"):
         pool_size_for(settings.with_(workers=16), 100)
+
+
+async def test_serve_refuses_a_bad_worker_count_in_one_line(tmp_path: Path) -> None:
+    from tests.conftest import SECRET
+    from tests.servers import cli_env
+    from tests.test_cli_commands import cli
+    from tests.test_cli_refusals import one_line
+
+    env = cli_env(tmp_path, COACHGRAPH_JWT_SECRET=SECRET)
+    code, out, err = await cli("serve", "--port", "0", "--workers", "0", env=env)
+    assert code == 2 and "serving" not in out
+    assert one_line(err) == (
+        "coachgraph: configuration error: --workers must be a number from 1 to 64 or `auto`, got 0"
+    )
+    env["COACHGRAPH_WORKERS"] = "many"
+    code, _, err = await cli("serve", "--port", "0", env=env)
+    assert code == 2
+    assert "COACHGRAPH_WORKERS must be a number from 1 to 64 or `auto`, got 'many'" in one_line(err)
+    assert not (tmp_path / "postgres").exists()  # refused before the embedded server started
