@@ -276,7 +276,13 @@ class PostgresBroker:
             batch = [await self._inbox.get()]
             while not self._inbox.empty() and len(batch) < READ_BATCH:
                 batch.append(self._inbox.get_nowait())
-            await self._hand_out([payload for _, payload in batch])
+            try:
+                await self._hand_out([payload for _, payload in batch])
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # keep reading: a bad batch must not end every subscription
+                log.exception("Postgres broker: could not hand out %d notifications", len(batch))
+                self.fanout.resync()
 
     async def _hand_out(self, payloads: list[str]) -> None:
         topics = self.fanout.topics
@@ -290,6 +296,8 @@ class PostgresBroker:
             if not isinstance(note, dict):
                 continue
             topic = note.get("t")
+            if "k" not in note and not isinstance(topic, str):
+                continue  # not ours
             if isinstance(topic, str) and topic not in topics:
                 continue  # read and decode only what someone here listens to
             if "w" in note:

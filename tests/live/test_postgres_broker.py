@@ -98,3 +98,21 @@ async def test_a_lost_listen_connection_is_found_again_and_subscribers_resync(
     await writer.publish("t:lost", {"n": 1})
     assert await asyncio.wait_for(sub.get(), 5) == {"n": 1}
     sub.close()
+
+
+async def test_stray_notifications_on_the_channel_are_ignored(
+    two: tuple[PostgresBroker, PostgresBroker], pg_dsn: str
+) -> None:
+    writer, reader = two
+    sub = await reader.subscribe("t:stray", queue_size=10)
+    stranger = await asyncpg.connect(pg_dsn)
+    try:
+        for payload in ("not json", "{}", "[1, 2]", '{"t": 5, "m": 1}', '{"t": "t:stray"}'):
+            await stranger.execute("SELECT pg_notify($1, $2)", CHANNEL, payload)
+    finally:
+        await stranger.close()
+    await writer.publish("t:stray", {"n": 1})
+    # the one addressed to the topic without a message reads as a resync; the rest are dropped
+    assert await asyncio.wait_for(sub.get(), 5) == RESYNC
+    assert await asyncio.wait_for(sub.get(), 5) == {"n": 1}
+    sub.close()
