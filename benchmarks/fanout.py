@@ -101,6 +101,7 @@ def serve(port: int, dsn: str, data_dir: str, sessions: int, redis_url: str, mod
         jwt_secret=SECRET,
         database_url=dsn,
         redis_url=redis_url or None,
+        broker=os.environ.get("COACHGRAPH_BROKER") or None,  # --postgres
         graphiql=False,
         limits=limits,
         compiled_execution=os.environ.get("COACHGRAPH_COMPILED_EXECUTION", "1") != "0",
@@ -121,6 +122,8 @@ def serve(port: int, dsn: str, data_dir: str, sessions: int, redis_url: str, mod
 
     async def publish_forever(resources: Any) -> None:
         broker = resources.broker
+        if broker.name == "postgres":
+            return await store_and_publish_forever(resources)
         seq = [0] * (sessions + 1)
         inflight: set[asyncio.Task[None]] = set()
         while True:
@@ -135,6 +138,45 @@ def serve(port: int, dsn: str, data_dir: str, sessions: int, redis_url: str, mod
                 inflight.add(task)
                 task.add_done_callback(inflight.discard)
                 await asyncio.sleep(max(0.0, tick + sid / sessions - time.perf_counter()))
+
+    async def store_and_publish_forever(resources: Any) -> None:
+        """The PostgreSQL broker sends a wake-up and each process reads the samples back from
+        metric_samples, so they must be stored: every tenth of a second, the samples of a
+        tenth of the sessions in one transaction (cursors reserved, one COPY), then one
+        publish each, concurrently; the server CPU includes the storing."""
+        db, broker = resources.db, resources.broker
+        inflight: set[asyncio.Task[None]] = set()
+        steps = 10
+
+        async def store(sids: list[int]) -> None:
+            now = datetime.now(UTC)
+            micros = int(now.timestamp() * 1_000_000)
+            async with db.transaction() as conn:
+                rows = await conn.fetch(
+                    "UPDATE training_sessions SET sample_seq = sample_seq + 1 "
+                    "WHERE id = ANY($1::bigint[]) RETURNING id, sample_seq",
+                    sids,
+                )
+                await conn.copy_records_to_table(
+                    "metric_samples",
+                    records=[(r["id"], r["sample_seq"], "HEART_RATE", now, 120.0) for r in rows],
+                    columns=("session_id", "seq", "kind", "at", "value"),
+                )
+            for r in rows:
+                message = {"samples": [[r["sample_seq"], "HEART_RATE", micros, 120.0]]}
+                task = asyncio.create_task(broker.publish(metrics_topic(r["id"]), message))
+                inflight.add(task)
+                task.add_done_callback(inflight.discard)
+
+        while True:
+            tick = time.perf_counter()
+            for step in range(steps):
+                sids = list(range(1 + step, sessions + 1, steps))
+                try:
+                    await store(sids)
+                except Exception:  # the server is stopping: its pool closed under the task
+                    return
+                await asyncio.sleep(max(0.0, tick + (step + 1) / steps - time.perf_counter()))
 
     async def count_graph_batches(resources: Any) -> None:
         sub = await resources.broker.subscribe(GRAPH_TOPIC, queue_size=100_000)
@@ -455,6 +497,9 @@ async def main(args: argparse.Namespace) -> None:
                     )
                 )
                 redis_url = f"redis://127.0.0.1:{rport}/0"
+            env = dict(os.environ)
+            if args.postgres:
+                env["COACHGRAPH_BROKER"] = "postgres"
             server = subprocess.Popen(
                 [
                     sys.executable,
@@ -467,7 +512,8 @@ async def main(args: argparse.Namespace) -> None:
                     str(args.subscribers),
                     redis_url,
                     mode,
-                ]
+                ],
+                env=env,
             )
             procs.append(server)
             await wait_up(args.port, server)
@@ -542,6 +588,7 @@ async def run_publish(
         f"\n{time.strftime('%Y-%m-%d')}  {'' if compiled else 'COACHGRAPH_COMPILED_EXECUTION=0 '}"
         f"python -m benchmarks.fanout --subscribers {args.subscribers} --watchers {watchers} "
         f"--seconds {args.seconds:g}{' --redis' if args.redis else ''}"
+        f"{' --postgres' if args.postgres else ''}"
     )
     print(
         f"subscriptions opened {opened:,} of {total:,} in {count} client processes; "
@@ -569,7 +616,7 @@ async def run_publish(
     p50 = percentile(latencies, 0.5) if latencies else float("nan")
     p99 = percentile(latencies, 0.99) if latencies else float("nan")
     print(
-        f"| {'Redis Streams' if args.redis else 'in-process'} | "
+        f"| {'Redis Streams' if args.redis else 'PostgreSQL (samples stored)' if args.postgres else 'in-process'} | "
         f"{'compiled' if compiled else 'graphql-core'} | {args.subscribers:,} x {watchers} | "
         f"{received / expected:.0%} | {p50:.1f} | {p99:.1f} | {cpu:.0%} | "
         f"{total / max(cpu, 1e-9):,.0f} |"
@@ -740,6 +787,9 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--watchers", type=int, default=1, help="subscribers per session")
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--redis", action="store_true")
+    parser.add_argument(
+        "--postgres", action="store_true", help="the PostgreSQL broker (samples are stored)"
+    )
     parser.add_argument("--idle", action="store_true", help="sessions publish nothing: memory")
     parser.add_argument("--matches", type=int, default=0, help="matchUpdates subscribers")
     parser.add_argument("--writes-per-second", type=float, default=4)

@@ -55,6 +55,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--port", type=_port, default=8000, help="TCP port, 0-65535; 0: any free one (8000)"
     )
+    serve.add_argument(
+        "--workers",
+        help="worker processes on the one port: a number, or `auto` for every core "
+        "(COACHGRAPH_WORKERS; 1)",
+    )
     serve.set_defaults(run=_serve)
 
     token = sub.add_parser("token", help="print a signed JWT")
@@ -132,6 +137,32 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         from coachgraph.stores.db import require_embedded_postgres
 
         require_embedded_postgres()
+    workers = getattr(args, "workers", None)  # None: COACHGRAPH_WORKERS, else 1
+    if workers is not None:
+        from coachgraph.config import workers_from
+
+        settings = settings.with_(workers=workers_from(workers))
+    options = {
+        "log_level": "info",
+        "log_config": None,  # its loggers use ours (text or JSON, see _logging)
+        "ws": "websockets-sansio",
+        # X-Forwarded-For is judged by the rate limits against COACHGRAPH_TRUSTED_PROXIES;
+        # uvicorn would otherwise rewrite the client from it for any loopback peer
+        "proxy_headers": False,
+    }
+    if settings.workers > 1:
+        from coachgraph.workers import serve_workers
+
+        return serve_workers(
+            settings,
+            host=args.host,
+            port=args.port,
+            options=options,
+            create_secret=args.demo,
+            on_ready=_demo if args.demo else None,
+            setup=_logging,
+            announce=_out,
+        )
     app = create_app(settings, create_secret=args.demo, on_ready=_demo if args.demo else None)
     if args.port:
         _out(f"coachgraph: serving http://{args.host}:{args.port}/graphql")

@@ -211,6 +211,14 @@ class Settings:
     limits: Limits = field(default_factory=Limits)
     # the persisted-query manifest of trusted documents: only its operations run
     trusted_documents: Path | None = None
+    # serve: worker processes on one port (COACHGRAPH_WORKERS: a number, or `auto` for the
+    # cores this process may run on), and this process's index among them (the supervisor
+    # sets it: worker 0 feeds the search sink)
+    workers: int = 1
+    worker_index: int = 0
+    # the broker (COACHGRAPH_BROKER: memory, postgres or redis); unset: redis with REDIS_URL,
+    # postgres with more than one worker, else memory
+    broker: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -253,6 +261,8 @@ class Settings:
             / 1000,
             limits=_limits(env),
             trusted_documents=_path(opt("COACHGRAPH_TRUSTED_DOCUMENTS")),
+            workers=workers_from(opt("COACHGRAPH_WORKERS"), name="COACHGRAPH_WORKERS"),
+            broker=_choice(env, "COACHGRAPH_BROKER", BROKERS) if opt("COACHGRAPH_BROKER") else None,
         )
         settings.validate()
         return settings
@@ -282,6 +292,18 @@ class Settings:
             raise SettingsError("COACHGRAPH_LIMIT_PERSONAL_RANK_WEIGHT_PERCENT is a percentage")
         if self.meili_url and not self.meili_url.startswith(("http://", "https://")):
             raise SettingsError("MEILI_URL must be an http(s):// URL")
+        if self.broker == "redis" and not self.redis_url:
+            raise SettingsError("COACHGRAPH_BROKER=redis needs REDIS_URL")
+
+    @property
+    def broker_name(self) -> str:
+        """The broker in use: COACHGRAPH_BROKER, else redis with REDIS_URL, postgres with more
+        than one worker (they share nothing else), else the in-process one."""
+        if self.broker:
+            return self.broker
+        if self.redis_url:
+            return "redis"
+        return "postgres" if self.workers > 1 else "memory"
 
     def with_(self, **changes: object) -> Settings:
         """A copy with some values changed (tests and the CLI use this)."""
@@ -294,6 +316,30 @@ _PLACEHOLDER = re.compile(r"change[-_ ]?me|replace[-_ ]?me|your[-_ ]?secret|^(.)
 def is_known_secret(secret: str) -> bool:
     """A placeholder from documentation or examples ("change-me-…"), or one repeated character."""
     return bool(_PLACEHOLDER.search(secret.strip()))
+
+
+MAX_WORKERS = 64
+BROKERS = ("memory", "postgres", "redis")
+
+
+def workers_from(text: str | None, *, name: str = "--workers") -> int:
+    """A worker count: a number from 1 to MAX_WORKERS, or `auto` (the cores this process may
+    run on); unset: 1."""
+    if text is None:
+        return 1
+    if text.strip().lower() == "auto":
+        return max(1, min(MAX_WORKERS, len(os.sched_getaffinity(0))))
+    try:
+        count = int(text)
+    except ValueError:
+        raise SettingsError(
+            f"{name} must be a number from 1 to {MAX_WORKERS} or `auto`, got {text!r}"
+        ) from None
+    if not 1 <= count <= MAX_WORKERS:
+        raise SettingsError(
+            f"{name} must be a number from 1 to {MAX_WORKERS} or `auto`, got {count}"
+        )
+    return count
 
 
 def default_data_dir() -> Path:

@@ -7,15 +7,17 @@ backend the composition root opens and closes.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 import math
 import time
 from collections import Counter
 
+import asyncpg
 import redis.asyncio as aioredis
 from limits import RateLimitItem, RateLimitItemPerMinute, RateLimitItemPerSecond
-from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.storage import MemoryStorage, RedisStorage, SlidingWindowCounterSupport, Storage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.errors import StorageError
 
@@ -81,6 +83,144 @@ class Connections:
             self._open.pop(client, None)
 
 
+class PostgresStorage(Storage, SlidingWindowCounterSupport):
+    """Sliding windows in Postgres (the rate_windows table), for workers without Redis: each
+    window's count is one row, and a hit reads the previous and current windows and spends in
+    one statement. Its own small pool, opened at the first hit."""
+
+    STORAGE_SCHEME = None
+    SWEEP_EVERY = 1_000  # hits between deletions of expired windows
+
+    def __init__(self, dsn: str, *, timeout: float, pool_size: int = 4) -> None:
+        super().__init__(None, wrap_exceptions=True)
+        self._dsn = dsn
+        self._timeout = timeout
+        self._pool_size = pool_size
+        self._pool: asyncpg.Pool | None = None
+        self._opening = asyncio.Lock()
+        self._hits = 0
+
+    @property
+    def base_exceptions(self) -> type[Exception] | tuple[type[Exception], ...]:
+        return (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+    async def _conn_pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            async with self._opening:
+                if self._pool is None:
+                    self._pool = await asyncpg.create_pool(
+                        self._dsn, min_size=1, max_size=self._pool_size, timeout=self._timeout
+                    )
+        return self._pool
+
+    async def aclose(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    async def acquire_sliding_window_entry(
+        self, key: str, limit: int, expiry: int, amount: int = 1
+    ) -> bool:
+        if amount > limit:
+            return False
+        pool = await self._conn_pool()
+        now = time.time()
+        current = math.floor(now / expiry)
+        weight = 1 - (now / expiry) % 1  # of the previous window, still inside this one
+        # spend when the weighted count allows it; the count after, or NULL when refused
+        counted = await pool.fetchval(
+            """WITH seen AS (
+                   SELECT coalesce(sum(count) FILTER (WHERE win = $2::bigint - 1), 0) AS previous,
+                          coalesce(sum(count) FILTER (WHERE win = $2::bigint), 0) AS current
+                   FROM rate_windows WHERE key = $1 AND win IN ($2::bigint - 1, $2::bigint))
+               INSERT INTO rate_windows AS r (key, win, count, expires_at)
+               SELECT $1, $2::bigint, $4::int, now() + make_interval(secs => $6::float8)
+               FROM seen WHERE floor(previous * $3::float8 + current) + $4::int <= $5::int
+               ON CONFLICT (key, win) DO UPDATE SET count = r.count + EXCLUDED.count
+               RETURNING count""",
+            key,
+            current,
+            weight,
+            amount,
+            limit,
+            2.0 * expiry,
+            timeout=self._timeout,
+        )
+        self._hits += 1
+        if self._hits % self.SWEEP_EVERY == 0:
+            await pool.execute("DELETE FROM rate_windows WHERE expires_at < now()")
+        return counted is not None
+
+    async def get_sliding_window(self, key: str, expiry: int) -> tuple[int, float, int, float]:
+        pool = await self._conn_pool()
+        now = time.time()
+        current = math.floor(now / expiry)
+        row = await pool.fetchrow(
+            "SELECT coalesce(sum(count) FILTER (WHERE win = $2::bigint - 1), 0) AS previous, "
+            "coalesce(sum(count) FILTER (WHERE win = $2::bigint), 0) AS current "
+            "FROM rate_windows WHERE key = $1 AND win IN ($2::bigint - 1, $2::bigint)",
+            key,
+            current,
+            timeout=self._timeout,
+        )
+        previous_count, current_count = int(row["previous"]), int(row["current"])
+        previous_ttl = 0.0 if previous_count == 0 else (1 - (now / expiry) % 1) * expiry
+        current_ttl = (1 - (now / expiry) % 1) * expiry + expiry
+        return previous_count, previous_ttl, current_count, current_ttl
+
+    async def clear_sliding_window(self, key: str, expiry: int) -> None:
+        await self.clear(key)
+
+    # the plain counters of the other strategies, which the limiter does not use: a window
+    # numbered -1 per key
+    async def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        pool = await self._conn_pool()
+        count: int = await pool.fetchval(
+            "INSERT INTO rate_windows AS r (key, win, count, expires_at) "
+            "VALUES ($1, -1, $2::int, now() + make_interval(secs => $3::float8)) "
+            "ON CONFLICT (key, win) DO UPDATE SET count = CASE WHEN r.expires_at < now() "
+            "THEN EXCLUDED.count ELSE r.count + EXCLUDED.count END, expires_at = CASE WHEN "
+            "r.expires_at < now() THEN EXCLUDED.expires_at ELSE r.expires_at END RETURNING count",
+            key,
+            amount,
+            float(expiry),
+        )
+        return count
+
+    async def get(self, key: str) -> int:
+        pool = await self._conn_pool()
+        count = await pool.fetchval(
+            "SELECT count FROM rate_windows WHERE key = $1 AND win = -1 AND expires_at >= now()",
+            key,
+        )
+        return int(count or 0)
+
+    async def get_expiry(self, key: str) -> float:
+        pool = await self._conn_pool()
+        at = await pool.fetchval(
+            "SELECT extract(epoch FROM expires_at) FROM rate_windows WHERE key = $1 AND win = -1",
+            key,
+        )
+        return float(at) if at is not None else time.time()
+
+    async def check(self) -> bool:
+        try:
+            pool = await self._conn_pool()
+            await pool.fetchval("SELECT 1", timeout=self._timeout)
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            return False
+        return True
+
+    async def reset(self) -> int | None:
+        pool = await self._conn_pool()
+        status: str = await pool.execute("DELETE FROM rate_windows")
+        return int(status.split()[-1])
+
+    async def clear(self, key: str) -> None:
+        pool = await self._conn_pool()
+        await pool.execute("DELETE FROM rate_windows WHERE key = $1", key)
+
+
 class Limiter:
     """Every door's budget per client; `hit` spends one and tells when to come back."""
 
@@ -89,7 +229,7 @@ class Limiter:
         limits: Limits,
         storage: Storage,
         *,
-        pool: aioredis.ConnectionPool | None = None,
+        pool: aioredis.ConnectionPool | PostgresStorage | None = None,
     ) -> None:
         self.rates = door_rates(limits)
         self.connections = Connections(limits.ws_connections_per_client)
@@ -108,7 +248,12 @@ class Limiter:
 
     @classmethod
     def open(cls, settings: Settings) -> Limiter:
-        """In Redis when REDIS_URL is set (shared by every replica), else in this process."""
+        """In Redis when REDIS_URL is set (shared by every replica); in Postgres for several
+        workers without Redis (shared by the workers); else in this process."""
+        if not settings.redis_url and settings.workers > 1 and settings.database_url:
+            timeout = settings.limits.limiter_redis_timeout_ms / 1000
+            shared = PostgresStorage(settings.database_url, timeout=timeout)
+            return cls(settings.limits, shared, pool=shared)
         if not settings.redis_url:
             return cls(settings.limits, MemoryStorage())
         timeout = settings.limits.limiter_redis_timeout_ms / 1000

@@ -36,7 +36,8 @@ from coachgraph.secret import resolve_secret
 from coachgraph.stores.db import Database, EmbeddedPostgres
 from coachgraph.stores.documents import DocumentStore
 from coachgraph.stores.migrate import Migration, migrate
-from coachgraph.subscriptions.broker import Broker, MemoryBroker
+from coachgraph.subscriptions.broker import Broker, MemoryBroker, Message
+from coachgraph.subscriptions.postgres import PostgresBroker
 from coachgraph.subscriptions.redis import RedisBroker
 from coachgraph.subscriptions.topics import EVERYTHING, GRAPH_TOPIC, graph_changed
 
@@ -83,9 +84,22 @@ def graph_store(settings: Settings) -> GraphStore:
     return MemoryGraph()
 
 
-def broker_for(settings: Settings) -> Broker:
-    """Redis Streams when REDIS_URL is set (any replica serves any subscriber), else in-process."""
-    if settings.redis_url:
+def broker_for(settings: Settings, db: Database | None = None) -> Broker:
+    """Redis Streams when REDIS_URL is set (any replica serves any subscriber); PostgreSQL
+    LISTEN/NOTIFY with more than one worker and no Redis; else in-process (one worker).
+    COACHGRAPH_BROKER picks one explicitly."""
+    name = settings.broker_name
+    if name == "postgres":
+        if db is None or not db.dsn:
+            raise ValueError("the PostgreSQL broker needs the database")
+        limits = settings.limits
+        return PostgresBroker(
+            db.dsn,
+            pool=db.pool,
+            timeout=limits.store_timeout_ms / 1000,
+            retry=Backoff.from_limits(limits),
+        )
+    if name == "redis" and settings.redis_url:
         limits = settings.limits
         return RedisBroker(
             settings.redis_url,
@@ -184,23 +198,32 @@ def projector_for(
     )
 
 
-def announcer(broker: Broker, *, max_ids: int) -> Listener:
+def announcer(broker: Broker, *, max_ids: int, local: bool = False) -> Listener:
     """A projector listener that publishes which records each batch changed, and the current
     coaches of the athletes among them, for live matches (resolvers/live.py decides from that
     whom a batch concerns). A rebuild, a removed record (its edges went with it, and what they
     linked is unknown now) or more than `max_ids` ids is announced as everything; a batch that
-    changed no record of the graph (session events) is not announced at all."""
+    changed no record of the graph (session events) is not announced at all.
+
+    `local`: told to this process's subscribers only, for a graph of this process's own (the
+    in-memory one: each worker projects the outbox into its own, and its subscribers must
+    recompute after their own graph has the change, not after another worker's)."""
+
+    async def publish(message: Message) -> None:
+        if local:
+            broker.fanout.deliver(GRAPH_TOPIC, message)
+        else:
+            await broker.publish(GRAPH_TOPIC, message)
 
     async def announce(applied: Applied) -> None:
         states = applied.states
         if states is None or any(states.missing.values()):
-            await broker.publish(GRAPH_TOPIC, EVERYTHING)
+            await publish(EVERYTHING)
             return
         if not any(applied.dirty.values()):
             return
         coached_by = {coach for athlete in states.athletes for coach in athlete.coaches}
-        message = graph_changed(applied.dirty, coached_by=coached_by, max_ids=max_ids)
-        await broker.publish(GRAPH_TOPIC, message)
+        await publish(graph_changed(applied.dirty, coached_by=coached_by, max_ids=max_ids))
 
     return announce
 
@@ -288,21 +311,25 @@ async def open_resources(
         search = search_index(settings, db)
         stack.push_async_callback(search.close)
         await search.start()
-        broker = broker_for(settings)
+        broker = broker_for(settings, db)
         await broker.start()
         stack.push_async_callback(broker.close)
-        announce = announcer(broker, max_ids=settings.limits.graph_change_max_ids)
-        vectors = collab_vectors(settings, db)
-        projector = projector_for(
-            settings, db, graph, sinks=[search, vectors], listeners=[announce]
+        announce = announcer(
+            broker, max_ids=settings.limits.graph_change_max_ids, local=not graph.persistent
         )
+        # of several workers, one feeds the search and vector sinks (the others would write
+        # them again)
+        sinks: list[Sink] = (
+            [search, collab_vectors(settings, db)] if settings.worker_index == 0 else []
+        )
+        projector = projector_for(settings, db, graph, sinks=sinks, listeners=[announce])
         stack.push_async_callback(projector.stop)
         await projector.prepare()
         await projector.catch_up()
         media = media_store(settings, secret)
         await media.start()
         stack.push_async_callback(media.close)
-        documents = DocumentStore.open(settings)
+        documents = DocumentStore.open(settings, pool=db.pool)
         stack.push_async_callback(documents.close)
         leaderboards = leaderboards_for(settings, db)
         await leaderboards.start()

@@ -169,6 +169,7 @@ def run_server(app: ASGIApp, **options: Any) -> int:
             # for Ctrl-C, death by SIGTERM); a graceful stop here is a clean exit
             self._captured_signals.clear()
 
+    sockets = options.pop("sockets", None)  # already bound (a worker of `serve --workers`)
     server = Server(uvicorn.Config(app, **options))
 
     def hang_up(signum: int, frame: FrameType | None) -> None:
@@ -176,7 +177,7 @@ def run_server(app: ASGIApp, **options: Any) -> int:
 
     previous = signal.signal(signal.SIGHUP, hang_up)
     try:
-        server.run()
+        server.run(sockets=sockets)
     finally:
         signal.signal(signal.SIGHUP, previous)
     return 0 if server.started else 3  # 3: uvicorn's status when the app failed to start

@@ -25,7 +25,8 @@ RANK = {
     "api": 5,
     "services": 6,
     "app": 7,
-    "cli": 8,
+    "workers": 8,  # serve --workers: the supervisor and its worker processes
+    "cli": 9,
 }
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
@@ -58,6 +59,9 @@ async def healthz(request: Request) -> JSONResponse:
             "search": resources.search.name,
             "broker": resources.broker.name,
         },
+        # which process answered, of `serve --workers N` (pid: the same index is reused when a
+        # dead worker is replaced)
+        "worker": {"index": resources.settings.worker_index, "pid": os.getpid()},
     }
     if status["postgres"]:
         try:

@@ -15,6 +15,7 @@ import websockets
 from coachgraph.stores import sessions
 from coachgraph.stores.records import SessionRecord
 from coachgraph.subscriptions.broker import Broker, MemoryBroker
+from coachgraph.subscriptions.postgres import PostgresBroker
 from coachgraph.subscriptions.redis import RedisBroker
 from tests.factories import Factory
 from tests.servers import redis_server
@@ -27,14 +28,16 @@ def redis_url(tmp_root: Path) -> Iterator[str]:
         yield f"redis://127.0.0.1:{port}/0"
 
 
-@pytest.fixture(params=["memory", "redis"])
-async def broker(request: pytest.FixtureRequest) -> AsyncIterator[Broker]:
+@pytest.fixture(params=["memory", "redis", "postgres"])
+async def broker(request: pytest.FixtureRequest, pg_dsn: str) -> AsyncIterator[Broker]:
     """Each broker backend in turn."""
-    made: Broker = (
-        MemoryBroker()
-        if request.param == "memory"
-        else RedisBroker(request.getfixturevalue("redis_url"))
-    )
+    made: Broker
+    if request.param == "memory":
+        made = MemoryBroker()
+    elif request.param == "redis":
+        made = RedisBroker(request.getfixturevalue("redis_url"))
+    else:
+        made = PostgresBroker(pg_dsn)
     await made.start()
     try:
         yield made

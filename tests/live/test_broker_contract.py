@@ -1,4 +1,4 @@
-"""The broker contract, against the in-process broker and Redis Streams."""
+"""The broker contract, against the in-process broker, Redis Streams and PostgreSQL."""
 
 from __future__ import annotations
 
