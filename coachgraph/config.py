@@ -137,6 +137,14 @@ class Limits:
     media_io_chunk_bytes: int = 1_048_576  # 1 MiB
     media_cache_max_age_seconds: int = 60  # Cache-Control: private, max-age= on a download
     media_purge_batch: int = 500  # stale uploads removed per statement
+    # data lifecycle (issue 15): raw samples kept this many days in daily partitions (created
+    # this many days ahead), then rolled up into 1-minute buckets kept `rollup_retention_days`;
+    # the retention job runs every `retention_interval_seconds`, sessions per stray batch
+    raw_sample_retention_days: int = 30
+    rollup_retention_days: int = 365
+    metric_partitions_ahead_days: int = 7
+    retention_interval_seconds: int = 86_400
+    retention_batch: int = 500
     # live sessions: how far a sample's time may lie before its session's start or after now
     sample_clock_slack_ms: int = 5_000
     # protocols (API.md): operations in one batched request (each counted as a request by the

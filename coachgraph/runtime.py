@@ -32,6 +32,7 @@ from coachgraph.secret import resolve_secret
 from coachgraph.stores.db import Database, EmbeddedPostgres
 from coachgraph.stores.documents import DocumentStore
 from coachgraph.stores.migrate import Migration, migrate
+from coachgraph.stores.retention import run_periodically as retain_periodically
 from coachgraph.subscriptions.broker import Broker, MemoryBroker
 from coachgraph.subscriptions.redis import RedisBroker
 from coachgraph.subscriptions.topics import EVERYTHING, GRAPH_TOPIC, graph_changed
@@ -280,6 +281,8 @@ async def open_resources(
             projector.start()
             purge = purge_periodically(db, media, settings.limits)
             start_job(stack, purge, name="purge-stale-media")
+            retain = retain_periodically(db, settings.limits)
+            start_job(stack, retain, name="metric-retention")
     except BaseException:
         await stack.aclose()
         raise

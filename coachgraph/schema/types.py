@@ -26,7 +26,7 @@ from coachgraph.stores.records import (
 )
 
 from .info import Info
-from .live import MetricBucket, MetricKind, MetricSample, SessionSummary
+from .live import MetricBucket, MetricKind, MetricSample, MetricSampleConnection, SessionSummary
 from .media import Media
 from .node import Node
 from .relay import Connection, connection
@@ -363,10 +363,16 @@ class TrainingSession(Node):
         kinds: list[MetricKind] | None = None,
         after: str | None = None,
         first: int | None = 1000,
-    ) -> Connection[MetricSample]:
+    ) -> MetricSampleConnection:
         names = [k.value for k in kinds] if kinds else None
         page, count = await queries.samples_page(info.context, self.record.id, names, first, after)
-        return connection(page, MetricSample.from_sample, _seq, after=after, total=count)
+        found = connection(page, MetricSample.from_sample, _seq, after=after, total=count)
+        return MetricSampleConnection(
+            edges=found.edges,
+            page_info=found.page_info,
+            total=found.total,
+            is_compacted=queries.compacted(info.context, self.record.id),
+        )
 
     @strawberry.field(description="Time buckets of one kind, computed in SQL.")
     async def series(self, info: Info, kind: MetricKind, bucket_seconds: int) -> list[MetricBucket]:
