@@ -145,6 +145,9 @@ class Limits:
     metric_partitions_ahead_days: int = 7
     retention_interval_seconds: int = 86_400
     retention_batch: int = 500
+    # erasures left pending by a crash or an outage are finished, and other replicas' learnt
+    # (their athletes' tokens refused), this often
+    erasure_resume_interval_seconds: int = 5
     # live sessions: how far a sample's time may lie before its session's start or after now
     sample_clock_slack_ms: int = 5_000
     # protocols (API.md): operations in one batched request (each counted as a request by the

@@ -19,6 +19,7 @@ from coachgraph.graph.memory import MemoryGraph
 from coachgraph.graph.model import GraphStore
 from coachgraph.graph.neo4j import Neo4jGraph
 from coachgraph.graph.projector import Applied, Listener, Projector, Sink
+from coachgraph.lifecycle.erasure import Stores, resume_periodically
 from coachgraph.limiter import Limiter
 from coachgraph.media.local import LocalMediaStore
 from coachgraph.media.model import MediaStore
@@ -54,6 +55,7 @@ class Resources:
     exits: AsyncExitStack  # closes what was opened, last opened first
     # automatic persisted queries (api/documents.py), shared through Redis with REDIS_URL
     documents: DocumentStore = field(default_factory=lambda: DocumentStore(1))
+    lifecycle: Stores | None = None  # erasure, export and audit (resolvers/erasure.py)
 
     async def close(self) -> None:
         await self.exits.aclose()
@@ -277,8 +279,14 @@ async def open_resources(
         stack.push_async_callback(media.close)
         documents = DocumentStore.open(settings)
         stack.push_async_callback(documents.close)
+        lifecycle = Stores(db, media, broker, search, projector, key=secret)
+        await lifecycle.erased.refresh(db)
         if start_projector:
             projector.start()
+            finish = resume_periodically(
+                lifecycle, interval_seconds=settings.limits.erasure_resume_interval_seconds
+            )
+            start_job(stack, finish, name="finish-erasures")
             purge = purge_periodically(db, media, settings.limits)
             start_job(stack, purge, name="purge-stale-media")
             retain = retain_periodically(db, settings.limits)
@@ -290,4 +298,5 @@ async def open_resources(
         settings, db, secret, limiter, graph, projector, media, broker, search, stack
     )
     resources.documents = documents
+    resources.lifecycle = lifecycle
     return resources

@@ -45,11 +45,18 @@ from coachgraph.engine import remember
 from coachgraph.errors import Unauthenticated
 from coachgraph.resolvers.context import Context
 from coachgraph.resolvers.loaders import Loaders
-from coachgraph.resolvers.policy import ANONYMOUS
+from coachgraph.resolvers.policy import ANONYMOUS, Viewer
 from coachgraph.runtime import Resources
 from coachgraph.schema.extensions import present_errors
 
 VIEWER_KEY = "coachgraph.viewer"
+ERASED = "The athlete this token names was erased"
+
+
+def erased(resources: Resources, viewer: Viewer) -> bool:
+    """Whether the token names an athlete erased since it was signed."""
+    found = resources.lifecycle
+    return found is not None and viewer.athlete_id is not None and viewer.athlete_id in found.erased
 
 
 def encode(data: object) -> bytes:
@@ -399,6 +406,7 @@ class GraphQLView(GraphQL[Context, None]):
             broker=resources.broker,
             search=resources.search,
             base_url=resources.settings.public_url or str(request.base_url),
+            lifecycle=resources.lifecycle,
         )
         if isinstance(request, WebSocket):
             context.secret = resources.jwt_secret
@@ -412,6 +420,8 @@ class GraphQLView(GraphQL[Context, None]):
             viewer = viewer_from_header(context.secret, header if isinstance(header, str) else None)
         except Unauthenticated as err:
             raise ConnectionRejectionError({"message": err.message, "code": err.code}) from None
+        if context.lifecycle is not None and viewer.athlete_id in context.lifecycle.erased:
+            raise ConnectionRejectionError({"message": ERASED, "code": "UNAUTHENTICATED"})
         context.viewer = viewer
         context.loaders = Loaders(context.db, viewer)
 
@@ -477,6 +487,8 @@ class Gate:
             viewer = viewer_from_scope(scope, resources.jwt_secret)
         except Unauthenticated as err:
             return Refusal(401, err.message, err.code)
+        if erased(resources, viewer):
+            return Refusal(401, ERASED, "UNAUTHENTICATED")
         scope[VIEWER_KEY] = viewer
         return None
 

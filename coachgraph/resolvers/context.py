@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from coachgraph.config import Settings
 from coachgraph.graph.model import GraphStore
+from coachgraph.lifecycle.erasure import Stores
 from coachgraph.media.model import MediaStore
 from coachgraph.resolvers.loaders import Loaders
 from coachgraph.resolvers.policy import Viewer
@@ -28,6 +29,7 @@ class Context:
     connection_params: dict[str, object] | None = None  # graphql-ws connection_init payload
     secret: str = ""  # WebSocket only: to check the token that connection_init carries
     base_url: str = ""  # where this request reached the API: signed local media URLs start here
+    lifecycle: Stores | None = None  # erasure, export and audit reach every store through it
     loaders: Loaders = field(init=False)
 
     def __post_init__(self) -> None:

@@ -1,0 +1,44 @@
+"""Data lifecycle of API.md (2026-11-30): eraseAthlete, exportAthleteData, auditEvents."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+import strawberry
+
+from coachgraph.ids import decode_id
+from coachgraph.resolvers import lifecycle
+from coachgraph.stores.erasure import Erasure as ErasureRecord
+
+from .errors import ErrorResult, as_result
+from .info import Info
+
+
+@strawberry.type(description="An athlete removed from every store it was in.")
+class Erasure:
+    erased_at: datetime
+    stores: list[str] = strawberry.field(
+        description="Every store it was removed from; one missing is finished in the background"
+    )
+
+    @classmethod
+    def from_record(cls, r: ErasureRecord) -> Erasure:
+        return cls(erased_at=r.finished_at or r.requested_at, stores=list(r.stores))
+
+
+ErasureResult = Annotated[Erasure | ErrorResult, strawberry.union("ErasureResult")]
+
+
+@strawberry.type
+class LifecycleMutation:
+    @strawberry.mutation(
+        description="Remove the athlete and everything about it from every store (the athlete "
+        "itself or an admin); its tokens stop working."
+    )
+    async def erase_athlete(self, info: Info, id: strawberry.ID) -> ErasureResult:
+        async def run() -> ErasureRecord:
+            raw_id = decode_id(id, "Athlete", field="id")
+            return await lifecycle.erase_athlete(info.context, raw_id)
+
+        return await as_result(run, Erasure.from_record)
