@@ -17,7 +17,7 @@ from starlette.websockets import WebSocketDisconnect
 from strawberry.http.exceptions import WebSocketDisconnected
 
 from coachgraph import tracing
-from coachgraph.api import graphiql, ingest, media_routes
+from coachgraph.api import export_routes, graphiql, ingest, media_routes
 from coachgraph.api.documents import load_manifest
 from coachgraph.api.doors import HeaderLimits, Refusal
 from coachgraph.api.health import healthz
@@ -91,6 +91,7 @@ def create_app(
             Route("/graphql", Gate(view)),
             WebSocketRoute("/graphql", view),
             *media_routes.routes,
+            *export_routes.routes,
             *ingest.routes,
             *(graphiql.routes if settings.graphiql else []),
         ],

@@ -148,6 +148,9 @@ class Limits:
     # erasures left pending by a crash or an outage are finished, and other replicas' learnt
     # (their athletes' tokens refused), this often
     erasure_resume_interval_seconds: int = 5
+    # data exports: how long the signed download URL works; samples written per piece
+    export_url_ttl_seconds: int = 900
+    export_chunk_rows: int = 1_000
     # live sessions: how far a sample's time may lie before its session's start or after now
     sample_clock_slack_ms: int = 5_000
     # protocols (API.md): operations in one batched request (each counted as a request by the

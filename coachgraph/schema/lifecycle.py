@@ -30,6 +30,15 @@ class Erasure:
 ErasureResult = Annotated[Erasure | ErrorResult, strawberry.union("ErasureResult")]
 
 
+@strawberry.type(description="A signed download of one JSON document: all that is stored.")
+class DataExport:
+    url: str
+    expires_at: datetime
+
+
+DataExportResult = Annotated[DataExport | ErrorResult, strawberry.union("DataExportResult")]
+
+
 @strawberry.type
 class LifecycleMutation:
     @strawberry.mutation(
@@ -42,3 +51,14 @@ class LifecycleMutation:
             return await lifecycle.erase_athlete(info.context, raw_id)
 
         return await as_result(run, Erasure.from_record)
+
+    @strawberry.mutation(
+        description="A signed, expiring URL of one JSON document with everything stored about "
+        "the athlete (the athlete itself or an admin)."
+    )
+    async def export_athlete_data(self, info: Info, id: strawberry.ID) -> DataExportResult:
+        async def run() -> tuple[str, datetime]:
+            raw_id = decode_id(id, "Athlete", field="id")
+            return await lifecycle.export_athlete_data(info.context, raw_id)
+
+        return await as_result(run, lambda found: DataExport(url=found[0], expires_at=found[1]))
