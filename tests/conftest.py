@@ -66,7 +66,7 @@ def compiled_matches_graphql_core() -> Iterator[None]:
 
 
 TABLES = (
-    "erasures, outbox, search_documents, search_words, metric_samples, media, training_sessions, enrollments, coach_athletes, "
+    "audit_events, erasures, outbox, search_documents, search_words, metric_samples, media, training_sessions, enrollments, coach_athletes, "
     "program_skills, programs, athlete_goals, athlete_skills, coach_skills, "
     "skill_prerequisites, skills, athletes, coaches"
 )

@@ -43,6 +43,7 @@ from coachgraph.api.websocket import LegacyWSHandler, TransportWSHandler
 from coachgraph.config import Limits
 from coachgraph.engine import remember
 from coachgraph.errors import Unauthenticated
+from coachgraph.lifecycle.audit import AuditBatch
 from coachgraph.resolvers.context import Context
 from coachgraph.resolvers.loaders import Loaders
 from coachgraph.resolvers.policy import ANONYMOUS, Viewer
@@ -51,6 +52,7 @@ from coachgraph.schema.extensions import present_errors
 
 VIEWER_KEY = "coachgraph.viewer"
 ERASED = "The athlete this token names was erased"
+AUDIT_KEY = "coachgraph.audit"
 
 
 def erased(resources: Resources, viewer: Viewer) -> bool:
@@ -207,6 +209,23 @@ class GraphQLView(GraphQL[Context, None]):
         request_data: GraphQLRequestData | list[GraphQLRequestData],
         context: Context,
         root_value: None,
+        sub_response: Response,
+    ) -> ExecutionResult | list[ExecutionResult] | SubscriptionExecutionResult:
+        try:
+            return await self._execute_operation(
+                request, request_adapter, request_data, context, sub_response
+            )
+        finally:  # the request's audit events, all its operations', in one write
+            batch: AuditBatch | None = request.scope.get(AUDIT_KEY)
+            if batch is not None:
+                await batch.flush(request.state.resources.db)
+
+    async def _execute_operation(
+        self,
+        request: Request,
+        request_adapter: AsyncHTTPRequestAdapter,
+        request_data: GraphQLRequestData | list[GraphQLRequestData],
+        context: Context,
         sub_response: Response,
     ) -> ExecutionResult | list[ExecutionResult] | SubscriptionExecutionResult:
         if isinstance(request_data, list):
@@ -408,6 +427,8 @@ class GraphQLView(GraphQL[Context, None]):
             base_url=resources.settings.public_url or str(request.base_url),
             lifecycle=resources.lifecycle,
         )
+        if resources.lifecycle is not None:  # one batch per request, a batch's operations' too
+            context.audit = request.scope.setdefault(AUDIT_KEY, AuditBatch(resources.jwt_secret))
         if isinstance(request, WebSocket):
             context.secret = resources.jwt_secret
         return context

@@ -9,10 +9,12 @@ import strawberry
 
 from coachgraph.ids import decode_id
 from coachgraph.resolvers import lifecycle
+from coachgraph.stores.audit import AuditEvent as AuditRecord
 from coachgraph.stores.erasure import Erasure as ErasureRecord
 
 from .errors import ErrorResult, as_result
 from .info import Info
+from .relay import Connection, connection
 
 
 @strawberry.type(description="An athlete removed from every store it was in.")
@@ -62,3 +64,34 @@ class LifecycleMutation:
             return await lifecycle.export_athlete_data(info.context, raw_id)
 
         return await as_result(run, lambda found: DataExport(url=found[0], expires_at=found[1]))
+
+
+@strawberry.type(description="Who read or changed an athlete's data; no health values.")
+class AuditEvent:
+    at: datetime
+    actor: str
+    action: str
+    subject: strawberry.ID = strawberry.field(
+        description="The athlete, as an opaque id that outlives its erasure"
+    )
+
+    @classmethod
+    def from_record(cls, r: AuditRecord) -> AuditEvent:
+        return cls(at=r.at, actor=r.actor, action=r.action, subject=strawberry.ID(r.subject))
+
+
+@strawberry.type
+class LifecycleQuery:
+    @strawberry.field(
+        description="Admins: every event (or one subject's: an Athlete ID or an event's "
+        "subject); an athlete: the events about itself."
+    )
+    async def audit_events(
+        self,
+        info: Info,
+        subject_id: strawberry.ID | None = None,
+        first: int | None = 20,
+        after: str | None = None,
+    ) -> Connection[AuditEvent]:
+        page, total = await lifecycle.audit_events(info.context, subject_id, first, after)
+        return connection(page, AuditEvent.from_record, lambda r: r.id, after=after, total=total)

@@ -10,6 +10,7 @@ from coachgraph.resolvers import media, queries
 
 from .info import Info
 from .inputs import AthleteFilter, CoachFilter, ProgramFilter
+from .lifecycle import LifecycleQuery
 from .matching import MatchingQuery
 from .media import Media
 from .node import Node
@@ -46,7 +47,7 @@ async def resolve_node(info: Info, global_id: str) -> Node:
 
 
 @strawberry.type
-class Query(MatchingQuery):
+class Query(MatchingQuery, LifecycleQuery):
     @strawberry.field(description="Any object by its global ID.")
     async def node(self, info: Info, id: strawberry.ID) -> Node | None:
         return await resolve_node(info, id)

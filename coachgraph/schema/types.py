@@ -12,6 +12,7 @@ from strawberry.dataloader import DataLoader
 
 from coachgraph.ids import to_global_id
 from coachgraph.resolvers import queries
+from coachgraph.resolvers.lifecycle import audited
 from coachgraph.resolvers.loaders import StoreLoader
 from coachgraph.resolvers.policy import Role
 from coachgraph.stores.metrics import Sample
@@ -365,6 +366,7 @@ class TrainingSession(Node):
         first: int | None = 1000,
     ) -> MetricSampleConnection:
         names = [k.value for k in kinds] if kinds else None
+        audited(info.context, "read:samples", self.record.athlete_id)
         page, count = await queries.samples_page(info.context, self.record.id, names, first, after)
         found = connection(page, MetricSample.from_sample, _seq, after=after, total=count)
         return MetricSampleConnection(
@@ -376,11 +378,13 @@ class TrainingSession(Node):
 
     @strawberry.field(description="Time buckets of one kind, computed in SQL.")
     async def series(self, info: Info, kind: MetricKind, bucket_seconds: int) -> list[MetricBucket]:
+        audited(info.context, "read:series", self.record.athlete_id)
         buckets = await queries.series(info.context, self.record.id, kind.value, bucket_seconds)
         return [MetricBucket.from_bucket(b) for b in buckets]
 
     @strawberry.field
     async def summary(self, info: Info) -> SessionSummary:
+        audited(info.context, "read:summary", self.record.athlete_id)
         found = await info.context.loaders.summary_by_session_id.load(self.record.id)
         assert found is not None  # the session row exists: it was just read
         return SessionSummary.from_summary(found)
