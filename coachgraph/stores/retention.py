@@ -195,12 +195,27 @@ async def _drop_day(db: Database, *, name: str, now: datetime) -> int:
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_KEY)
         if not await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", name):
             return 0
-        await conn.execute(f"LOCK TABLE {name} IN SHARE MODE")
-        ids = [r[0] for r in await conn.fetch(f"SELECT DISTINCT session_id FROM {name}")]
+        ids = await _lock_sessions(conn, table=name, mode="SHARE")
         await _compact(conn, session_ids=ids, now=now)
         await conn.execute(f"DROP TABLE {name}")
     log.info("rolled up %d sessions and dropped %s", len(ids), name)
     return len(ids)
+
+
+async def _lock_sessions(
+    conn: Executor, *, table: str, mode: str, where: str = "true", args: tuple[object, ...] = ()
+) -> list[int]:
+    """The sessions with rows in `table`, their rows locked, then `table` in `mode` (writers
+    kept out). Session rows first, as a batch's writer takes them (its session row, then the
+    table): the other order could deadlock with a batch arriving meanwhile."""
+    query = f"SELECT DISTINCT session_id FROM {table} WHERE {where}"
+    ids = sorted(r[0] for r in await conn.fetch(query, *args))
+    await conn.execute(
+        "SELECT 1 FROM training_sessions WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE", ids
+    )
+    await conn.execute(f"LOCK TABLE {table} IN {mode} MODE")
+    late = sorted(set(r[0] for r in await conn.fetch(query, *args)) - set(ids))
+    return ids + late  # (a session whose first rows came in between: rolled up all the same)
 
 
 async def _strays(db: Database, *, cutoff: datetime, now: datetime, batch: int) -> tuple[int, int]:
@@ -211,15 +226,13 @@ async def _strays(db: Database, *, cutoff: datetime, now: datetime, batch: int) 
     while True:
         async with db.transaction() as conn:
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_KEY)
-            await conn.execute(f"LOCK TABLE {SAMPLES}_default IN SHARE ROW EXCLUSIVE MODE")
-            ids = [
-                r[0]
-                for r in await conn.fetch(
-                    f"SELECT DISTINCT session_id FROM {SAMPLES}_default WHERE at < $1 LIMIT $2",
-                    cutoff,
-                    batch,
-                )
-            ]
+            ids = await _lock_sessions(
+                conn,
+                table=f"{SAMPLES}_default",
+                mode="SHARE ROW EXCLUSIVE",
+                where="at < $1 LIMIT $2",
+                args=(cutoff, batch),
+            )
             if not ids:
                 return sessions, deleted
             await _compact(conn, session_ids=ids, now=now)

@@ -9,8 +9,17 @@ import pytest
 from tests.graph.conftest import bolt_driver, bolt_url
 from tests.live.conftest import redis_url
 from tests.media.conftest import s3_endpoint
+from tests.search.conftest import project, search_backend, sgql
 
-__all__ = ["bolt_driver", "bolt_url", "redis_url", "s3_endpoint"]
+__all__ = [
+    "bolt_driver",
+    "bolt_url",
+    "project",
+    "redis_url",
+    "s3_endpoint",
+    "search_backend",
+    "sgql",
+]
 
 
 @pytest.fixture(autouse=True)

@@ -4,7 +4,7 @@ tokens are refused."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -342,3 +342,28 @@ async def test_erase_athlete_over_graphql_and_its_token_stops_working(
     assert again["data"]["eraseAthlete"]["__typename"] == "Erasure"
     missing = await gql(mutation, {"id": to_global_id("Athlete", other.id)}, token_for("admin"))
     assert missing["data"]["eraseAthlete"]["__typename"] == "NotFoundError"
+
+
+async def test_search_finds_nothing_of_an_erased_athlete_on_either_backend(
+    sgql: GraphQLClient,
+    project: Callable[[], Awaitable[None]],
+    factory: Factory,
+    search_backend: Any,
+) -> None:
+    """The search contract: Postgres always, Meilisearch when MEILI_URL is set."""
+    gone = await factory.athlete(name="Zyxwvut Erased")
+    await factory.athlete(name="Zyxwvut Kept")
+    await project()
+    query = """{ search(query: "Zyxwvut", kinds: [ATHLETE]) {
+      totalCount edges { node { ... on Athlete { name } } } } }"""
+    admin = token_for("admin")
+    before = (await sgql(query, token=admin))["data"]["search"]
+    assert before["totalCount"] == 2
+    erase = "mutation($id: ID!) { eraseAthlete(id: $id) { ... on Erasure { stores } } }"
+    answer = await sgql(erase, {"id": to_global_id("Athlete", gone.id)}, admin)
+    assert (
+        f"search:{search_backend.resources.search.name}" in answer["data"]["eraseAthlete"]["stores"]
+    )
+    after = (await sgql(query, token=admin))["data"]["search"]
+    assert [e["node"]["name"] for e in after["edges"]] == ["Zyxwvut Kept"]
+    search_backend.resources.lifecycle.erased.ids.discard(gone.id)
