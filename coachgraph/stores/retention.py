@@ -31,11 +31,14 @@ _MONTH = re.compile(rf"^{ROLLUPS}_p(\d{{6}})$")
 # multiple of a minute is a union of whole minute buckets.
 _ROLL_UP = f"""
 INSERT INTO {ROLLUPS} AS r (session_id, kind, bucket, count, min, max, sum, avg)
-SELECT m.session_id, m.kind,
+SELECT s.id, m.kind,
        date_bin('1 minute', m.at, coalesce(s.started_at, s.scheduled_at)) AS bucket,
        count(*), min(m.value), max(m.value), sum(m.value), avg(m.value)
 FROM training_sessions s
-JOIN {SAMPLES} m ON m.session_id = s.id AND m.seq > s.rolled_seq
+-- per session, by its index (OFFSET 0 keeps the subquery apart: joined, the planner hashes
+-- every partition whole, measured 80 ms for 300,000 samples against 1 ms)
+CROSS JOIN LATERAL (SELECT kind, at, value FROM {SAMPLES}
+                    WHERE session_id = s.id AND seq > s.rolled_seq OFFSET 0) m
 WHERE s.id = ANY($1::bigint[])
 GROUP BY 1, 2, 3
 ON CONFLICT (session_id, kind, bucket) DO UPDATE SET
