@@ -22,5 +22,4 @@ class AuditBatch:
         if not self.events:
             return
         events, self.events = list(self.events), {}
-        async with db.transaction() as conn:
-            await audit.append(conn, events=events)
+        await audit.append(db.pool, events=events)  # one statement, its own transaction

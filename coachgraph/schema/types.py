@@ -251,12 +251,14 @@ class Athlete(Node):
     @strawberry.field(description="For the athlete itself, its coaches and admins.")
     async def coaches(self, info: Info) -> list[Coach]:
         await queries.require_full_access(info.context, self.record)
+        audited(info.context, "read:profile", self.record.id)
         loader = info.context.loaders.coaches_by_athlete_id
         return await _each(loader, self.record.id, Coach.from_record)
 
     @strawberry.field(description="For the athlete itself, its coaches and admins.")
     async def enrollments(self, info: Info) -> list[Enrollment]:
         await queries.require_full_access(info.context, self.record)
+        audited(info.context, "read:profile", self.record.id)
         loader = info.context.loaders.enrollments_by_athlete_id
         return await _each(loader, self.record.id, Enrollment.from_record)
 
@@ -269,6 +271,7 @@ class Athlete(Node):
         status: SessionStatus | None = None,
     ) -> Connection[TrainingSession]:
         await queries.require_full_access(info.context, self.record)
+        audited(info.context, "read:profile", self.record.id)
         return await _sessions(info, "athlete", self.record.id, first, after, status)
 
 

@@ -132,3 +132,17 @@ async def test_an_export_is_audited_even_by_the_athlete_itself(
     found = await rows(factory)
     assert [r["action"] for r in found] == ["export"]
     assert found[0]["actor"] == f"ATHLETE {to_global_id('Athlete', athlete.id)}"
+
+
+async def test_a_coach_reading_its_athlete_in_full_is_audited(
+    gql: GraphQLClient, factory: Factory
+) -> None:
+    coach_id, athlete_id, _ = await coached(factory)
+    query = """query($id: ID!) { node(id: $id) { ... on Athlete {
+      name enrollments { status } coaches { name } sessions(first: 5) { totalCount } } } }"""
+    variables = {"id": to_global_id("Athlete", athlete_id)}
+    await gql(query, variables, token_for("athlete", athlete_id))
+    assert await rows(factory) == []
+    answer = await gql(query, variables, token_for("coach", coach_id))
+    assert answer["data"]["node"]["sessions"]["totalCount"] == 2
+    assert [r["action"] for r in await rows(factory)] == ["read:profile"]
