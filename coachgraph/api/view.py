@@ -427,7 +427,11 @@ class GraphQLView(GraphQL[Context, None]):
             base_url=resources.settings.public_url or str(request.base_url),
             lifecycle=resources.lifecycle,
         )
-        if resources.lifecycle is not None:  # one batch per request, a batch's operations' too
+        if resources.lifecycle is None:
+            pass
+        elif isinstance(request, WebSocket):  # no end to flush at: written as recorded
+            context.audit = AuditBatch(resources.jwt_secret, eager_db=resources.db)
+        else:  # one batch per request, a batch's operations' too
             context.audit = request.scope.setdefault(AUDIT_KEY, AuditBatch(resources.jwt_secret))
         if isinstance(request, WebSocket):
             context.secret = resources.jwt_secret

@@ -146,3 +146,17 @@ async def test_a_coach_reading_its_athlete_in_full_is_audited(
     answer = await gql(query, variables, token_for("coach", coach_id))
     assert answer["data"]["node"]["sessions"]["totalCount"] == 2
     assert [r["action"] for r in await rows(factory)] == ["read:profile"]
+
+
+async def test_an_eager_batch_writes_each_event_once_as_it_is_recorded(factory: Factory) -> None:
+    """WebSocket operations have no request end: their events are written as recorded."""
+    from coachgraph.lifecycle.audit import AuditBatch
+
+    batch = AuditBatch("key", eager_db=factory.db)
+    for _ in range(3):
+        batch.record(actor="COACH x", action="read:samples", athlete_id=7)
+    await batch.settle()
+    batch.record(actor="COACH x", action="read:samples", athlete_id=7)
+    batch.record(actor="COACH x", action="read:series", athlete_id=7)
+    await batch.settle()
+    assert [r["action"] for r in await rows(factory)] == ["read:samples", "read:series"]
