@@ -17,7 +17,7 @@ from starlette.websockets import WebSocketDisconnect
 from strawberry.http.exceptions import WebSocketDisconnected
 
 from coachgraph import tracing
-from coachgraph.api import graphiql, ingest, live_page, media_routes, wearable_files
+from coachgraph.api import export_routes, graphiql, ingest, live_page, media_routes, wearable_files
 from coachgraph.api.documents import load_manifest
 from coachgraph.api.doors import HeaderLimits, Refusal
 from coachgraph.api.health import healthz
@@ -91,6 +91,7 @@ def create_app(
             Route("/graphql", Gate(view)),
             WebSocketRoute("/graphql", view),
             *media_routes.routes,
+            *export_routes.routes,
             *ingest.routes,
             *wearable_files.routes,
             *live_page.routes,

@@ -1,4 +1,4 @@
-"""coachgraph serve | token | seed | migrate | reindex | schema."""
+"""coachgraph serve | token | seed | migrate | retention | reindex | schema."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import logging
 import sys
 import warnings
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from coachgraph.config import Settings, SettingsError
@@ -93,6 +94,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     reindex.set_defaults(run=_reindex)
 
+    retention = sub.add_parser(
+        "retention",
+        help="apply the metric retention policy once (roll up old raw samples, drop partitions)",
+    )
+    retention.add_argument(
+        "--now", type=_instant, default=None, help="act as if the time were this ISO 8601 instant"
+    )
+    retention.set_defaults(run=_retention)
+
     schema = sub.add_parser("schema", help="print the GraphQL SDL")
     schema.set_defaults(run=_schema)
 
@@ -118,6 +128,15 @@ def _port(text: str) -> int:
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"must be a number from 0 to 65535, got {port}")
     return port
+
+
+def _instant(text: str) -> datetime:
+    """An ISO 8601 time; without an offset it is UTC."""
+    try:
+        found = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an ISO 8601 time, got {text!r}") from None
+    return found if found.tzinfo else found.replace(tzinfo=UTC)
 
 
 def _out(text: str) -> None:
@@ -273,6 +292,28 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
     asyncio.run(run())
     names = ", ".join(f"{m.version:04d}_{m.name}" for m in applied) or "none pending"
     _out(f"coachgraph: migrations applied: {names}")
+    return 0
+
+
+def _retention(settings: Settings, args: argparse.Namespace) -> int:
+    from coachgraph.runtime import open_database
+    from coachgraph.stores import retention
+
+    async def run() -> retention.Report:
+        async with open_database(settings, min_size=1, max_size=2) as db:
+            now = args.now or datetime.now(UTC)
+            return await retention.run(
+                db, now=now, policy=retention.Policy.from_limits(settings.limits)
+            )
+
+    report = asyncio.run(run())
+    _out(
+        f"coachgraph: retention: {len(report.created)} partitions created, "
+        f"{len(report.dropped)} dropped ({', '.join(report.dropped) or 'none'}), "
+        f"{report.rolled_up_sessions} sessions rolled up, "
+        f"{report.deleted_stray_samples} stray samples and "
+        f"{report.deleted_stray_rollups} stray rollups removed"
+    )
     return 0
 
 

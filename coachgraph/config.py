@@ -157,6 +157,20 @@ class Limits:
     media_io_chunk_bytes: int = 1_048_576  # 1 MiB
     media_cache_max_age_seconds: int = 60  # Cache-Control: private, max-age= on a download
     media_purge_batch: int = 500  # stale uploads removed per statement
+    # data lifecycle (issue 15): raw samples kept this many days in daily partitions (created
+    # this many days ahead), then rolled up into 1-minute buckets kept `rollup_retention_days`;
+    # the retention job runs every `retention_interval_seconds`, sessions per stray batch
+    raw_sample_retention_days: int = 30
+    rollup_retention_days: int = 365
+    metric_partitions_ahead_days: int = 7
+    retention_interval_seconds: int = 86_400
+    retention_batch: int = 500
+    # erasures left pending by a crash or an outage are finished, and other replicas' learnt
+    # (their athletes' tokens refused), this often
+    erasure_resume_interval_seconds: int = 5
+    # data exports: how long the signed download URL works; samples written per piece
+    export_url_ttl_seconds: int = 900
+    export_chunk_rows: int = 1_000
     # live sessions: how far a sample's time may lie before its session's start or after now
     sample_clock_slack_ms: int = 5_000
     # protocols (API.md): operations in one batched request (each counted as a request by the

@@ -23,6 +23,7 @@ from coachgraph.graph.projector import Applied, Listener, Projector, Sink
 from coachgraph.leaderboards.model import Leaderboards
 from coachgraph.leaderboards.postgres import PostgresLeaderboards
 from coachgraph.leaderboards.redis import RedisLeaderboards
+from coachgraph.lifecycle.erasure import Stores, resume_periodically
 from coachgraph.limiter import Limiter
 from coachgraph.media.local import LocalMediaStore
 from coachgraph.media.model import MediaStore
@@ -36,6 +37,7 @@ from coachgraph.secret import resolve_secret
 from coachgraph.stores.db import Database, EmbeddedPostgres
 from coachgraph.stores.documents import DocumentStore
 from coachgraph.stores.migrate import Migration, migrate
+from coachgraph.stores.retention import run_periodically as retain_periodically
 from coachgraph.subscriptions.broker import Broker, MemoryBroker, Message
 from coachgraph.subscriptions.postgres import PostgresBroker
 from coachgraph.subscriptions.redis import RedisBroker
@@ -59,6 +61,7 @@ class Resources:
     # automatic persisted queries (api/documents.py), shared through Redis with REDIS_URL
     documents: DocumentStore = field(default_factory=lambda: DocumentStore(1))
     leaderboards: Leaderboards | None = None  # None: computed in Postgres (see Context)
+    lifecycle: Stores | None = None  # erasure, export and audit (resolvers/erasure.py)
 
     async def close(self) -> None:
         await self.exits.aclose()
@@ -334,10 +337,19 @@ async def open_resources(
         leaderboards = leaderboards_for(settings, db)
         await leaderboards.start()
         stack.push_async_callback(leaderboards.close)
+        lifecycle = Stores(db, media, broker, search, projector, key=secret)
+        await lifecycle.erased.refresh(db)
         if start_projector:
             projector.start()
-            purge = purge_periodically(db, media, settings.limits)
-            start_job(stack, purge, name="purge-stale-media")
+            if settings.worker_index == 0:  # of several workers, one runs the jobs
+                finish = resume_periodically(
+                    lifecycle, interval_seconds=settings.limits.erasure_resume_interval_seconds
+                )
+                start_job(stack, finish, name="finish-erasures")
+                purge = purge_periodically(db, media, settings.limits)
+                start_job(stack, purge, name="purge-stale-media")
+                retain = retain_periodically(db, settings.limits)
+                start_job(stack, retain, name="metric-retention")
     except BaseException:
         await stack.aclose()
         raise
@@ -346,4 +358,5 @@ async def open_resources(
     )
     resources.documents = documents
     resources.leaderboards = leaderboards
+    resources.lifecycle = lifecycle
     return resources

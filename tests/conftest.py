@@ -67,7 +67,7 @@ def compiled_matches_graphql_core() -> Iterator[None]:
 
 
 TABLES = (
-    "outbox, collab_vectors, collab_links, collab_rebuild, "
+    "audit_events, erasures, outbox, collab_vectors, collab_links, collab_rebuild, "
     "search_documents, search_words, metric_samples, media, training_sessions, enrollments, coach_athletes, "
     "program_skills, programs, athlete_goals, athlete_skills, coach_skills, "
     "skill_prerequisites, skills, athletes, coaches"

@@ -19,6 +19,8 @@ RANK = {
     "subscriptions": 2,
     "seed": 2,
     "engine": 2,
+    # across the stores and projections: erasure, export, audit (uses graph, search, media...)
+    "lifecycle": 2.5,
     "resolvers": 3,
     "runtime": 3,
     "schema": 4,

@@ -43,13 +43,22 @@ from coachgraph.api.websocket import LegacyWSHandler, TransportWSHandler
 from coachgraph.config import Limits
 from coachgraph.engine import remember
 from coachgraph.errors import Unauthenticated
+from coachgraph.lifecycle.audit import AuditBatch
 from coachgraph.resolvers.context import Context
 from coachgraph.resolvers.loaders import Loaders
-from coachgraph.resolvers.policy import ANONYMOUS
+from coachgraph.resolvers.policy import ANONYMOUS, Viewer
 from coachgraph.runtime import Resources
 from coachgraph.schema.extensions import present_errors
 
 VIEWER_KEY = "coachgraph.viewer"
+ERASED = "The athlete this token names was erased"
+AUDIT_KEY = "coachgraph.audit"
+
+
+def erased(resources: Resources, viewer: Viewer) -> bool:
+    """Whether the token names an athlete erased since it was signed."""
+    found = resources.lifecycle
+    return found is not None and viewer.athlete_id is not None and viewer.athlete_id in found.erased
 
 
 def encode(data: object) -> bytes:
@@ -200,6 +209,23 @@ class GraphQLView(GraphQL[Context, None]):
         request_data: GraphQLRequestData | list[GraphQLRequestData],
         context: Context,
         root_value: None,
+        sub_response: Response,
+    ) -> ExecutionResult | list[ExecutionResult] | SubscriptionExecutionResult:
+        try:
+            return await self._execute_operation(
+                request, request_adapter, request_data, context, sub_response
+            )
+        finally:  # the request's audit events, all its operations', in one write
+            batch: AuditBatch | None = request.scope.get(AUDIT_KEY)
+            if batch is not None:
+                await batch.flush(request.state.resources.db)
+
+    async def _execute_operation(
+        self,
+        request: Request,
+        request_adapter: AsyncHTTPRequestAdapter,
+        request_data: GraphQLRequestData | list[GraphQLRequestData],
+        context: Context,
         sub_response: Response,
     ) -> ExecutionResult | list[ExecutionResult] | SubscriptionExecutionResult:
         if isinstance(request_data, list):
@@ -400,7 +426,14 @@ class GraphQLView(GraphQL[Context, None]):
             search=resources.search,
             leaderboards=resources.leaderboards,
             base_url=resources.settings.public_url or str(request.base_url),
+            lifecycle=resources.lifecycle,
         )
+        if resources.lifecycle is None:
+            pass
+        elif isinstance(request, WebSocket):  # no end to flush at: written as recorded
+            context.audit = AuditBatch(resources.jwt_secret, eager_db=resources.db)
+        else:  # one batch per request, a batch's operations' too
+            context.audit = request.scope.setdefault(AUDIT_KEY, AuditBatch(resources.jwt_secret))
         if isinstance(request, WebSocket):
             context.secret = resources.jwt_secret
         return context
@@ -413,6 +446,8 @@ class GraphQLView(GraphQL[Context, None]):
             viewer = viewer_from_header(context.secret, header if isinstance(header, str) else None)
         except Unauthenticated as err:
             raise ConnectionRejectionError({"message": err.message, "code": err.code}) from None
+        if context.lifecycle is not None and viewer.athlete_id in context.lifecycle.erased:
+            raise ConnectionRejectionError({"message": ERASED, "code": "UNAUTHENTICATED"})
         context.viewer = viewer
         context.loaders = Loaders(context.db, viewer)
 
@@ -478,6 +513,8 @@ class Gate:
             viewer = viewer_from_scope(scope, resources.jwt_secret)
         except Unauthenticated as err:
             return Refusal(401, err.message, err.code)
+        if erased(resources, viewer):
+            return Refusal(401, ERASED, "UNAUTHENTICATED")
         scope[VIEWER_KEY] = viewer
         return None
 

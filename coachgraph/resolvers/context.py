@@ -8,6 +8,8 @@ from coachgraph.config import Settings
 from coachgraph.graph.model import GraphStore
 from coachgraph.leaderboards.model import Leaderboards
 from coachgraph.leaderboards.postgres import PostgresLeaderboards
+from coachgraph.lifecycle.audit import AuditBatch
+from coachgraph.lifecycle.erasure import Stores
 from coachgraph.media.model import MediaStore
 from coachgraph.resolvers.loaders import Loaders
 from coachgraph.resolvers.policy import Viewer
@@ -31,6 +33,8 @@ class Context:
     secret: str = ""  # WebSocket only: to check the token that connection_init carries
     base_url: str = ""  # where this request reached the API: signed local media URLs start here
     leaderboards: Leaderboards | None = None  # None: computed in Postgres
+    lifecycle: Stores | None = None  # erasure, export and audit reach every store through it
+    audit: AuditBatch | None = None  # the request's audit events, written once at its end
     loaders: Loaders = field(init=False)
 
     def __post_init__(self) -> None:

@@ -241,6 +241,15 @@ async def samples_page(
     return page, lambda: metrics.count(ctx.db.pool, session_id=session_id, kinds=kinds)
 
 
+def compacted(ctx: Context, session_id: int) -> Callable[[], Awaitable[bool]]:
+    """Asked lazily: whether retention rolled up and dropped raw samples of the session."""
+
+    async def ask() -> bool:
+        return (await metrics.retained(ctx.db.pool, session_id=session_id)).compacted
+
+    return ask
+
+
 async def series(
     ctx: Context, session_id: int, kind: str, bucket_seconds: int
 ) -> list[metrics.Bucket]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -15,6 +15,7 @@ from coachgraph.stores.metrics import Bucket, Sample, Summary
 
 from .errors import ErrorResult, as_result
 from .info import Info
+from .relay import Connection
 
 
 @strawberry.enum(description="bpm, W, rpm, m/s, ms")
@@ -36,6 +37,19 @@ class MetricSample:
     @classmethod
     def from_sample(cls, s: Sample) -> MetricSample:
         return cls(cursor=encode_cursor(s.seq), kind=MetricKind(s.kind), at=s.at, value=s.value)
+
+
+@strawberry.type(name="MetricSampleConnection")
+class MetricSampleConnection(Connection[MetricSample]):
+    is_compacted: strawberry.Private[Callable[[], Awaitable[bool]]]
+
+    @strawberry.field(
+        description="True when the session's raw samples were rolled up into 1-minute buckets "
+        "and (some) dropped by retention: the list holds only the samples still kept; "
+        "`series` (bucketSeconds a multiple of 60) and `summary` still cover all of them."
+    )
+    async def compacted(self) -> bool:
+        return await self.is_compacted()
 
 
 @strawberry.type

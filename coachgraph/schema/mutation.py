@@ -24,6 +24,7 @@ from .inputs import (
     UpdateAthleteInput,
     UpdateCoachInput,
 )
+from .lifecycle import LifecycleMutation
 from .live import LiveMutation
 from .media import MediaMutation
 from .types import Athlete, Coach, Enrollment, Program, Skill, TrainingSession
@@ -82,7 +83,7 @@ async def _move_session(
 
 
 @strawberry.type
-class Mutation(MediaMutation, LiveMutation, CoachingMutation):
+class Mutation(MediaMutation, LiveMutation, CoachingMutation, LifecycleMutation):
     @strawberry.mutation
     async def create_coach(self, info: Info, input: CreateCoachInput) -> CoachResult:
         return await as_result(

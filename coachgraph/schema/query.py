@@ -11,6 +11,7 @@ from coachgraph.resolvers import media, queries
 from .coaching import CoachingQuery, questionnaire_node
 from .info import Info
 from .inputs import AthleteFilter, CoachFilter, ProgramFilter
+from .lifecycle import LifecycleQuery
 from .matching import MatchingQuery
 from .media import Media
 from .node import Node
@@ -49,7 +50,7 @@ async def resolve_node(info: Info, global_id: str) -> Node:
 
 
 @strawberry.type
-class Query(MatchingQuery, CoachingQuery):
+class Query(MatchingQuery, CoachingQuery, LifecycleQuery):
     @strawberry.field(description="Any object by its global ID.")
     async def node(self, info: Info, id: strawberry.ID) -> Node | None:
         return await resolve_node(info, id)

@@ -12,6 +12,7 @@ from strawberry.dataloader import DataLoader
 
 from coachgraph.ids import to_global_id
 from coachgraph.resolvers import queries
+from coachgraph.resolvers.lifecycle import audited
 from coachgraph.resolvers.loaders import StoreLoader
 from coachgraph.resolvers.policy import Role
 from coachgraph.stores.metrics import Sample
@@ -26,7 +27,7 @@ from coachgraph.stores.records import (
 )
 
 from .info import Info
-from .live import MetricBucket, MetricKind, MetricSample, SessionSummary
+from .live import MetricBucket, MetricKind, MetricSample, MetricSampleConnection, SessionSummary
 from .media import Media
 from .node import Node
 from .relay import Connection, connection
@@ -265,12 +266,14 @@ class Athlete(Node):
     @strawberry.field(description="For the athlete itself, its coaches and admins.")
     async def coaches(self, info: Info) -> list[Coach]:
         await queries.require_full_access(info.context, self.record)
+        audited(info.context, "read:profile", self.record.id)
         loader = info.context.loaders.coaches_by_athlete_id
         return await _each(loader, self.record.id, Coach.from_record)
 
     @strawberry.field(description="For the athlete itself, its coaches and admins.")
     async def enrollments(self, info: Info) -> list[Enrollment]:
         await queries.require_full_access(info.context, self.record)
+        audited(info.context, "read:profile", self.record.id)
         loader = info.context.loaders.enrollments_by_athlete_id
         return await _each(loader, self.record.id, Enrollment.from_record)
 
@@ -283,6 +286,7 @@ class Athlete(Node):
         status: SessionStatus | None = None,
     ) -> Connection[TrainingSession]:
         await queries.require_full_access(info.context, self.record)
+        audited(info.context, "read:profile", self.record.id)
         return await _sessions(info, "athlete", self.record.id, first, after, status)
 
     @strawberry.field(
@@ -390,18 +394,27 @@ class TrainingSession(Node):
         kinds: list[MetricKind] | None = None,
         after: str | None = None,
         first: int | None = 1000,
-    ) -> Connection[MetricSample]:
+    ) -> MetricSampleConnection:
         names = [k.value for k in kinds] if kinds else None
+        audited(info.context, "read:samples", self.record.athlete_id)
         page, count = await queries.samples_page(info.context, self.record.id, names, first, after)
-        return connection(page, MetricSample.from_sample, _seq, after=after, total=count)
+        found = connection(page, MetricSample.from_sample, _seq, after=after, total=count)
+        return MetricSampleConnection(
+            edges=found.edges,
+            page_info=found.page_info,
+            total=found.total,
+            is_compacted=queries.compacted(info.context, self.record.id),
+        )
 
     @strawberry.field(description="Time buckets of one kind, computed in SQL.")
     async def series(self, info: Info, kind: MetricKind, bucket_seconds: int) -> list[MetricBucket]:
+        audited(info.context, "read:series", self.record.athlete_id)
         buckets = await queries.series(info.context, self.record.id, kind.value, bucket_seconds)
         return [MetricBucket.from_bucket(b) for b in buckets]
 
     @strawberry.field
     async def summary(self, info: Info) -> SessionSummary:
+        audited(info.context, "read:summary", self.record.athlete_id)
         found = await info.context.loaders.summary_by_session_id.load(self.record.id)
         assert found is not None  # the session row exists: it was just read
         return SessionSummary.from_summary(found)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from coachgraph.errors import Conflict, NotFound, PermissionDenied
+from coachgraph.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from coachgraph.stores.sql import Executor, returned
 
 
@@ -174,10 +174,45 @@ async def count(conn: Executor, *, session_id: int, kinds: list[str] | None) -> 
     return total
 
 
+@dataclass(frozen=True, slots=True)
+class Retained:
+    """Whether a session's raw samples were rolled up and (some) dropped, and up to which
+    cursor its 1-minute rollups hold them."""
+
+    compacted: bool
+    rolled_seq: int
+
+
+async def retained(conn: Executor, *, session_id: int) -> Retained:
+    row = await conn.fetchrow(
+        "SELECT compacted_at IS NOT NULL AS compacted, rolled_seq FROM training_sessions "
+        "WHERE id = $1",
+        session_id,
+    )
+    return Retained(bool(row and row["compacted"]), int(row["rolled_seq"]) if row else 0)
+
+
+ROLLUP_SECONDS = 60  # a compacted session's series comes in multiples of its minute buckets
+
+
 async def series(
     conn: Executor, *, session_id: int, kind: str, bucket_seconds: int, limit: int
 ) -> list[Bucket]:
-    """Time buckets of one kind, aligned to the session's start (or its first sample)."""
+    """Time buckets of one kind, aligned to the session's start (or its first sample): from
+    raw samples while the session has them all, from its minute rollups (and any raw sample
+    after them) once compacted, when `bucket_seconds` must be a multiple of 60."""
+    state = await retained(conn, session_id=session_id)
+    if state.compacted:
+        if bucket_seconds % ROLLUP_SECONDS:
+            raise InvalidInput(
+                "Raw samples of this session were rolled up into 1-minute buckets: "
+                "bucketSeconds must be a multiple of 60",
+                field="bucketSeconds",
+                code="COMPACTED",
+            )
+        return await _rolled_series(
+            conn, session_id=session_id, kind=kind, bucket_seconds=bucket_seconds, limit=limit
+        )
     rows = await conn.fetch(
         """SELECT date_bin(make_interval(secs => $3), m.at, o.origin) AS start,
                   count(*)::int AS count, min(value) AS min, max(value) AS max, avg(value) AS avg
@@ -187,6 +222,29 @@ async def series(
                          FROM training_sessions s WHERE s.id = $1) o
            WHERE m.session_id = $1 AND m.kind = $2::metric_kind
            GROUP BY 1 ORDER BY 1 LIMIT $4""",
+        session_id,
+        kind,
+        bucket_seconds,
+        limit,
+    )
+    return [Bucket(**r) for r in rows]
+
+
+async def _rolled_series(
+    conn: Executor, *, session_id: int, kind: str, bucket_seconds: int, limit: int
+) -> list[Bucket]:
+    rows = await conn.fetch(
+        """WITH s AS (SELECT coalesce(started_at, scheduled_at) AS origin, rolled_seq
+                      FROM training_sessions WHERE id = $1),
+                p AS (SELECT bucket AS at, count AS n, min AS lo, max AS hi, sum AS total
+                      FROM metric_rollups WHERE session_id = $1 AND kind = $2::metric_kind
+                      UNION ALL
+                      SELECT m.at, 1, m.value, m.value, m.value FROM metric_samples m, s
+                      WHERE m.session_id = $1 AND m.kind = $2::metric_kind AND m.seq > s.rolled_seq)
+           SELECT date_bin(make_interval(secs => $3), p.at, s.origin) AS start,
+                  sum(p.n)::int AS count, min(p.lo) AS min, max(p.hi) AS max,
+                  sum(p.total) / sum(p.n) AS avg
+           FROM p, s GROUP BY 1 ORDER BY 1 LIMIT $4""",
         session_id,
         kind,
         bucket_seconds,
@@ -206,7 +264,20 @@ async def summaries(conn: Executor, *, session_ids: list[int]) -> dict[int, Summ
                SELECT count(*) AS n,
                       avg(value) FILTER (WHERE kind = 'HEART_RATE') AS avg_hr,
                       max(value) FILTER (WHERE kind = 'HEART_RATE') AS max_hr
-               FROM metric_samples WHERE session_id = s.id) m ON true
+               FROM metric_samples WHERE session_id = s.id AND s.compacted_at IS NULL
+               HAVING s.compacted_at IS NULL
+               UNION ALL  -- compacted: its minute rollups, and raw samples after them
+               SELECT sum(p.n),
+                      sum(p.total) FILTER (WHERE p.kind = 'HEART_RATE')
+                          / sum(p.n) FILTER (WHERE p.kind = 'HEART_RATE'),
+                      max(p.hi) FILTER (WHERE p.kind = 'HEART_RATE')
+               FROM (SELECT kind, count AS n, sum AS total, max AS hi FROM metric_rollups
+                     WHERE session_id = s.id
+                     UNION ALL
+                     SELECT kind, 1, value, value FROM metric_samples
+                     WHERE session_id = s.id AND seq > s.rolled_seq) p
+               WHERE s.compacted_at IS NOT NULL
+               HAVING s.compacted_at IS NOT NULL) m ON true
            WHERE s.id = ANY($1::bigint[])""",
         session_ids,
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from coachgraph.errors import Conflict, NotFound
-from coachgraph.stores import outbox
+from coachgraph.stores import outbox, retention
 from coachgraph.stores.records import Page, SessionRecord, SessionScope
 from coachgraph.stores.sql import (
     Executor,
@@ -141,6 +141,8 @@ async def transition(conn: Executor, *, session_id: int, to: str) -> SessionReco
         if current is None:
             raise NotFound("TrainingSession", session_id)
         raise Conflict(f"A {current} session cannot become {to}")
+    if to == "COMPLETED":  # no sample commits after this: its minute rollups are final
+        await retention.roll_up(conn, session_ids=[session_id])
     session = make_session(row)
     await outbox.append(
         conn,

@@ -126,6 +126,10 @@ class Broker(Protocol):
         to its subscribers (metrics); 0 when it has caught up."""
         ...
 
+    async def forget(self, topics: set[str]) -> int:
+        """Remove every retained message of `topics` (erasure); return how many went."""
+        ...
+
 
 class MemoryBroker:
     """In-process fan-out: one API process (the embedded default)."""
@@ -152,3 +156,6 @@ class MemoryBroker:
 
     async def lag(self) -> float:
         return 0.0  # delivered as it is published
+
+    async def forget(self, topics: set[str]) -> int:
+        return 0  # nothing is retained: delivered as published

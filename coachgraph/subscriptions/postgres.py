@@ -217,6 +217,11 @@ class PostgresBroker:
             sub.offer(RESYNC)
         return sub
 
+    async def forget(self, topics: set[str]) -> int:
+        """Nothing to remove: NOTIFY retains nothing, and the samples a wake-up points at are
+        read from metric_samples, which erasure empties itself."""
+        return 0
+
     async def lag(self) -> float:
         """How long the oldest notification received and not yet handed out has waited."""
         if self._conn is None or self._conn.is_closed():

@@ -170,6 +170,19 @@ class RedisBroker:
         sub.since = since
         return sub
 
+    async def forget(self, topics: set[str]) -> int:
+        """XDEL the stream entries of `topics`, read through in pages of `read_count`."""
+        removed = 0
+        start = "-"
+        while True:
+            page = await self._redis.xrange(self._stream, min=start, count=self._read_count)
+            doomed = [i for i, fields in page if fields.get(b"t", b"").decode() in topics]
+            if doomed:
+                removed += await self._redis.xdel(self._stream, *doomed)
+            if len(page) < self._read_count:
+                return removed
+            start = "(" + page[-1][0].decode()
+
     async def lag(self) -> float:
         """The newest stream entry's time less that of the last one the reader handed out
         (stream ids are milliseconds); Unavailable when Redis does not answer."""

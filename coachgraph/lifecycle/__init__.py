@@ -1,0 +1,1 @@
+"""Data lifecycle across every store: erasure, export and audit (issue 15)."""
