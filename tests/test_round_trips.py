@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from coachgraph.engine import Engine
 from tests.conftest import GraphQLClient, token_for
 from tests.factories import Factory
 
@@ -32,7 +33,23 @@ async def build(factory: Factory, coaches: int) -> None:
 
 @pytest.mark.parametrize("query", [NESTED, DASHBOARD], ids=["nested", "dashboard"])
 @pytest.mark.parametrize("role", ["admin", "coach"])
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "graphql-core"])
 async def test_statements_do_not_grow_with_rows(
+    gql: GraphQLClient,
+    factory: Factory,
+    monkeypatch: pytest.MonkeyPatch,
+    query: str,
+    role: str,
+    compiled: bool,
+) -> None:
+    """On both paths: the engine's batched fields, and graphql-core's resolver per object
+    (COACHGRAPH_COMPILED_EXECUTION=0, and what the engine hands over)."""
+    if not compiled:
+        monkeypatch.setattr(Engine, "plan", lambda *args: None)  # every operation falls back
+    await _statements_do_not_grow(gql, factory, query, role)
+
+
+async def _statements_do_not_grow(
     gql: GraphQLClient, factory: Factory, query: str, role: str
 ) -> None:
     counts = []

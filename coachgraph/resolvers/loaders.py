@@ -75,7 +75,9 @@ class StoreLoader(DataLoader[K, V], ABC):
         from the cache, the others in one batch of their own, with no future per key awaited
         and no task per key (DataLoader.load_many makes both for every key). The batch's
         values are cached as load's are, and a load() of one of its keys meanwhile joins it."""
-        if not self.cache:
+        if len(keys) < 2 or not self.cache:
+            # one parent: a resolver called per object (graphql-core's path), whose calls
+            # DataLoader batches across the level
             return list(await self.load_many(keys))
         cache = self.cache_map
         futures: dict[K, Future[V]] = {}
