@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -33,6 +34,16 @@ from coachgraph.schema.schema import build_schema
 
 class State(TypedDict):
     resources: Resources
+
+
+def tune_gc(young_threshold: int) -> None:
+    """Freeze what start-up built (schema, projection, pools) out of every later collection,
+    and let young collections wait for `young_threshold` allocations (the older generations
+    keep their defaults)."""
+    gc.collect()
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(young_threshold, older, oldest)
 
 
 def create_app(
@@ -73,6 +84,8 @@ def create_app(
                 start_projector=start_projector,
             )
             metrics.resources = resources
+            if settings.gc_tuning:
+                tune_gc(settings.limits.gc_young_threshold)
             try:
                 if on_ready is not None:
                     await on_ready(resources)

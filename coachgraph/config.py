@@ -46,6 +46,7 @@ class Limits:
     rate_limit_per_minute: int = 6_000
     rate_limit_burst: int = 600
     max_matches: int = 50
+    gc_young_threshold: int = 50_000  # allocations between young collections (gc_tuning)
     match_candidates: int = 30
     # the learned collaborative signal (coachgraph.graph.collab): vector size, the candidates it
     # adds to the graph's, athletes per statement of a full rebuild, and the half-life of an
@@ -216,6 +217,11 @@ class Settings:
     # are kept whichever way): off until it also wins on the seed generator's benchmark and
     # meets the latency target (BENCHMARKS.md, "Recommendations (issue 17)")
     learned_matching: bool = False
+    # the garbage collector tuned for a server (COACHGRAPH_GC_TUNING): what start-up built is
+    # frozen out of every collection (the embedded graph is millions of objects), and young
+    # collections wait for `gc_young_threshold` allocations, not 700: a request's response
+    # dicts live until it is encoded, and counting alone frees them
+    gc_tuning: bool = True
     # log lines as text, or one JSON object per line with the request id (COACHGRAPH_LOG_FORMAT)
     log_format: str = "text"
     # OpenTelemetry traces (the [otel] extra; exporter from the OTEL_* variables): off by default
@@ -269,6 +275,7 @@ class Settings:
             graphiql=_bool(env, "COACHGRAPH_GRAPHIQL", True),
             compiled_execution=_bool(env, "COACHGRAPH_COMPILED_EXECUTION", True),
             learned_matching=_bool(env, "COACHGRAPH_LEARNED_MATCHING", False),
+            gc_tuning=_bool(env, "COACHGRAPH_GC_TUNING", True),
             log_format=_choice(env, "COACHGRAPH_LOG_FORMAT", ("text", "json")),
             tracing=_bool(env, "COACHGRAPH_TRACING", False),
             projector_poll_seconds=_int(env, "COACHGRAPH_PROJECTOR_POLL_MS", 1000, minimum=10)

@@ -94,7 +94,10 @@ async def pg_dsn(tmp_root: Path) -> AsyncIterator[str]:
 
 @pytest.fixture(scope="session")
 def settings(pg_dsn: str, tmp_root: Path) -> Settings:
-    return Settings(data_dir=tmp_root / "data", jwt_secret=SECRET, database_url=pg_dsn)
+    # gc_tuning off: it freezes what is alive at each app start, and the suite starts many
+    return Settings(
+        data_dir=tmp_root / "data", jwt_secret=SECRET, database_url=pg_dsn, gc_tuning=False
+    )
 
 
 @pytest.fixture(scope="session")
