@@ -428,7 +428,7 @@ class Run:
                     not cast or getattr(entry, TYPE_CAST_ATTRIBUTE, None) is None
                 ):
                     append(None)
-                    self.lazy = None
+                    before = self.lazy  # kept: an enclosing item may look for its own in it
                     try:
                         out = fill(self, {}, entry, LAZY, pos, index, None, result, nullable)
                     except Exception as error:
@@ -436,7 +436,7 @@ class Run:
                         result[index] = self.error_at(f, item, error, ipos)
                         continue
                     result[index] = out
-                    if memo is not None and self.lazy is None:
+                    if memo is not None and self.lazy is before:  # its walk made no position
                         memo[id(entry)] = (entry, out)
                     continue
                 append(None)
