@@ -24,6 +24,9 @@ from coachgraph.runtime import Resources
 from coachgraph.stores.db import Database, EmbeddedPostgres
 from tests.factories import Factory
 
+# the browser and served-app fixtures of the page tests (GraphiQL, the live session page)
+pytest_plugins = ["tests.browser"]
+
 SECRET = "test-secret-for-coachgraph-tests"
 
 # Every query and subscription event the suite sends runs compiled and through graphql-core,

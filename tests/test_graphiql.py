@@ -7,53 +7,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
-from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from playwright.async_api import Browser, Locator, Page, Route, WebSocket, async_playwright
+from playwright.async_api import Browser, Locator, Page, Route, WebSocket
 from starlette.applications import Starlette
 
 from coachgraph.api.graphiql import ASSETS, PREFIX
-from coachgraph.app import create_app
-from coachgraph.config import Settings
 from coachgraph.ids import to_global_id
 from coachgraph.subscriptions.topics import status_topic
+from tests.browser import LOOPBACK
 from tests.conftest import token_for
 from tests.factories import Factory
-from tests.servers import serve
-
-LOOPBACK = {"127.0.0.1", "localhost", "[::1]", "::1"}
-
-
-def chromium_path() -> str:
-    """Debian's Chromium (`apt-get install chromium`; .ci/run installs it). Missing is a
-    failure, not a skip: the offline GraphiQL promise is only checked by a real browser."""
-    for name in ("chromium", "chromium-browser"):
-        found = shutil.which(name)
-        if found:
-            return found
-    pytest.fail("no Chromium on PATH: `apt-get install -y chromium` (as .ci/run does)")
-
-
-@pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=chromium_path(), headless=True)
-        try:
-            yield browser
-        finally:
-            await browser.close()
-
-
-@pytest.fixture
-async def served(settings: Settings, factory: Factory) -> AsyncIterator[tuple[str, Starlette]]:
-    app = create_app(settings, start_projector=False)
-    async with serve(app) as base:
-        yield base, app
 
 
 @pytest.fixture

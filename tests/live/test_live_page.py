@@ -7,48 +7,26 @@ kept at artifacts/live-session.png (git-ignored; CI keeps it as an artifact)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-import pytest
-from playwright.async_api import Browser, Page, Route, WebSocketRoute, async_playwright
+from playwright.async_api import Browser, Page, Route, WebSocketRoute
 from starlette.applications import Starlette
 
 from coachgraph.api.live_page import ASSETS, PREFIX, VERSION
-from coachgraph.app import create_app
-from coachgraph.config import Settings
 from coachgraph.ids import to_global_id
+from tests.browser import LOOPBACK
 from tests.conftest import token_for
 from tests.factories import Factory
 from tests.live.conftest import live_session
-from tests.servers import serve
-from tests.test_graphiql import LOOPBACK, chromium_path
 
 ARTIFACTS = Path(__file__).resolve().parent.parent.parent / "artifacts"
 
 RECORD = """mutation($id: ID!, $samples: [MetricSampleInput!]!) {
   recordMetrics(sessionId: $id, samples: $samples) { __typename ... on RecordMetrics { lastCursor } } }"""
-
-
-@pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=chromium_path(), headless=True)
-        try:
-            yield browser
-        finally:
-            await browser.close()
-
-
-@pytest.fixture
-async def served(settings: Settings, factory: Factory) -> AsyncIterator[tuple[str, Starlette]]:
-    app = create_app(settings, start_projector=False)
-    async with serve(app) as base:
-        yield base, app
 
 
 class Feed:
