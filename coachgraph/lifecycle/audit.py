@@ -23,14 +23,15 @@ class AuditBatch:
         self.key = key
         self.events: dict[tuple[str, str, str], None] = {}  # ordered, without repeats
         self._eager_db = eager_db
-        self._written: set[tuple[str, str, str]] = set()
+        self._asked: set[tuple[str, str, int]] = set()  # every event recorded, unhashed
         self._writes: set[asyncio.Task[None]] = set()
 
     def record(self, *, actor: str, action: str, athlete_id: int) -> None:
-        event = (actor, action, subject_of(self.key, "Athlete", athlete_id))
-        if event in self._written or event in self.events:
+        asked = (actor, action, athlete_id)
+        if asked in self._asked:  # once per batch, written or not: hashed once too
             return
-        self.events[event] = None
+        self._asked.add(asked)
+        self.events[(actor, action, subject_of(self.key, "Athlete", athlete_id))] = None
         if self._eager_db is not None:
             task = asyncio.ensure_future(self._flush_logged(self._eager_db))
             self._writes.add(task)
@@ -41,7 +42,6 @@ class AuditBatch:
         if not self.events:
             return
         events, self.events = list(self.events), {}
-        self._written.update(events)
         await audit.append(db.pool, events=events)  # one statement, its own transaction
 
     async def settle(self) -> None:
