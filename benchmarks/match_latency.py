@@ -29,7 +29,7 @@ import time
 import httpx
 import psutil
 
-from benchmarks.common import percentile, seeded
+from benchmarks.common import InProcess, percentile, seeded
 from coachgraph.config import Limits
 from coachgraph.graph import recommend
 from coachgraph.graph.memory import MemoryGraph
@@ -40,6 +40,8 @@ from coachgraph.stores import graph_source
 from coachgraph.stores.db import Database
 
 LIMIT = Limits().match_candidates
+QUERY = """query($a: ID!) { matchCoaches(athleteId: $a, first: 10) { score
+    coach { id name } reasons { goalsCovered { name } similarAthletes summary } } }"""
 
 
 def calibration() -> float:
@@ -103,8 +105,7 @@ async def http_layer(
         for name, (p, flag) in servers.items()
     }
     token = issue_token(secret, role=Role.ADMIN, subject=None, ttl_seconds=3600)
-    query = """query($a: ID!) { matchCoaches(athleteId: $a, first: 10) { score
-        coach { id name } reasons { goalsCovered { name } similarAthletes summary } } }"""
+    query = QUERY
     floor = "{ __typename } (HTTP floor)"
     latencies: dict[str, list[float]] = {name: [] for name in [*servers, floor, "graph layer"]}
     differ = {"bytes": 0, "parsed": 0}
@@ -163,6 +164,42 @@ async def http_layer(
         for name, values in latencies.items()
     }
     result["differ"] = {k: float(v) for k, v in differ.items()}
+    return result
+
+
+async def in_process_layer(
+    db: Database, graph: GraphStore, ids: list[int], query: str
+) -> dict[str, dict[str, float]]:
+    """matchCoaches executed in this process (no HTTP): compiled and graphql-core, each beside
+    the graph-layer call for the same athlete, interleaved; both paths must give the same
+    bytes."""
+    from coachgraph.ids import to_global_id
+
+    run = InProcess(db, graph=graph)
+    names = ["compiled", "graphql-core", "graph layer"]
+    latencies: dict[str, list[float]] = {name: [] for name in names}
+    differ = 0
+    for i, aid in enumerate(ids):
+        variables = {"a": to_global_id("Athlete", aid)}
+        answers = {}
+        for path in ("compiled", "graphql-core"):
+            t0 = time.perf_counter()
+            answers[path] = await run.execute(path, query, variables)
+            if i >= 20:
+                latencies[path].append((time.perf_counter() - t0) * 1000)
+            assert b'"errors"' not in answers[path], answers[path][:300]
+        t0 = time.perf_counter()
+        found = await graph.coach_neighbourhood(aid, limit=LIMIT)
+        assert found is not None
+        recommend.rank_coaches(found, 10)
+        if i >= 20:
+            latencies["graph layer"].append((time.perf_counter() - t0) * 1000)
+        differ += answers["compiled"] != answers["graphql-core"]
+    result = {
+        name: {"p50": percentile(values, 0.5), "p95": percentile(values, 0.95)}
+        for name, values in latencies.items()
+    }
+    result["differ"] = {"bytes": float(differ)}
     return result
 
 
@@ -251,6 +288,7 @@ async def main(args: argparse.Namespace) -> None:
         http = await http_layer(
             dsn, ids[: min(len(ids), 300)], args.port, graph, old=not args.no_old
         )
+        local = await in_process_layer(db, graph, ids, QUERY)
     finally:
         await db.close()
         await server.stop()
@@ -299,6 +337,22 @@ async def main(args: argparse.Namespace) -> None:
             f"as bytes, {int(differ['parsed'])} as parsed JSON; p50 graphql-core / compiled "
             f"{http['graphql-core']['p50'] / http['compiled']['p50']:.2f}x"
         )
+    beside = local["graph layer"]
+    print(
+        f"\n| matchCoaches in this process (no HTTP), {len(ids) - 20} athletes | p50 ms | p95 ms "
+        "| p95 / graph layer p95 (interleaved) |"
+    )
+    print("|---|---|---|---|")
+    for name in ("compiled", "graphql-core", "graph layer"):
+        h = local[name]
+        ratio = h["p95"] / beside["p95"]
+        verdict = (
+            ""
+            if name == "graph layer"
+            else f" (target <= 1.5: {'met' if ratio <= 1.5 else 'MISSED'})"
+        )
+        print(f"| {name} | {h['p50']:.2f} | {h['p95']:.2f} | {ratio:.2f}x{verdict} |")
+    print(f"in process, compiled vs graphql-core bodies: {int(local['differ']['bytes'])} differ")
     print(f"projector: {events_per_s:.0f} events/s (goal changes, state re-read per batch)")
     if bolt:
         print(
@@ -306,7 +360,7 @@ async def main(args: argparse.Namespace) -> None:
             f"{bolt['rebuild_s']:.1f} s; query p50 {bolt['p50']:.2f} ms, p95 {bolt['p95']:.2f} ms "
             f"(backend p50 {bolt['backend_p50']:.2f})"
         )
-    print(json.dumps({"layer": layer, "http": http, "bolt": bolt}))
+    print(json.dumps({"layer": layer, "http": http, "in_process": local, "bolt": bolt}))
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import percentile, seeded
+from benchmarks.common import InProcess, percentile, seeded
 from coachgraph.ids import to_global_id
 from coachgraph.search.model import Filters, Scope, SearchQuery
 from coachgraph.search.postgres import PostgresSearch
@@ -346,6 +346,42 @@ async def main() -> None:
         print(
             f"\nbackend throughput, 8 concurrent: {rate_backend:,.0f} searches/s (words, then page beside count); "
             f"{rate_facets:,.0f}/s with facets too"
+        )
+
+        # ---- GraphQL in this process (no HTTP): what the engine, the resolver, policy and
+        # the node loaders add to the backend call, interleaved with it query by query
+        local = InProcess(db, search=search)
+        local_times: dict[str, list[float]] = {"compiled": [], "graphql-core": []}
+        local_backend: list[float] = []
+        local_differ = 0
+        for i, (_, t, f) in enumerate([*mix[:30], *mix]):
+            variables = json.loads(graphql_body(t, f))["variables"]
+            answers = {}
+            for name, times in local_times.items():
+                started = time.perf_counter()
+                answers[name] = await local.execute(name, GRAPHQL, variables)
+                if i >= 30:  # warm-up
+                    times.append((time.perf_counter() - started) * 1000)
+                assert b'"errors"' not in answers[name], answers[name][:300]
+            s, _, _ = await ours(search, t, f)
+            if i >= 30:
+                local_backend.append(s)
+                local_differ += answers["compiled"] != answers["graphql-core"]
+        print("\n| in this process (ms) | p50 | p95 | GraphQL / backend, p50 / p95 |")
+        print("|---|---|---|---|")
+        print(row("backend call", local_backend))
+        for name, values in local_times.items():
+            g50, g95 = percentile(values, 0.5), percentile(values, 0.95)
+            print(
+                f"| GraphQL in process, {name} | {g50:.1f} | {g95:.1f} | "
+                f"{g50 / percentile(local_backend, 0.5):.2f}x / "
+                f"{g95 / percentile(local_backend, 0.95):.2f}x |"
+            )
+        c50 = percentile(local_times["compiled"], 0.5) / percentile(local_backend, 0.5)
+        print(
+            f"target (in process): compiled GraphQL p50 <= 1.2x the backend call: {c50:.2f}x -> "
+            f"{'met' if c50 <= 1.2 else 'MISSED'}; compiled vs graphql-core answers differ as "
+            f"bytes on {local_differ} of {len(mix)}"
         )
 
         # ---- GraphQL over HTTP, one uvicorn process
