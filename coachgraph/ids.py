@@ -45,6 +45,7 @@ def decode_id(global_id: str, expected: str, *, field: str = "id") -> int:
 MAX_POSITION = 2**63 - 1
 
 
+@lru_cache(maxsize=65_536)  # positions repeat across pages and requests
 def encode_cursor(position: int) -> str:
     return base64.urlsafe_b64encode(f"c:{position}".encode()).decode().rstrip("=")
 

@@ -95,6 +95,7 @@ class FieldPlan:
         "args",
         "attr",
         "batch",
+        "batch_kwargs",
         "completer",
         "details",
         "field_def",
@@ -128,8 +129,10 @@ class FieldPlan:
         self.attr = ""
         self.resolve: Callable[..., Any] | None = None
         # the resolver's `__batch__`: (parents, info) -> one value per parent, awaited once a
-        # round for every parent of the round (a field without arguments only)
+        # round for every parent of the round, with the arguments its resolver takes
         self.batch: Callable[..., Any] | None = None
+        # its arguments as the resolver takes them, when the same for every execution
+        self.batch_kwargs: dict[str, Any] | None = None
         self.strawberry_field: Any = None
         self.return_type: GraphQLOutputType | None = None
         self.completer: Completer | None = None
@@ -310,11 +313,7 @@ class Compiler:
             field.resolve = resolve
             base = getattr(definition, "base_resolver", None)
             batch = getattr(getattr(base, "wrapped_func", None), "__batch__", None)
-            if (
-                batch is not None
-                and not field_def.args
-                and not getattr(definition, "extensions", 1)
-            ):
+            if batch is not None and not getattr(definition, "extensions", 1):
                 field.batch = batch
                 field.strawberry_field = definition
         node = field.nodes[0]

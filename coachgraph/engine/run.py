@@ -29,6 +29,7 @@ from graphql.execution import ExecutionResult
 from graphql.execution.executor import Executor, invalid_return_type_error
 from graphql.execution.values import get_argument_values
 from graphql.pyutils import Path, Undefined, is_iterable
+from strawberry.types.arguments import convert_arguments
 from strawberry.types.cast import TYPE_CAST_ATTRIBUTE
 from strawberry.types.info import Info as StrawberryInfo
 
@@ -118,8 +119,8 @@ class Run:
         self.awaited = False
         self.errors = executor.collected_errors
         self.pending: list[Pending] = []
-        # batched fields of this round: per field, its parents and their positions
-        self.groups: dict[FieldPlan, tuple[list[Any], list[Pos], GraphQLResolveInfo[Any]]] = {}
+        # a batched field's parents, their positions, its info and arguments, for the round
+        self.groups: dict[FieldPlan, tuple[list[Any], list[Pos], Any, Any, dict[str, Any]]] = {}
         self.args: dict[FieldPlan, dict[str, Any] | Exception] = {}
         self.fresh_args: set[FieldPlan] = set()
         self.is_awaitable = executor.is_awaitable
@@ -227,13 +228,20 @@ class Run:
         key = f.key
         if f.batch is not None:
             fpos = Pos(pos, key, type_name, out, not f.non_null)
-            out[key] = None  # placed when the round settles
             group = self.groups.get(f)
             if group is None:
-                self.groups[f] = ([source], [fpos], self.info(f, fpos))
+                info = self.info(f, fpos)
+                strawberry_info = StrawberryInfo(_raw_info=info, _field=f.strawberry_field)
+                try:  # now, as graphql-core coerces a field's arguments before its call
+                    kwargs = self.batch_arguments(f, strawberry_info)
+                except Exception as error:
+                    out[key] = self.error_at(f, f.completer, error, fpos)  # type: ignore[arg-type]
+                    return
+                self.groups[f] = ([source], [fpos], info, strawberry_info, kwargs)
             else:
                 group[0].append(source)
                 group[1].append(fpos)
+            out[key] = None  # placed when the round settles
             return
         c: Completer = f.completer  # type: ignore[assignment]
         fpos = Pos(pos, key, type_name, out, not c.non_null)
@@ -527,9 +535,32 @@ class Run:
         """One awaitable per batched field of the round, for all its parents, in the order
         their fields were met."""
         groups, self.groups = self.groups, {}
-        for f, (parents, positions, info) in groups.items():
-            call = _batched(f, parents, StrawberryInfo(_raw_info=info, _field=f.strawberry_field))
+        for f, (parents, positions, info, strawberry_info, kwargs) in groups.items():
+            call = _batched(f, parents, strawberry_info, kwargs)
             self.pending.append((call, f, f.completer, positions, info))  # type: ignore[arg-type]
+
+    def batch_arguments(self, f: FieldPlan, info: StrawberryInfo[Any, Any]) -> dict[str, Any]:
+        """A batched field's arguments as its resolver receives them: coerced (once per
+        execution), then converted by Strawberry (input types, enums, Python names), as its
+        resolver wrapper converts them per call. The same for every parent of the field: they
+        come from the document and the operation's variables. Kept on the plan when they read
+        no variable and hold nothing mutable."""
+        if f.batch_kwargs is not None:
+            return f.batch_kwargs
+        coerced = self.arguments(f)
+        if not coerced:
+            return {}
+        schema = info.schema
+        kwargs = convert_arguments(
+            coerced,
+            f.strawberry_field.arguments,
+            scalar_registry=schema.schema_converter.scalar_registry,
+            config=schema.config,
+            info=info,
+        )
+        if not f.uses_variables and _immutable(kwargs):
+            f.batch_kwargs = kwargs  # passed as **kwargs: each call gets its own dict
+        return kwargs
 
     def settle(self, entry: Pending, value: Any) -> None:
         if isinstance(entry[3], list):  # a batched field: one value (or error) per parent
@@ -574,8 +605,10 @@ class Run:
         self.errors.add(error, pos)  # type: ignore[arg-type]
 
 
-async def _batched(f: FieldPlan, parents: list[Any], info: Any) -> list[Any] | Exception:
-    values = await f.batch(parents, info)  # type: ignore[misc]
+async def _batched(
+    f: FieldPlan, parents: list[Any], info: Any, kwargs: dict[str, Any]
+) -> list[Any] | Exception:
+    values = await f.batch(parents, info, **kwargs)  # type: ignore[misc]
     if not isinstance(values, list) or len(values) != len(parents):
         raise TypeError(f"{f.parent_type.name}.{f.name}: __batch__ must return one value a parent")
     return values

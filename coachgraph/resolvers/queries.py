@@ -191,15 +191,17 @@ async def _listed(
     return await fetch(size, cursor), count
 
 
-async def athletes_of_coach(
-    ctx: Context, coach_id: int, first: int | None, after: str | None
-) -> Page[AthleteRecord]:
-    """The athletes a coach coaches, as far as the viewer may see them (anonymous: none)."""
+async def athletes_of_coaches(
+    ctx: Context, coach_ids: list[int], first: int | None, after: str | None
+) -> list[Page[AthleteRecord]]:
+    """Per coach, the athletes it coaches, as far as the viewer may see them (anonymous:
+    none): one page each, the same page arguments for all."""
     size, cursor = validate.page_args(first, after, ctx.settings.limits)
     scope = athletes_visible_to(ctx.viewer)
     if scope.nobody:
-        return Page([], False, 0)
-    return await ctx.loaders.athlete_page_by_coach_id.load((coach_id, size, cursor, scope))
+        return [Page([], False, 0) for _ in coach_ids]
+    loader = ctx.loaders.athlete_page_by_coach_id
+    return await loader.load_level([(coach_id, size, cursor, scope) for coach_id in coach_ids])
 
 
 async def sessions_of(

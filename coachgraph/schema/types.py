@@ -39,12 +39,13 @@ F = TypeVar("F", bound=Callable[..., Any])
 _COACHING = "coachgraph.schema.coaching"  # its types refer to these: imported lazily
 
 
-def batched(of: Callable[[list[Any], Info], Awaitable[list[Any]]]) -> Callable[[F], F]:
+def batched(of: Callable[..., Awaitable[list[Any]]]) -> Callable[[F], F]:
     """Give a resolver its level-at-once form: the compiled engine (coachgraph.engine) awaits
-    `of(parents, info)` once a round for all the parents of the round; graphql-core calls the
-    resolver, which is `of([self], info)` -- one implementation either way. `of` raising fails
-    every parent of the round, as a failing DataLoader batch fails every key; an error of one
-    parent alone belongs in its slot, as an Exception instance."""
+    `of(parents, info, **arguments)` once a round for all the parents of the round (the
+    field's arguments are the same for all of them); graphql-core calls the resolver, which is
+    `of([self], info, ...)` -- one implementation either way. `of` raising fails every parent
+    of the round, as a failing DataLoader batch fails every key; an error of one parent alone
+    belongs in its slot, as an Exception instance."""
 
     def mark(resolver: F) -> F:
         resolver.__batch__ = of  # type: ignore[attr-defined]
@@ -66,6 +67,14 @@ async def _unlocks(parents: list[Skill], info: Info) -> list[list[Skill]]:
 async def _coach_skills(parents: list[Coach], info: Info) -> list[list[CoachSkill]]:
     loader = info.context.loaders.coach_skills_by_coach_id
     return await _leveled_many(loader, [p.raw_id for p in parents], CoachSkill)
+
+
+async def _coach_athletes(
+    parents: list[Coach], info: Info, first: int | None = 20, after: str | None = None
+) -> list[Connection[Athlete]]:
+    ctx = info.context
+    pages = await queries.athletes_of_coaches(ctx, [p.raw_id for p in parents], first, after)
+    return [connection(page, Athlete.from_record, row_id, after=after) for page in pages]
 
 
 async def _coach_programs(parents: list[Coach], info: Info) -> list[list[Program]]:
@@ -191,11 +200,11 @@ class Coach(Node):
         return (await _coach_skills([self], info))[0]
 
     @strawberry.field(description="Athletes the coach coaches, as far as the viewer may see.")
+    @batched(_coach_athletes)
     async def athletes(
         self, info: Info, first: int | None = 20, after: str | None = None
     ) -> Connection[Athlete]:
-        page = await queries.athletes_of_coach(info.context, self.raw_id, first, after)
-        return connection(page, Athlete.from_record, row_id, after=after)
+        return (await _coach_athletes([self], info, first, after))[0]
 
     @strawberry.field
     @batched(_coach_programs)
