@@ -57,7 +57,7 @@ class InProcess:
         }
 
     async def execute(self, path: str, query: str, variables: dict[str, Any]) -> bytes:
-        from coachgraph.api.view import encode
+        from coachgraph.api.encoding import encode
         from coachgraph.resolvers.context import Context
 
         context = Context(

@@ -21,11 +21,12 @@ from coachgraph import tracing
 from coachgraph.api import export_routes, graphiql, ingest, live_page, media_routes, wearable_files
 from coachgraph.api.documents import load_manifest
 from coachgraph.api.doors import HeaderLimits, Refusal
+from coachgraph.api.gate import Gate
 from coachgraph.api.health import healthz
 from coachgraph.api.metrics import Metrics, RequestIds
 from coachgraph.api.metrics import routes as metrics_routes
 from coachgraph.api.ratelimit import RateLimits
-from coachgraph.api.view import Gate, GraphQLView
+from coachgraph.api.view import GraphQLView
 from coachgraph.config import Settings
 from coachgraph.observe import QuietDisconnects
 from coachgraph.runtime import Resources, open_resources

@@ -1,5 +1,5 @@
 """The GraphQL endpoint: Strawberry's view with our Context and coded refusals, behind a gate
-that authenticates and reads the body within its limits. On the same /graphql: GraphQL over
+(gate.py) that authenticates and reads the body within its limits. On the same /graphql: GraphQL over
 HTTP in application/json or application/graphql-response+json (wire.py), batches, automatic
 persisted queries and trusted documents (documents.py), subscriptions over Server-Sent Events
 and multipart HTTP, and the WebSocket protocols (websocket.py)."""
@@ -7,21 +7,18 @@ and multipart HTTP, and the WebSocket protocols (websocket.py)."""
 from __future__ import annotations
 
 import json
-from collections import OrderedDict
 from typing import Any, cast
 
-import orjson
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
 from graphql import GraphQLError
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
-from starlette.websockets import WebSocket, WebSocketDisconnect
-from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError, MissingQueryError
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData, GraphQLRequestProtocol
 from strawberry.http.base import BaseRequestProtocol
-from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.http.streaming import HTTPStreamTransport
 from strawberry.http.types import HTTPMethod
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
@@ -36,72 +33,22 @@ from strawberry.types.execution import PreExecutionError
 from strawberry.types.graphql import OperationType
 
 from coachgraph.api import doors, graphiql, ratelimit, wire
-from coachgraph.api.auth import viewer_from_header, viewer_from_scope
+from coachgraph.api.auth import viewer_from_header
 from coachgraph.api.documents import DocumentError, Resolved, Trusted, resolve
 from coachgraph.api.doors import Refusal
+from coachgraph.api.encoding import WebSocketAdapter, encode
+from coachgraph.api.gate import ERASED, VIEWER_KEY, media_type
 from coachgraph.api.websocket import LegacyWSHandler, TransportWSHandler
 from coachgraph.config import Limits
-from coachgraph.engine import remember
 from coachgraph.errors import Unauthenticated
 from coachgraph.lifecycle.audit import AuditBatch
 from coachgraph.resolvers.context import Context
 from coachgraph.resolvers.loaders import Loaders
-from coachgraph.resolvers.policy import ANONYMOUS, Viewer
+from coachgraph.resolvers.policy import ANONYMOUS
 from coachgraph.runtime import Resources
 from coachgraph.schema.extensions import present_errors
 
-VIEWER_KEY = "coachgraph.viewer"
-ERASED = "The athlete this token names was erased"
 AUDIT_KEY = "coachgraph.audit"
-
-
-def erased(resources: Resources, viewer: Viewer) -> bool:
-    """Whether the token names an athlete erased since it was signed."""
-    found = resources.lifecycle
-    return found is not None and viewer.athlete_id is not None and viewer.athlete_id in found.erased
-
-
-def encode(data: object) -> bytes:
-    """JSON as UTF-8 bytes: orjson, several times faster than json.dumps on large results;
-    json.dumps for what orjson refuses (integers beyond 64 bits in a JSON scalar)."""
-    try:
-        return orjson.dumps(data)
-    except TypeError:
-        return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
-
-
-# Event payloads encoded lately, by the identity of their data (kept alive with it): the
-# engine hands every watcher of an event the same result object (Engine.event)
-_ENCODED: OrderedDict[int, tuple[object, bytes]] = OrderedDict()
-_ENCODED_SIZE = 1_024
-
-
-def encode_message(message: Any) -> bytes:
-    """A protocol message; a `next`/`data` payload of plain data encoded once for all the
-    subscribers it goes to, then framed with each one's id."""
-    payload = message.get("payload") if isinstance(message, dict) else None
-    if not (isinstance(payload, dict) and len(payload) == 1 and "data" in payload):
-        return encode(message)
-    head = {k: v for k, v in message.items() if k != "payload"}
-    if not head:
-        return encode(message)
-    data = payload["data"]
-    found = _ENCODED.get(id(data))
-    if found is None or found[0] is not data:
-        found = (data, encode(payload))
-        remember(_ENCODED, id(data), found, _ENCODED_SIZE)
-    return encode(head)[:-1] + b',"payload":' + found[1] + b"}"
-
-
-class WebSocketAdapter(ASGIWebSocketAdapter):
-    """Strawberry's adapter; messages encoded by `encode_message`, sent as text frames as the
-    protocols require."""
-
-    async def send_json(self, message: Any) -> None:
-        try:
-            await self.ws.send_text(encode_message(message).decode())
-        except WebSocketDisconnect as exc:
-            raise WebSocketDisconnected from exc
 
 
 PROTOCOLS = (
@@ -140,9 +87,9 @@ class GraphQLView(GraphQL[Context, None]):
         try:
             response = await self.run(Request(scope, receive))
         except Refusal as err:
-            response = err.graphql_response(media_type=_media_type(scope))
+            response = err.graphql_response(media_type=media_type(scope))
         except HTTPException as err:
-            response = _coded(err).graphql_response(media_type=_media_type(scope))
+            response = _coded(err).graphql_response(media_type=media_type(scope))
         await response(scope, receive, send)
 
     def encode_json(self, data: object) -> bytes:
@@ -466,57 +413,8 @@ class GraphQLView(GraphQL[Context, None]):
         return processed
 
 
-def _media_type(scope: Scope) -> str:
-    return wire.response_type(wire.header_of(scope["headers"], b"accept"))
-
-
 def _coded(err: HTTPException) -> Refusal:
     """Strawberry's own refusals (method, content type, batching...) with a code."""
     return Refusal(
         err.status_code, err.reason, "NOT_FOUND" if err.status_code == 404 else "BAD_USER_INPUT"
     )
-
-
-class Gate:
-    """Authenticates HTTP requests once and refuses oversize bodies (rate limits: ratelimit.py)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        refusal = self.check(scope)
-        if refusal is not None:
-            await refusal.graphql_response(media_type=_media_type(scope))(scope, receive, send)
-            return
-        # the whole body (at most max_body_bytes, chunked or not) is read here, against the
-        # read timeout and minimum rate, before the view parses it or touches the database
-        limits: Limits = scope["state"]["resources"].settings.limits
-        try:
-            body = await doors.read_body(receive, limits, max_bytes=limits.max_body_bytes)
-        except Refusal as err:
-            await err.graphql_response(media_type=_media_type(scope))(scope, receive, send)
-            return
-        except ClientDisconnect:
-            return
-        await self.app(scope, doors.replay(body, receive), send)
-
-    def check(self, scope: Scope) -> Refusal | None:
-        resources: Resources = scope["state"]["resources"]
-        headers = {k: v for k, v in scope["headers"] if k in _WANTED}
-        length = headers.get(b"content-length", b"0")
-        if not length.isdigit() or int(length) > resources.settings.limits.max_body_bytes:
-            return Refusal(413, "Request body too large")
-        try:  # decoded once per request: the rate limiter may have done it already
-            viewer = viewer_from_scope(scope, resources.jwt_secret)
-        except Unauthenticated as err:
-            return Refusal(401, err.message, err.code)
-        if erased(resources, viewer):
-            return Refusal(401, ERASED, "UNAUTHENTICATED")
-        scope[VIEWER_KEY] = viewer
-        return None
-
-
-_WANTED = frozenset({b"content-length"})
