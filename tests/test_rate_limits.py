@@ -15,8 +15,10 @@ import importlib
 import ipaddress
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -119,6 +121,41 @@ async def test_a_request_token_is_decoded_once(
     )
     assert response.status_code == (200 if token != "forged" else 401), response.text
     assert decodings == [f"Bearer {token}"]
+
+
+async def test_a_verified_token_is_remembered_until_it_expires(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client's token is verified once, then found; past its `exp` it is refused (401) as a
+    freshly verified one would be; a token changed by one character is verified anew."""
+    from coachgraph.api import auth
+
+    verified: list[str] = []
+    real = auth._verified
+
+    def counted(secret: str, token: str) -> Any:
+        verified.append(token)
+        return real(secret, token)
+
+    monkeypatch.setattr(auth, "_verified", counted)
+    token = token_for("coach", 7, ttl=60)
+    headers = {"Authorization": f"Bearer {token}"}
+    for _ in range(3):
+        response = await client.post("/graphql", json=QUERY, headers=headers)
+        assert response.status_code == 200, response.text
+    assert verified == [token]
+    tampered = token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1]
+    response = await client.post(
+        "/graphql", json=QUERY, headers={"Authorization": f"Bearer {tampered}"}
+    )
+    assert response.status_code == 401, response.text
+    assert verified == [token, tampered]
+    later = time.time() + 61  # as auth reads the clock (time.time), a minute later
+    monkeypatch.setattr(auth, "time", SimpleNamespace(time=lambda: later))
+    response = await client.post("/graphql", json=QUERY, headers=headers)
+    assert response.status_code == 401, response.text
+    assert "expired" in response.json()["errors"][0]["message"]
+    assert (SECRET, token) not in auth._VERIFIED
 
 
 async def test_refusals_are_counted(
