@@ -4,9 +4,9 @@ the program's leaderboards told when the session has completed.
 * The same bytes into the same session again (a client retrying after a timeout) store
   nothing and get the first upload's answer, `replayed`: the file's SHA-256 is recorded in the
   transaction that stores its samples (stores/uploads.py).
-* A sample of a kind the session already holds in that second (UTC, truncated) is left out and
-  counted in `skipped`: another export of the same ride, or the file of a ride streamed live,
-  adds only what is missing. Every sample is checked first, as always: one bad sample refuses
+* A sample of a kind the session already holds in that second (UTC, truncated), or in a
+  minute retention has rolled up, is left out and counted in `skipped`: another export of the
+  same ride, or the file of a ride streamed live, adds only what is missing. Every sample is checked first, as always: one bad sample refuses
   the file.
 * The session's row is locked for the whole write, so two uploads of one session, or an
   upload and a live batch, never both store the same second."""
@@ -77,7 +77,7 @@ async def record_file(
         earlier = await uploads.find(conn, session_id=session_id, digest=digest)
         if earlier is not None:  # sent meanwhile, and committed first
             return replayed(earlier)
-        fresh = await _lacking(conn, session_id, checked)
+        fresh = await _lacking(conn, session_id, locked.started_at, checked)
         written: list[tuple[int, list[RawSample]]] = []
         for start in range(0, len(fresh), chunk):
             part = fresh[start : start + chunk]
@@ -110,22 +110,39 @@ def _check(
     )
 
 
-async def _lacking(conn: Executor, session_id: int, checked: list[RawSample]) -> list[RawSample]:
-    """The samples whose kind the session holds nothing of in their second, in file order."""
+async def _lacking(
+    conn: Executor, session_id: int, started_at: datetime, checked: list[RawSample]
+) -> list[RawSample]:
+    """The samples whose kind the session holds nothing of in their second, nor in a minute
+    retention has rolled up (adding to it would count that minute twice), in file order."""
+    kinds = sorted({kind for kind, _, _ in checked})
     held = await uploads.held_seconds(
         conn,
         session_id=session_id,
-        kinds=sorted({kind for kind, _, _ in checked}),
+        kinds=kinds,
         start=min(at for _, at, _ in checked),
         until=max(at for _, at, _ in checked),
     )
-    if not held:
+    rolled = await uploads.rolled_minutes(conn, session_id=session_id, kinds=kinds)
+    if not held and not rolled:
         return checked
-    return [s for s in checked if (s[0], _second(s[1])) not in held]
+    return [
+        (kind, at, value)
+        for kind, at, value in checked
+        if (kind, _second(at)) not in held and (kind, _minute(at, started_at)) not in rolled
+    ]
 
 
 def _second(at: datetime) -> datetime:
     return at.astimezone(UTC).replace(microsecond=0)
+
+
+def _minute(at: datetime, origin: datetime) -> datetime:
+    """The minute bucket holding `at`, aligned to `origin` (SQL's date_bin, as retention)."""
+    return origin + (at - origin) // _MINUTE * _MINUTE
+
+
+_MINUTE = timedelta(minutes=1)
 
 
 async def _refresh_boards(

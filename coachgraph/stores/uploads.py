@@ -1,5 +1,6 @@
 """Uploads of samples (NDJSON bodies, wearable files) by the SHA-256 of their bytes, per session,
-so a retried upload stores nothing again; and what a file's samples overlap."""
+so a retried upload stores nothing again; and what a file's samples overlap (stored seconds,
+minutes rolled up by retention)."""
 
 from __future__ import annotations
 
@@ -94,3 +95,17 @@ async def held_seconds(
         until,
     )
     return {(r["kind"], r["second"]) for r in rows}
+
+
+async def rolled_minutes(
+    conn: Executor, *, session_id: int, kinds: list[str]
+) -> set[tuple[str, datetime]]:
+    """(kind, minute bucket) of the session's samples rolled up by retention (the buckets
+    align to the session's start): those samples are counted there, their raw rows gone."""
+    rows = await conn.fetch(
+        "SELECT kind::text AS kind, bucket FROM metric_rollups "
+        "WHERE session_id = $1 AND kind::text = ANY($2::text[])",
+        session_id,
+        kinds,
+    )
+    return {(r["kind"], r["bucket"]) for r in rows}

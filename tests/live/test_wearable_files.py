@@ -15,7 +15,7 @@ import pytest
 from coachgraph.app import create_app
 from coachgraph.config import Settings
 from coachgraph.ids import decode_cursor, to_global_id
-from coachgraph.stores import sessions
+from coachgraph.stores import retention, sessions
 from coachgraph.stores.records import SessionRecord
 from tests.conftest import token_for
 from tests.factories import Factory
@@ -396,3 +396,29 @@ async def test_a_file_adds_only_the_seconds_the_session_lacks(
         "replayed": False,
     }
     assert decode_cursor(again.json()["lastCursor"]) == 3 == await _seq(factory, live.id)
+
+
+async def test_a_file_adds_nothing_to_minutes_retention_rolled_up(
+    client: httpx.AsyncClient, factory: Factory
+) -> None:
+    """An old ride's samples live on as 1-minute rollups once retention has run: another file
+    of that ride adds only the minutes no rollup holds, so each sample is counted once."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    started = now - timedelta(days=40)
+    session = await completed_session(factory, started, started + timedelta(hours=1))
+    token = token_for("athlete", session.athlete_id)
+    ridden = ride(started + timedelta(minutes=5), 180)  # minutes 5, 6 and 7 of the session
+    first = await post_file(client, session.id, fit_file(ridden[:120]), token)
+    assert first.status_code == 200, first.text
+    policy = retention.Policy(raw_days=30, rollup_days=365, ahead_days=7)
+    await retention.run(factory.db, now=now, policy=policy)
+    assert await rows(factory) == []  # rolled up, the raw samples gone
+    again = await post_file(client, session.id, gpx_file(ridden), token)
+    assert again.status_code == 200, again.text
+    assert [r[1:] for r in await rows(factory)] == expected(ridden[120:])
+    assert again.json()["skipped"] == len(expected(ridden[:120]))
+    await retention.run(factory.db, now=now, policy=policy)
+    counted = await factory.db.pool.fetchval(
+        "SELECT sum(count) FROM metric_rollups WHERE session_id = $1", session.id
+    )
+    assert counted == len(expected(ridden))
