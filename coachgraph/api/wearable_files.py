@@ -7,7 +7,7 @@ transaction, all or nothing, published after the commit, and the same answer
 takes a file too, when every sample lies between its start and its end (uploads come after
 the ride); its program's leaderboards are refreshed then. The same bytes again store nothing
 and answer as the first upload did, and a sample of a kind the session already holds in that
-second is skipped (resolvers/wearables.py).
+second (or in a minute retention rolled up) is skipped (resolvers/wearables.py).
 
 The session's permission and status are checked first, then the body is read whole (at most
 `max_wearable_file_bytes`) and parsed in a worker thread; no pooled connection is held while it
