@@ -1,7 +1,9 @@
-"""POST /ingest/sessions/{id}/samples: NDJSON from wearables, one sample a line, all or none."""
+"""POST /ingest/sessions/{id}/samples: NDJSON from wearables, one sample a line, all or none;
+the same body again (a retry) is answered as the first was, `replayed`, and stores nothing."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -87,7 +89,8 @@ async def ingest(request: Request) -> JSONResponse:
         # every piece of the body under the read timeout and minimum rate; a stall refuses the
         # request and rolls its transaction back
         body = doors.body_chunks(request.receive, limits, max_bytes=_max_body(limits))
-        chunks = parsed_chunks(lines(body, limits), limits.ndjson_copy_chunk)
+        digest = hashlib.sha256()  # of the whole body: a retry of it is answered, not stored
+        chunks = parsed_chunks(lines(_hashed(body, digest), limits), limits.ndjson_copy_chunk)
         # no connection is taken before the first chunk is read and parsed: a client that
         # dawdles before it holds nothing of the pool
         done = await live.record_chunks(
@@ -97,6 +100,7 @@ async def ingest(request: Request) -> JSONResponse:
             session_id,
             await _first_read(chunks),
             clock_slack=live.clock_slack(limits),
+            digest=digest.digest,
         )
     except Refusal as err:
         return err.route_response()
@@ -104,7 +108,20 @@ async def ingest(request: Request) -> JSONResponse:
         return _error(err)
     except ClientDisconnect:  # nobody is left to read the answer; nothing was stored
         return Refusal(400, "The client left before the body was complete").route_response()
-    return JSONResponse({"accepted": done.count, "lastCursor": encode_cursor(done.last_seq)})
+    return JSONResponse(
+        {
+            "accepted": done.count,
+            "lastCursor": encode_cursor(done.last_seq),
+            "replayed": done.replayed,
+        }
+    )
+
+
+async def _hashed(chunks: AsyncIterator[bytes], digest: Any) -> AsyncIterator[bytes]:
+    """The body as it streams, each piece added to `digest` (a hashlib hash) on its way."""
+    async for chunk in chunks:
+        digest.update(chunk)
+        yield chunk
 
 
 def _max_body(limits: Limits) -> int:

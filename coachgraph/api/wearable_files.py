@@ -3,8 +3,11 @@
 The file's samples are stored as the NDJSON route stores its lines: the same checks (kinds,
 ranges, times within the session), in COPY chunks of `ndjson_copy_chunk` inside one
 transaction, all or nothing, published after the commit, and the same answer
-(`{"accepted", "lastCursor"}`, plus `format`). A COMPLETED session takes a file too, when
-every sample lies between its start and its end (uploads come after the ride).
+(`{"accepted", "lastCursor", "replayed"}`, plus `format` and `skipped`). A COMPLETED session
+takes a file too, when every sample lies between its start and its end (uploads come after
+the ride); its program's leaderboards are refreshed then. The same bytes again store nothing
+and answer as the first upload did, and a sample of a kind the session already holds in that
+second (or in a minute retention rolled up) is skipped (resolvers/wearables.py).
 
 The session's permission and status are checked first, then the body is read whole (at most
 `max_wearable_file_bytes`) and parsed in a worker thread; no pooled connection is held while it
@@ -13,7 +16,7 @@ arrives or parses."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import hashlib
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
@@ -25,8 +28,8 @@ from coachgraph.api.doors import Refusal
 from coachgraph.api.wearable_formats import detect, extract
 from coachgraph.errors import DomainError, InvalidInput
 from coachgraph.ids import decode_id, encode_cursor
-from coachgraph.resolvers import live
-from coachgraph.resolvers.live import BadSample, RawSample
+from coachgraph.resolvers import live, wearables
+from coachgraph.resolvers.live import BadSample
 from coachgraph.runtime import Resources
 
 
@@ -53,20 +56,26 @@ async def upload(request: Request) -> JSONResponse:
         data = await doors.read_body(
             request.receive, limits, max_bytes=limits.max_wearable_file_bytes
         )
+        digest = hashlib.sha256(data).digest()
+        earlier = await wearables.earlier_upload(resources.db, session_id=session_id, digest=digest)
+        if earlier is not None:  # a retry: answered as the first upload was, nothing parsed
+            return _answer(*earlier)
         kind = detect(request.headers.get("content-type"), data[:64])
         found, samples = await asyncio.to_thread(
             extract, data, kind, max_samples=limits.max_wearable_file_samples
         )
         del data
-        done = await live.record_chunks(
+        done = await wearables.record_file(
             resources.db,
             resources.broker,
+            resources.leaderboards,
             viewer,
             session_id,
-            _chunks(samples, limits.ndjson_copy_chunk),
+            samples,
+            source=found,
+            digest=digest,
             clock_slack=live.clock_slack(limits),
-            where="samples",
-            completed_too=True,
+            chunk=limits.ndjson_copy_chunk,
         )
     except Refusal as err:
         return err.route_response()
@@ -74,15 +83,22 @@ async def upload(request: Request) -> JSONResponse:
         return _error(err)
     except ClientDisconnect:  # nobody is left to read the answer; nothing was stored
         return Refusal(400, "The client left before the body was complete").route_response()
+    return _answer(found, done)
+
+
+def _answer(found: str, done: live.Recorded) -> JSONResponse:
+    """`accepted` samples stored, up to `lastCursor`; `skipped`: those the session already
+    held in their second; `replayed`: the same bytes were uploaded before, and this is that
+    upload's answer."""
     return JSONResponse(
-        {"accepted": done.count, "lastCursor": encode_cursor(done.last_seq), "format": found}
+        {
+            "accepted": done.count,
+            "lastCursor": encode_cursor(done.last_seq),
+            "format": found,
+            "skipped": done.skipped,
+            "replayed": done.replayed,
+        }
     )
-
-
-async def _chunks(samples: list[RawSample], size: int) -> AsyncIterator[list[RawSample]]:
-    """The samples in lists of `size`, the unit of one COPY."""
-    for start in range(0, len(samples), size):
-        yield samples[start : start + size]
 
 
 routes = [Route("/ingest/sessions/{id}/files", upload, methods=["POST"])]

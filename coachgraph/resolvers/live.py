@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -23,7 +23,7 @@ from coachgraph.resolvers.policy import (
     missing,
     require,
 )
-from coachgraph.stores import metrics
+from coachgraph.stores import metrics, uploads
 from coachgraph.stores.db import Database
 from coachgraph.stores.metrics import Sample
 from coachgraph.stores.records import SessionRecord
@@ -109,10 +109,14 @@ async def writable_live_session(
 
 @dataclass(frozen=True, slots=True)
 class Recorded:
-    """What a write stored: `count` samples with cursors from `first_seq` on."""
+    """What a write stored: `count` samples with cursors from `first_seq` on; `skipped`: a
+    file's samples the session already held; `replayed`: these bytes were uploaded before,
+    and this is that upload's answer (nothing was stored this time)."""
 
     first_seq: int
     count: int
+    skipped: int = 0
+    replayed: bool = False
 
     @property
     def last_seq(self) -> int:
@@ -161,37 +165,35 @@ async def record_chunks(
     clock_slack: timedelta,
     where: str = "line",
     completed_too: bool = False,
+    digest: Callable[[], bytes] | None = None,
 ) -> Recorded:
     """Each chunk is checked, then COPied while the next one is read and parsed (Postgres
     and Python each busy on a core). One transaction: a bad sample anywhere rolls every chunk
     back, and nothing is published before the commit (then one message per chunk).
 
     `completed_too`: a COMPLETED session takes samples too, each within its start and end
-    (a wearable's file, uploaded after the ride)."""
+    (a wearable's file, uploaded after the ride). `digest`: the SHA-256 of the NDJSON body,
+    called once every chunk is read; the upload is recorded under it in the same transaction,
+    and a body uploaded before rolls this one back and gets that upload's answer, `replayed`."""
     session = await writable_live_session(db, viewer, session_id, completed_too=completed_too)
     assert session.started_at is not None
     ended_at = session.ended_at if session.status == "COMPLETED" else None
-    window = (
-        f"the session (start - {_seconds(clock_slack)} .. end + {_seconds(clock_slack)})"
-        if ended_at is not None
-        else f"the live session (start - {_seconds(clock_slack)} .. now + {_seconds(clock_slack)})"
-    )
     # a coach writes only while it coaches the athlete: checked again, and held, by the write
     by_its_coach = viewer.is_coach(session.coach_id)
     written: list[tuple[int, list[RawSample]]] = []  # (first cursor, samples) per chunk
     seen = 0  # samples checked so far: the index of the next one
-    async with db.transaction() as conn:
+    replay = _Replay()  # outside the transaction: a replay rolls it back, then is answered
+    async with replay, db.transaction() as conn:
         copying: tuple[asyncio.Future[int], list[RawSample]] | None = None
         try:
             async for chunk in chunks:
-                checked = check_samples(
+                checked = check_in_session(
                     chunk,
                     started_at=session.started_at,
-                    now=ended_at or datetime.now(UTC),
+                    ended_at=ended_at,
                     clock_slack=clock_slack,
                     where=where,
                     first_index=seen,
-                    window=window,
                 )
                 seen += len(chunk)
                 if copying is not None:
@@ -212,9 +214,64 @@ async def record_chunks(
                 await asyncio.gather(copying[0], return_exceptions=True)
         if not written:
             raise InvalidInput("Send at least one sample", field="body", code="OUT_OF_RANGE")
+        if digest is not None:
+            upload = uploads.Upload("NDJSON", written[0][0], seen, 0)
+            replay.found = await uploads.claim(
+                conn, session_id=session_id, digest=digest(), upload=upload
+            )
+            if replay.found is not None:
+                raise replay
+    if replay.found is not None:
+        return replayed(replay.found)
     for first, checked in written:
         await broker.publish(metrics_topic(session_id), samples_message(first, checked))
     return Recorded(written[0][0], seen)
+
+
+class _Replay(Exception):
+    """Raised inside the transaction when its body was uploaded before (`found`), to roll it
+    back; as the context around the transaction, it then keeps the exception from going on."""
+
+    found: uploads.Upload | None = None
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, kind: type[BaseException] | None, *_: object) -> bool:
+        return kind is _Replay
+
+
+def replayed(upload: uploads.Upload) -> Recorded:
+    """The answer an earlier upload of the same bytes got."""
+    return Recorded(upload.first_seq, upload.accepted, upload.skipped, replayed=True)
+
+
+def check_in_session(
+    samples: Iterable[RawSample],
+    *,
+    started_at: datetime,
+    ended_at: datetime | None,
+    clock_slack: timedelta,
+    where: str,
+    first_index: int = 0,
+) -> list[RawSample]:
+    """check_samples against the session's window: from its start to now while it is live, to
+    its end once it has completed (`ended_at`), give or take `clock_slack`."""
+    slack = _seconds(clock_slack)
+    window = (
+        f"the session (start - {slack} .. end + {slack})"
+        if ended_at is not None
+        else f"the live session (start - {slack} .. now + {slack})"
+    )
+    return check_samples(
+        samples,
+        started_at=started_at,
+        now=ended_at or datetime.now(UTC),
+        clock_slack=clock_slack,
+        where=where,
+        first_index=first_index,
+        window=window,
+    )
 
 
 def _seconds(span: timedelta) -> str:

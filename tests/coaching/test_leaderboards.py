@@ -1,7 +1,8 @@
 """The leaderboard contract, over Postgres and Redis: the same rankings, computed here from
 the sessions made, for every metric and period; ties by athlete id; only enrolled athletes,
 completed sessions of the program, in the period. Then through GraphQL: policy, and the
-Redis app's boards following endSession as the Postgres app computes them."""
+Redis app's boards following endSession, and a wearable's file uploaded into a completed
+session, as the Postgres app computes them."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from coachgraph.leaderboards.redis import RedisLeaderboards
 from coachgraph.runtime import Resources
 from tests.conftest import GraphQLClient, token_for
 from tests.factories import Factory
+from tests.wearables import Point, fit_file
 
 NOW = datetime(2030, 5, 15, 12, 0, tzinfo=UTC)  # a Wednesday: the week began on May 13
 DAY = timedelta(days=1)
@@ -283,3 +285,55 @@ async def test_reindex_rebuilds_the_redis_boards(
         assert [(e.athlete_id, e.value) for e in found] == expected and expected
     finally:
         await boards.close()
+
+
+async def test_boards_follow_a_file_uploaded_into_a_completed_session_on_both_backends(
+    gql: GraphQLClient, factory: Factory, redis_app: tuple[Any, Resources]
+) -> None:
+    """A wearable's file comes after the ride, into a COMPLETED session: its power changes
+    AVG_POWER, and Redis must then hold what Postgres computes, on every board."""
+    transport = httpx.ASGITransport(app=redis_app[0])
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        on_redis = GraphQLClient(http, redis_app[1].db)
+        coach = await factory.coach(capacity=20)
+        program = await factory.program(coach.id, [])
+        riders = [await factory.athlete(name=f"Rider {i}") for i in range(3)]
+        now = datetime.now(UTC).replace(microsecond=0)
+        ridden = []
+        for rider, power in zip(riders, ([200.0, 220.0], None, [150.0]), strict=True):
+            await factory.assign(coach.id, rider.id)
+            await factory.enroll(rider.id, program.id)
+            ridden.append(
+                await factory.session_at(
+                    coach.id,
+                    rider.id,
+                    scheduled_at=now - timedelta(hours=2),
+                    status="COMPLETED",
+                    program_id=program.id,
+                    ended_at=now - timedelta(minutes=5),
+                    power=power,
+                )
+            )
+        await redis_app[1].leaderboards.rebuild(now=datetime.now(UTC))  # type: ignore[union-attr]
+        start = now - timedelta(minutes=65)  # Rider 1's ride: an hour to five minutes ago
+        points = [Point(start + timedelta(seconds=10 + i), power=300 + i) for i in range(30)]
+        uploaded = await http.post(
+            f"/ingest/sessions/{to_global_id('TrainingSession', ridden[1].id)}/files",
+            content=fit_file(points),
+            headers={"Authorization": f"Bearer {token_for('coach', coach.id)}"},
+        )
+        assert uploaded.status_code == 200, uploaded.text
+        token = token_for("coach", coach.id)
+        for metric in METRICS:
+            for period in PERIODS:
+                variables = {"p": to_global_id("Program", program.id), "m": metric, "t": period}
+                from_redis = await on_redis(BOARD, variables, token)
+                from_postgres = await gql(BOARD, variables, token)
+                assert "errors" not in from_redis, from_redis
+                assert from_redis == from_postgres, (metric, period)
+        board = from_postgres["data"]["leaderboard"]  # AVG_POWER, ALL_TIME
+        assert [(e["athlete"]["name"], e["value"]) for e in board] == [
+            ("Rider 1", 314.5),
+            ("Rider 0", 210.0),
+            ("Rider 2", 150.0),
+        ]

@@ -1,15 +1,21 @@
 """Subscriptions over HTTP on a real server (uvicorn): Server-Sent Events (graphql-sse, distinct
 connections) and multipart HTTP (Apollo's subscriptionSpec 1.0), with resume (`after`), the
 token's lifetime and the open-connection cap of WebSocket; a client leaving ends its
-subscription. And the legacy graphql-ws protocol running queries and mutations."""
+subscription. And the legacy graphql-ws protocol running queries and mutations.
+
+Every wait on the server is bounded (`WAIT`): httpx's read timeout never fires on a stream
+whose heartbeats keep arriving, so a payload that never comes would hang the test; with
+`next_within` and `all_within` it fails, saying what it waited for."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -29,6 +35,8 @@ METRICS = "subscription($id: ID!, $after: String) { sessionMetrics(sessionId: $i
 RECORD = """mutation($id: ID!, $samples: [MetricSampleInput!]!) { recordMetrics(sessionId: $id, samples: $samples) {
   __typename } }"""
 SSE = {"accept": "text/event-stream"}
+WAIT = 15.0  # seconds one read of a stream may take before the test fails
+T = TypeVar("T")
 MULTIPART = {"accept": 'multipart/mixed;boundary="graphql";subscriptionSpec=1.0,application/json'}
 
 
@@ -102,6 +110,23 @@ async def multipart_payloads(response: httpx.Response) -> AsyncIterator[Any]:
                 yield part["payload"]
 
 
+async def next_within(items: AsyncIterator[T], what: str, wait: float = WAIT) -> T:
+    """The next item of a stream, or a failure naming `what` after `wait` seconds."""
+    try:
+        return await asyncio.wait_for(anext(items), wait)
+    except TimeoutError:
+        raise AssertionError(f"no {what} within {wait:g} s") from None
+
+
+async def all_within(items: AsyncIterator[T], what: str, wait: float = WAIT) -> list[T]:
+    """Every item of a stream that ends, or a failure naming `what` after `wait` seconds."""
+    try:
+        async with asyncio.timeout(wait):
+            return [item async for item in items]
+    except TimeoutError:
+        raise AssertionError(f"{what} did not end within {wait:g} s") from None
+
+
 def cursor_of(payload: dict[str, Any]) -> int:
     assert payload.get("data"), payload
     return decode_cursor(payload["data"]["sessionMetrics"]["cursor"])
@@ -133,14 +158,14 @@ async def test_sse_subscription_resumes_then_goes_live(live: Server, factory: Fa
             events = sse_events(response)
             seen = []
             for _ in range(2):  # what it missed after cursor 1, from storage
-                kind, payload = await anext(events)
+                kind, payload = await next_within(events, "stored sample")
                 assert kind == "next", (kind, payload)
                 seen.append(cursor_of(payload))
             assert seen == [2, 3]
             assert live.resources.limiter.connections._open  # counted while open
             await record(http, live, session.id, 2, token)
             for _ in range(2):  # then live
-                kind, payload = await anext(events)
+                kind, payload = await next_within(events, "live sample")
                 seen.append(cursor_of(payload))
             assert seen == [2, 3, 4, 5]
         # the client left mid-stream
@@ -151,7 +176,7 @@ async def test_sse_runs_a_query_and_completes(live: Server) -> None:
     async with httpx.AsyncClient(timeout=15) as http:
         body = {"query": "{ __typename }"}
         async with http.stream("POST", f"{live.url}/graphql", json=body, headers=SSE) as response:
-            got = [item async for item in sse_events(response)]
+            got = await all_within(sse_events(response), "the query's stream")
     assert got == [("next", {"data": {"__typename": "Query"}}), ("complete", None)]
 
 
@@ -165,7 +190,7 @@ async def test_sse_refuses_what_websocket_refuses(live: Server, factory: Factory
         async with http.stream(
             "POST", f"{live.url}/graphql", json=body, headers=headers
         ) as response:
-            got = [item async for item in sse_events(response)]
+            got = await all_within(sse_events(response), "the refused stream")
         assert got[0][0] == "next" and got[-1] == ("complete", None)
         assert got[0][1]["errors"][0]["extensions"]["code"] == "FORBIDDEN"
         bad = await http.post(
@@ -186,7 +211,7 @@ async def test_an_expired_token_ends_the_stream(live: Server, factory: Factory) 
         async with http.stream(
             "POST", f"{live.url}/graphql", json=body, headers=headers
         ) as response:
-            got = [item async for item in sse_events(response)]
+            got = await all_within(sse_events(response), "the stream of an expiring token")
     assert got[0][1]["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED", got
     assert got[-1] == ("complete", None)
     await nothing_open(live)
@@ -231,10 +256,31 @@ async def test_multipart_subscription_resumes_then_goes_live(
             assert response.headers["content-type"].startswith("multipart/mixed")
             assert "subscriptionSpec=1.0" in response.headers["content-type"]
             payloads = multipart_payloads(response)
-            seen = [cursor_of(await anext(payloads)) for _ in range(2)]
+            seen = [cursor_of(await next_within(payloads, "stored sample")) for _ in range(2)]
             await record(http, live, session.id, 1, token)
-            seen.append(cursor_of(await anext(payloads)))
+            seen.append(cursor_of(await next_within(payloads, "live sample")))
         assert seen == [1, 2, 3]
+    await nothing_open(live)
+
+
+async def test_a_stream_that_stalls_fails_the_wait_instead_of_hanging(
+    live: Server, factory: Factory
+) -> None:
+    """The hang this file once had: a multipart subscription with nothing to send, whose
+    heartbeats keep httpx's read timeout from ever firing. The bounded read fails in time."""
+    session = await live_session(factory)
+    token = token_for("athlete", session.athlete_id)
+    body = {"query": METRICS, "variables": {"id": to_global_id("TrainingSession", session.id)}}
+    headers = {**MULTIPART, "authorization": f"Bearer {token}"}
+    async with (
+        httpx.AsyncClient(timeout=WAIT) as http,
+        http.stream("POST", f"{live.url}/graphql", json=body, headers=headers) as response,
+    ):
+        assert response.status_code == 200
+        began = time.monotonic()
+        with pytest.raises(AssertionError, match="no live sample within 1 s"):
+            await next_within(multipart_payloads(response), "live sample", wait=1)
+        assert time.monotonic() - began < 5
     await nothing_open(live)
 
 
@@ -282,6 +328,11 @@ async def test_trusted_documents_hold_over_websocket_too(
 
 
 async def test_the_persisted_store_is_shared_through_redis(redis_url: str) -> None:
+    async with asyncio.timeout(WAIT):  # every Redis call, which has no timeout of its own
+        await _share_through_redis(redis_url)
+
+
+async def _share_through_redis(redis_url: str) -> None:
     first, second = DocumentStore(2, _redis(redis_url)), DocumentStore(2, _redis(redis_url))
     await first._redis.delete("coachgraph:apq:docs", "coachgraph:apq:used")
     try:

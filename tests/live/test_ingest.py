@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -285,3 +286,33 @@ async def test_empty_ndjson_is_refused(client: httpx.AsyncClient, factory: Facto
     response = await post_ndjson(client, session.id, b"\n\n", token_for("admin"))
     assert response.status_code == 400
     assert await stored(factory) == 0
+
+
+async def test_the_same_ndjson_body_twice_is_stored_once(
+    client: httpx.AsyncClient, factory: Factory
+) -> None:
+    """A retried body (its answer lost to a timeout) is answered as the first was, marked
+    `replayed`, and stores nothing; bodies that differ are stored, each once; sent at once,
+    the same body is stored once."""
+    session = await live_session(factory)
+    token = token_for("athlete", session.athlete_id)
+    body = ndjson(samples(12_000))  # two COPY chunks
+    first = await post_ndjson(client, session.id, body, token)
+    assert first.status_code == 200, first.text
+    again = await post_ndjson(client, session.id, body, token_for("coach", session.coach_id))
+    assert again.status_code == 200, again.text
+    assert await stored(factory) == 12_000
+    assert again.json() == first.json() | {"replayed": True}
+    assert first.json()["replayed"] is False
+    other = ndjson(samples(3))
+    answers = await asyncio.gather(
+        *(post_ndjson(client, session.id, other, token) for _ in range(3))
+    )
+    assert [a.status_code for a in answers] == [200] * 3, [a.text for a in answers]
+    assert await stored(factory) == 12_003
+    assert {decode_cursor(a.json()["lastCursor"]) for a in answers} == {12_003}
+    assert sorted(a.json()["replayed"] for a in answers) == [False, True, True]
+    seq = await factory.db.pool.fetchval(
+        "SELECT sample_seq FROM training_sessions WHERE id = $1", session.id
+    )
+    assert seq == 12_003  # a replay rolled back the cursors it took

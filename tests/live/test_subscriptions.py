@@ -190,7 +190,7 @@ async def test_a_slow_consumer_does_not_stall_a_fast_one(
     slow, fast = stream(0, small), stream(0, settings.limits)
     first = [("HEART_RATE", s, 80.0) for s in _times(10)]
     await live.record(db, broker, admin, session.id, first, settings.limits)
-    slow_seen = [(await anext(slow)).seq]
+    slow_seen = [(await asyncio.wait_for(anext(slow), 20)).seq]
     fast_task = asyncio.create_task(collect(fast, until=500))
     for _ in range(49):  # the slow one reads nothing meanwhile; ingestion never waits on it
         await live.record(
@@ -204,8 +204,9 @@ async def test_a_slow_consumer_does_not_stall_a_fast_one(
     assert await asyncio.wait_for(fast_task, 20) == list(range(1, 501))
 
     with pytest.raises(SlowConsumer) as ended:
-        async for sample in slow:
-            slow_seen.append(sample.seq)
+        async with asyncio.timeout(20):  # it ends by itself; a bound, not a wait
+            async for sample in slow:
+                slow_seen.append(sample.seq)
     last = ended.value.extensions["lastCursor"]
     assert decode_cursor(last) == slow_seen[-1]
     resumed = await asyncio.wait_for(

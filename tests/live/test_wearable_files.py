@@ -4,6 +4,7 @@ a COMPLETED session takes them; a corrupt or foreign file stores nothing and nam
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -14,7 +15,7 @@ import pytest
 from coachgraph.app import create_app
 from coachgraph.config import Settings
 from coachgraph.ids import decode_cursor, to_global_id
-from coachgraph.stores import sessions
+from coachgraph.stores import retention, sessions
 from coachgraph.stores.records import SessionRecord
 from tests.conftest import token_for
 from tests.factories import Factory
@@ -289,3 +290,135 @@ async def test_file_limits_come_from_settings(settings: Settings, factory: Facto
         fits = await post_file(client, session.id, fit_file(ride(start, 20)), token)
         assert fits.status_code == 200, fits.text
     assert len(await rows(factory)) == fits.json()["accepted"] == len(expected(ride(start, 20)))
+
+
+async def _seq(factory: Factory, session_id: int) -> int:
+    found: int = await factory.db.pool.fetchval(
+        "SELECT sample_seq FROM training_sessions WHERE id = $1", session_id
+    )
+    return found
+
+
+@pytest.mark.parametrize("fmt", list(FORMATS))
+async def test_the_same_file_twice_is_stored_once_and_answered_alike(
+    client: httpx.AsyncClient, factory: Factory, fmt: str
+) -> None:
+    """A client that retries an upload (its answer lost to a timeout) gets the first answer
+    again, marked `replayed`, and the session's data is not doubled."""
+    started = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
+    session = await completed_session(factory, started, started + timedelta(hours=1))
+    write, content_type = FORMATS[fmt]
+    body = write(ride(started + timedelta(minutes=10), 300))
+    token = token_for("athlete", session.athlete_id)
+    first = await post_file(client, session.id, body, token, content_type)
+    assert first.status_code == 200, first.text
+    stored = await rows(factory)
+    # the same bytes again, by another writer, declared or not: nothing stored, the same answer
+    for who, declared in ((token, content_type), (token_for("admin"), None)):
+        again = await post_file(client, session.id, body, who, declared)
+        assert again.status_code == 200, again.text
+        assert await rows(factory) == stored
+        assert await _seq(factory, session.id) == len(stored)
+        assert again.json() == first.json() | {"replayed": True}
+    assert first.json()["replayed"] is False and first.json()["skipped"] == 0
+    # the same file into another session is that session's first upload
+    other = await completed_session(factory, started, started + timedelta(hours=1))
+    elsewhere = await post_file(client, other.id, body, token_for("admin"), content_type)
+    assert elsewhere.status_code == 200 and elsewhere.json()["replayed"] is False
+    assert elsewhere.json()["accepted"] == first.json()["accepted"]
+
+
+async def test_uploads_of_one_file_at_once_store_it_once(
+    client: httpx.AsyncClient, factory: Factory
+) -> None:
+    started = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
+    session = await completed_session(factory, started, started + timedelta(hours=1))
+    body = fit_file(ride(started + timedelta(minutes=1), 1_800))
+    token = token_for("coach", session.coach_id)
+    answers = await asyncio.gather(*(post_file(client, session.id, body, token) for _ in range(4)))
+    assert [a.status_code for a in answers] == [200] * 4, [a.text for a in answers]
+    assert len(await rows(factory)) == answers[0].json()["accepted"]
+    assert len({(a.json()["accepted"], a.json()["lastCursor"]) for a in answers}) == 1
+    assert sorted(a.json()["replayed"] for a in answers) == [False, True, True, True]
+
+
+async def test_a_file_adds_only_the_seconds_the_session_lacks(
+    client: httpx.AsyncClient, factory: Factory
+) -> None:
+    """A second file of the same ride (another export, other bytes), or a file after the ride
+    was streamed live: a sample of a kind the session already holds in that second is left out
+    and counted in `skipped`; the rest is stored, with cursors following on."""
+    started = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
+    session = await completed_session(factory, started, started + timedelta(hours=1))
+    token = token_for("athlete", session.athlete_id)
+    # minutes 0-10 as a FIT file, then minutes 5-15 as a GPX export of the same ride
+    whole = ride(started, 900)
+    first = await post_file(client, session.id, fit_file(whole[:600]), token)
+    assert first.status_code == 200, first.text
+    second = await post_file(client, session.id, gpx_file(whole[300:]), token)
+    assert second.status_code == 200, second.text
+    overlap, fresh = expected(whole[300:600]), expected(whole[600:])
+    stored = await rows(factory)
+    assert [r[1:] for r in stored] == expected(whole[:600]) + fresh
+    assert second.json()["skipped"] == len(overlap) and second.json()["accepted"] == len(fresh)
+    assert [r[0] for r in stored] == list(range(1, len(stored) + 1))
+    assert decode_cursor(second.json()["lastCursor"]) == len(stored)
+    # live samples at fractions of a second count for their second; another kind does not
+    live = await live_session(factory)
+    await factory.db.pool.execute(
+        "UPDATE training_sessions SET started_at = $2 WHERE id = $1", live.id, started
+    )
+    at = started + timedelta(minutes=1)
+    await factory.db.pool.execute(
+        "INSERT INTO metric_samples (session_id, seq, kind, at, value) VALUES "
+        "($1, 1, 'HEART_RATE', $2, 120), ($1, 2, 'HEART_RATE', $3, 121)",
+        live.id,
+        at + timedelta(milliseconds=250),
+        at + timedelta(seconds=1, milliseconds=900),
+    )
+    await factory.db.pool.execute(
+        "UPDATE training_sessions SET sample_seq = 2 WHERE id = $1", live.id
+    )
+    points = [Point(at, heart_rate=130, power=200), Point(at + timedelta(seconds=1), 131)]
+    token = token_for("athlete", live.athlete_id)
+    answer = await post_file(client, live.id, tcx_file(points), token)
+    assert answer.status_code == 200, answer.text
+    assert (answer.json()["accepted"], answer.json()["skipped"]) == (1, 2)
+    assert decode_cursor(answer.json()["lastCursor"]) == 3
+    # a file holding nothing new stores nothing, and says where the session's cursor is
+    again = await post_file(client, live.id, fit_file(points), token)
+    assert again.status_code == 200, again.text
+    assert again.json() | {"lastCursor": None} == {
+        "accepted": 0,
+        "skipped": 3,
+        "lastCursor": None,
+        "format": "FIT",
+        "replayed": False,
+    }
+    assert decode_cursor(again.json()["lastCursor"]) == 3 == await _seq(factory, live.id)
+
+
+async def test_a_file_adds_nothing_to_minutes_retention_rolled_up(
+    client: httpx.AsyncClient, factory: Factory
+) -> None:
+    """An old ride's samples live on as 1-minute rollups once retention has run: another file
+    of that ride adds only the minutes no rollup holds, so each sample is counted once."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    started = now - timedelta(days=40)
+    session = await completed_session(factory, started, started + timedelta(hours=1))
+    token = token_for("athlete", session.athlete_id)
+    ridden = ride(started + timedelta(minutes=5), 180)  # minutes 5, 6 and 7 of the session
+    first = await post_file(client, session.id, fit_file(ridden[:120]), token)
+    assert first.status_code == 200, first.text
+    policy = retention.Policy(raw_days=30, rollup_days=365, ahead_days=7)
+    await retention.run(factory.db, now=now, policy=policy)
+    assert await rows(factory) == []  # rolled up, the raw samples gone
+    again = await post_file(client, session.id, gpx_file(ridden), token)
+    assert again.status_code == 200, again.text
+    assert [r[1:] for r in await rows(factory)] == expected(ridden[120:])
+    assert again.json()["skipped"] == len(expected(ridden[:120]))
+    await retention.run(factory.db, now=now, policy=policy)
+    counted = await factory.db.pool.fetchval(
+        "SELECT sum(count) FROM metric_rollups WHERE session_id = $1", session.id
+    )
+    assert counted == len(expected(ridden))
