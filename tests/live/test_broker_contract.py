@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -93,3 +94,35 @@ async def test_concurrent_publishes_arrive_once_in_order(broker: Broker) -> None
     for topic, sub in subs.items():
         assert [(await next_message(sub))["n"] for _ in range(20)] == list(range(20)), topic
         sub.close()
+
+
+async def test_the_redis_reader_lingers_after_a_read_it_did_not_fill(redis_url: str) -> None:
+    """Publishes a few milliseconds apart: without a linger the reader makes a round trip per
+    entry; with one, each XREAD takes what the linger brought. Every message arrives, once, in
+    order, either way."""
+    from coachgraph.subscriptions.redis import RedisBroker
+
+    reads: dict[int, int] = {}
+    for linger in (0, 40):
+        broker = RedisBroker(redis_url, stream=f"test:linger:{linger}", read_linger_ms=linger)
+        await broker.start()
+        try:
+            client = broker._reader_conn
+            real = client.xread
+            reads[linger] = 0
+
+            async def counted(
+                *args: object, _linger: int = linger, _real: Any = real, **kwargs: object
+            ) -> object:
+                reads[_linger] += 1
+                return await _real(*args, **kwargs)
+
+            client.xread = counted
+            sub = await broker.subscribe("t:linger", queue_size=100)
+            for n in range(30):
+                await broker.publish("t:linger", {"n": n})
+                await asyncio.sleep(0.004)
+            assert [(await next_message(sub))["n"] for _ in range(30)] == list(range(30))
+        finally:
+            await broker.close()
+    assert reads[40] * 2 < reads[0], reads
