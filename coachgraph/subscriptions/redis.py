@@ -80,7 +80,10 @@ class RedisBroker:
         self._task: asyncio.Task[None] | None = None
         self._position = (0, 0)  # the last stream entry the reader handed out
         self._publish_failing = False
-        self._forming: _Batch | None = None  # the publishes of this turn of the event loop
+        # the publishes not yet written: those of this turn of the event loop, and of every
+        # turn while the batch before them is being written (one write in flight at a time)
+        self._forming: _Batch | None = None
+        self._writing = asyncio.Lock()
         self._flushing: set[asyncio.Task[None]] = set()
         self.reconnects = 0  # times the reader found Redis again after losing it
 
@@ -123,11 +126,12 @@ class RedisBroker:
             raise Unavailable(STORE) from err
 
     async def publish(self, topic: str, message: Message) -> None:
-        """XADD, pipelined with the other publishes of the same turn of the event loop (one
-        round trip for all of them: a third of the CPU of one XADD each, measured), returning
-        once its batch is written. When Redis cannot take it: log, let the local subscribers of
-        its topics resync, and return: the write it announces is committed, and Postgres is
-        where subscribers find it."""
+        """XADD, pipelined with the other publishes of the same turn of the event loop, and of
+        every turn while the batch before is being written (one round trip for all of them: a
+        third of the CPU of one XADD each, measured; and one connection, however fast the
+        publishes come), returning once its batch is written. When Redis cannot take it: log,
+        let the local subscribers of its topics resync, and return: the write it announces is
+        committed, and Postgres is where subscribers find it."""
         batch = self._forming
         if batch is None:
             batch = self._forming = _Batch(asyncio.get_running_loop().create_future())
@@ -139,13 +143,14 @@ class RedisBroker:
         await asyncio.shield(batch.sent)  # a publisher's cancellation leaves the batch be
 
     async def _flush(self, batch: _Batch) -> None:
-        if self._forming is batch:
-            self._forming = None
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for _topic, fields in batch.entries:
-                    pipe.xadd(self._stream, fields, maxlen=self._max_length, approximate=True)
-                await pipe.execute()
+            async with self._writing:  # batches are written in the order they formed
+                if self._forming is batch:
+                    self._forming = None  # from now on a publish starts the next batch
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for _topic, fields in batch.entries:
+                        pipe.xadd(self._stream, fields, maxlen=self._max_length, approximate=True)
+                    await pipe.execute()
         except _PUBLISH_ERRORS as err:
             if not self._publish_failing:
                 log.warning(

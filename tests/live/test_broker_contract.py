@@ -126,3 +126,50 @@ async def test_the_redis_reader_lingers_after_a_read_it_did_not_fill(redis_url: 
         finally:
             await broker.close()
     assert reads[40] * 2 < reads[0], reads
+
+
+async def test_the_redis_broker_writes_one_batch_at_a_time(redis_url: str) -> None:
+    """Publishes that come while a batch is being written wait for the next batch: one write
+    (and one connection) in flight however many publishers there are, batches written in the
+    order they formed, so each topic's messages arrive in order."""
+    from coachgraph.subscriptions.redis import RedisBroker
+
+    broker = RedisBroker(redis_url, stream="test:one-write")
+    await broker.start()
+    try:
+        client = broker._redis
+        real = client.pipeline
+        in_flight, most, writes = 0, 0, 0
+
+        class Counted:
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                self.pipe = real(*args, **kwargs)
+
+            async def __aenter__(self) -> Any:
+                nonlocal in_flight, most, writes
+                in_flight += 1
+                writes += 1
+                most = max(most, in_flight)
+                return await self.pipe.__aenter__()
+
+            async def __aexit__(self, *exc: Any) -> None:
+                nonlocal in_flight
+                in_flight -= 1
+                await self.pipe.__aexit__(*exc)
+
+        client.pipeline = Counted
+        topics = [f"t:w{i}" for i in range(50)]
+        subs = {t: await broker.subscribe(t, queue_size=100) for t in topics}
+
+        async def publisher(k: int, topic: str) -> None:
+            for n in range(10):
+                await asyncio.sleep((k % 7) / 1000)
+                await broker.publish(topic, {"n": n})
+
+        await asyncio.gather(*(publisher(k, t) for k, t in enumerate(topics)))
+        for topic, sub in subs.items():
+            assert [(await next_message(sub))["n"] for _ in range(10)] == list(range(10)), topic
+        assert most == 1
+        assert writes < 500  # publishes joined batches
+    finally:
+        await broker.close()
