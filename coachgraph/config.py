@@ -153,6 +153,7 @@ class Limits:
     # broker: the Redis stream reader (one per process)
     redis_read_block_ms: int = 1_000  # how long one XREAD waits for new entries
     redis_read_count: int = 1_000  # entries one XREAD takes at most
+    redis_read_linger_ms: int = 5  # after a read that did not fill: wait before the next
     # media: local files are read and written in chunks (one worker-thread hop each); stale
     # PENDING uploads are purged in batches
     media_io_chunk_bytes: int = 1_048_576  # 1 MiB

@@ -111,6 +111,7 @@ def broker_for(settings: Settings, db: Database | None = None) -> Broker:
             retry=Backoff.from_limits(limits),
             read_block_ms=limits.redis_read_block_ms,
             read_count=limits.redis_read_count,
+            read_linger_ms=limits.redis_read_linger_ms,
         )
     return MemoryBroker()
 

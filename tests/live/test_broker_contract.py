@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -93,3 +94,82 @@ async def test_concurrent_publishes_arrive_once_in_order(broker: Broker) -> None
     for topic, sub in subs.items():
         assert [(await next_message(sub))["n"] for _ in range(20)] == list(range(20)), topic
         sub.close()
+
+
+async def test_the_redis_reader_lingers_after_a_read_it_did_not_fill(redis_url: str) -> None:
+    """Publishes a few milliseconds apart: without a linger the reader makes a round trip per
+    entry; with one, each XREAD takes what the linger brought. Every message arrives, once, in
+    order, either way."""
+    from coachgraph.subscriptions.redis import RedisBroker
+
+    reads: dict[int, int] = {}
+    for linger in (0, 40):
+        broker = RedisBroker(redis_url, stream=f"test:linger:{linger}", read_linger_ms=linger)
+        await broker.start()
+        try:
+            client = broker._reader_conn
+            real = client.xread
+            reads[linger] = 0
+
+            async def counted(
+                *args: object, _linger: int = linger, _real: Any = real, **kwargs: object
+            ) -> object:
+                reads[_linger] += 1
+                return await _real(*args, **kwargs)
+
+            client.xread = counted
+            sub = await broker.subscribe("t:linger", queue_size=100)
+            for n in range(30):
+                await broker.publish("t:linger", {"n": n})
+                await asyncio.sleep(0.004)
+            assert [(await next_message(sub))["n"] for _ in range(30)] == list(range(30))
+        finally:
+            await broker.close()
+    assert reads[40] * 2 < reads[0], reads
+
+
+async def test_the_redis_broker_writes_one_batch_at_a_time(redis_url: str) -> None:
+    """Publishes that come while a batch is being written wait for the next batch: one write
+    (and one connection) in flight however many publishers there are, batches written in the
+    order they formed, so each topic's messages arrive in order."""
+    from coachgraph.subscriptions.redis import RedisBroker
+
+    broker = RedisBroker(redis_url, stream="test:one-write")
+    await broker.start()
+    try:
+        client = broker._redis
+        real = client.pipeline
+        in_flight, most, writes = 0, 0, 0
+
+        class Counted:
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                self.pipe = real(*args, **kwargs)
+
+            async def __aenter__(self) -> Any:
+                nonlocal in_flight, most, writes
+                in_flight += 1
+                writes += 1
+                most = max(most, in_flight)
+                return await self.pipe.__aenter__()
+
+            async def __aexit__(self, *exc: Any) -> None:
+                nonlocal in_flight
+                in_flight -= 1
+                await self.pipe.__aexit__(*exc)
+
+        client.pipeline = Counted
+        topics = [f"t:w{i}" for i in range(50)]
+        subs = {t: await broker.subscribe(t, queue_size=100) for t in topics}
+
+        async def publisher(k: int, topic: str) -> None:
+            for n in range(10):
+                await asyncio.sleep((k % 7) / 1000)
+                await broker.publish(topic, {"n": n})
+
+        await asyncio.gather(*(publisher(k, t) for k, t in enumerate(topics)))
+        for topic, sub in subs.items():
+            assert [(await next_message(sub))["n"] for _ in range(10)] == list(range(10)), topic
+        assert most == 1
+        assert writes < 500  # publishes joined batches
+    finally:
+        await broker.close()
