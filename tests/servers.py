@@ -234,9 +234,12 @@ def falkordb_server(workdir: Path) -> Iterator[RedisProcess]:
         yield server
 
 
-async def until(check: Callable[[], Any], what: str, deadline: float = DEADLINE) -> Any:
+async def until(
+    check: Callable[[], Any], what: str | Callable[[], str], deadline: float = DEADLINE
+) -> Any:
     """Poll `check` (sync or async) until it returns something truthy; fail after `deadline`
-    seconds saying what was awaited. The deadline bounds a wait; it proves nothing."""
+    seconds saying what was awaited (`what`, or what it returns then: the state last seen).
+    The deadline bounds a wait; it proves nothing."""
     end = time.monotonic() + deadline
     while True:
         value = check()
@@ -244,7 +247,9 @@ async def until(check: Callable[[], Any], what: str, deadline: float = DEADLINE)
             value = await value
         if value:
             return value
-        assert time.monotonic() < end, f"timed out waiting for {what}"
+        assert time.monotonic() < end, (
+            f"timed out waiting for {what if isinstance(what, str) else what()}"
+        )
         await asyncio.sleep(0.02)
 
 

@@ -16,7 +16,6 @@ import functools
 import signal
 import sys
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -125,7 +124,7 @@ async def test_postgres_restart_under_load(settings: Settings, tmp_root: Path) -
 
                 body = await query(CREATE, name="Before")
                 assert body["data"]["createCoach"]["__typename"] == "Coach", body
-                await until(_projected(resources, 1), "the first coach to be projected")
+                await until(*_projected(resources, 1, "the first coach to be projected"))
 
                 seen: Counter[str] = Counter()
                 stop = asyncio.Event()
@@ -158,20 +157,37 @@ async def test_postgres_restart_under_load(settings: Settings, tmp_root: Path) -
                 body = await query(CREATE, name="After")
                 assert body["data"]["createCoach"]["__typename"] == "Coach", body
                 # woken by NOTIFY on the re-opened LISTEN connection (the poll is an hour)
-                await until(_projected(resources, 2), "the coach made after the restart")
+                await until(*_projected(resources, 2, "the coach made after the restart"))
                 assert (await http.get("/healthz")).status_code == 200
     finally:
         await server.stop()
         kill_postgres(pgdata)
 
 
-def _projected(resources: Resources, coaches: int) -> Callable[[], Any]:
-    async def check() -> bool:
-        lag = await resources.projector.lag()
-        graph = resources.graph
-        return lag.pending == 0 and len(getattr(graph, "coaches", {})) == coaches
+class _Projected:
+    """Whether the projection holds `coaches` with nothing pending; says what it last saw."""
 
-    return check
+    def __init__(self, resources: Resources, coaches: int, what: str) -> None:
+        self.resources, self.coaches, self.what = resources, coaches, what
+        self.seen = "nothing yet"
+
+    async def __call__(self) -> bool:
+        projector = self.resources.projector
+        lag = await projector.lag()
+        held = len(getattr(self.resources.graph, "coaches", {}))
+        self.seen = (
+            f"{lag.pending} events pending, {held} coaches projected, "
+            f"{projector.failures} failures, listening: {projector._listen_conn is not None}"
+        )
+        return lag.pending == 0 and held == self.coaches
+
+    def __str__(self) -> str:
+        return f"{self.what} (last seen: {self.seen})"
+
+
+def _projected(resources: Resources, coaches: int, what: str) -> tuple[_Projected, Any]:
+    check = _Projected(resources, coaches, what)
+    return check, check.__str__
 
 
 # ---------------------------------------------------------------- orphans and SIGHUP
