@@ -13,6 +13,7 @@ import logging
 import math
 import time
 from collections import Counter
+from collections.abc import Sequence
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -83,10 +84,36 @@ class Connections:
             self._open.pop(client, None)
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """No reset query when a connection goes back to the pool: asyncpg's default is one more
+    round trip (advisory unlock, CLOSE, UNLISTEN, RESET) per statement, and these connections
+    change no session state."""
+
+
+# a request's windows at one door (the burst and the minute), spent in all or in none: each
+# window's weighted count (the previous window's share still inside it, plus the current), and
+# the rows spent only when every window fits; a row per window when spent, none when refused
+SPEND = """WITH asked AS (
+    SELECT * FROM unnest($1::text[], $2::bigint[], $3::float8[], $4::int[], $5::float8[])
+        AS a(key, win, weight, lim, ttl)),
+seen AS (
+    SELECT a.key, a.win, a.ttl,
+           floor(coalesce(sum(r.count) FILTER (WHERE r.win = a.win - 1), 0) * a.weight
+                 + coalesce(sum(r.count) FILTER (WHERE r.win = a.win), 0)) + $6::int <= a.lim
+               AS fits
+    FROM asked a LEFT JOIN rate_windows r ON r.key = a.key AND r.win IN (a.win - 1, a.win)
+    GROUP BY a.key, a.win, a.weight, a.lim, a.ttl)
+INSERT INTO rate_windows AS r (key, win, count, expires_at)
+SELECT key, win, $6::int, now() + make_interval(secs => ttl) FROM seen
+WHERE NOT EXISTS (SELECT FROM seen WHERE NOT fits)
+ON CONFLICT (key, win) DO UPDATE SET count = r.count + EXCLUDED.count
+RETURNING key"""
+
+
 class PostgresStorage(Storage, SlidingWindowCounterSupport):
     """Sliding windows in Postgres (the rate_windows table), for workers without Redis: each
-    window's count is one row, and a hit reads the previous and current windows and spends in
-    one statement. Its own small pool, opened at the first hit."""
+    window's count is one row, and a request's windows at a door are read and spent in one
+    statement (`spend`). Its own small pool, opened at the first hit."""
 
     STORAGE_SCHEME = None
     SWEEP_EVERY = 1_000  # hits between deletions of expired windows
@@ -109,7 +136,11 @@ class PostgresStorage(Storage, SlidingWindowCounterSupport):
             async with self._opening:
                 if self._pool is None:
                     self._pool = await asyncpg.create_pool(
-                        self._dsn, min_size=1, max_size=self._pool_size, timeout=self._timeout
+                        self._dsn,
+                        min_size=1,
+                        max_size=self._pool_size,
+                        timeout=self._timeout,
+                        reset=_keep_session,
                     )
         return self._pool
 
@@ -150,6 +181,32 @@ class PostgresStorage(Storage, SlidingWindowCounterSupport):
         if self._hits % self.SWEEP_EVERY == 0:
             await pool.execute("DELETE FROM rate_windows WHERE expires_at < now()")
         return counted is not None
+
+    async def spend(self, windows: Sequence[tuple[str, int, int]], amount: int) -> bool:
+        """Spend `amount` in every window (key, limit, expiry seconds) when it fits in each,
+        else in none; whether it was spent. One statement: a request's one round trip."""
+        if any(amount > limit for _, limit, _ in windows):
+            return False
+        try:
+            pool = await self._conn_pool()
+            now = time.time()
+            spent = await pool.fetch(
+                SPEND,
+                [key for key, _, _ in windows],
+                [math.floor(now / expiry) for _, _, expiry in windows],
+                # of the previous window, the share still inside the current one
+                [1 - (now / expiry) % 1 for _, _, expiry in windows],
+                [limit for _, limit, _ in windows],
+                [2.0 * expiry for _, _, expiry in windows],
+                amount,
+                timeout=self._timeout,
+            )
+            self._hits += 1
+            if self._hits % self.SWEEP_EVERY == 0:
+                await pool.execute("DELETE FROM rate_windows WHERE expires_at < now()")
+        except self.base_exceptions as err:
+            raise StorageError(err) from err
+        return len(spent) == len(windows)
 
     async def get_sliding_window(self, key: str, expiry: int) -> tuple[int, float, int, float]:
         pool = await self._conn_pool()
@@ -305,7 +362,18 @@ class Limiter:
     async def _hit(
         self, strategy: SlidingWindowCounterRateLimiter, door: Door, client: str, cost: int
     ) -> int | None:
-        for item in self.rates[door]:
+        items = self.rates[door]
+        if strategy is self._strategy and isinstance(self.storage, PostgresStorage):
+            # every window in one round trip; a refusal (rare) then reads which one refused
+            windows = [(item.key_for(client), item.amount, item.get_expiry()) for item in items]
+            if await self.storage.spend(windows, cost):
+                return None
+            for item in items:
+                stats = await strategy.get_window_stats(item, client)
+                if stats.remaining < cost:
+                    return max(1, math.ceil(stats.reset_time - time.time()))
+            return 1  # the windows moved on meanwhile: try again in a second
+        for item in items:
             if not await strategy.hit(item, client, cost=cost):
                 stats = await strategy.get_window_stats(item, client)
                 return max(1, math.ceil(stats.reset_time - time.time()))

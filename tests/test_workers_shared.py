@@ -34,6 +34,32 @@ async def test_two_workers_spend_one_budget(settings: Settings, db: Database) ->
     assert all(isinstance(a, int) and 1 <= a <= 60 for a in answers[10:])  # then Retry-After
 
 
+async def test_a_request_spends_every_window_or_none(settings: Settings, db: Database) -> None:
+    """A request's windows at a door (a burst and a minute) are spent in one statement: past
+    either, nothing is spent in the other. Windows of an hour and a day, so that no window
+    boundary passes during the test."""
+    storage = PostgresStorage(settings.database_url or "", timeout=5)
+    tag = uuid.uuid4().hex
+    burst, day = f"burst-{tag}", f"day-{tag}"
+    windows = [(burst, 3, 3600), (day, 4, 86400)]
+    try:
+        answers = [await storage.spend(windows, 1) for _ in range(4)]
+        assert answers == [True, True, True, False]  # the burst refused the fourth
+        counts = {
+            r["key"]: r["count"]
+            for r in await db.pool.fetch(
+                "SELECT key, count FROM rate_windows WHERE key = ANY($1::text[])", [burst, day]
+            )
+        }
+        assert counts == {burst: 3, day: 3}  # the refused request spent nothing in the day
+        # a cost past a window's whole limit is refused without a statement
+        assert await storage.spend([(day, 4, 86400)], 5) is False
+        assert await storage.spend([(day, 4, 86400)], 1) is True  # the day's last one
+        assert await storage.spend([(day, 4, 86400)], 1) is False
+    finally:
+        await storage.aclose()
+
+
 async def test_one_worker_counts_in_its_own_memory(settings: Settings) -> None:
     alone = Limiter.open(settings.with_(workers=1))
     try:
