@@ -70,7 +70,9 @@ def make_server_app(dsn: str) -> Any:
     class DroppedAudit(AuditBatch):
         """Audit off: what the resolvers record is dropped, nothing is hashed or written."""
 
-        def record(self, *, actor: str, action: str, athlete_id: int) -> None:
+        def record(
+            self, *, actor: str, action: str, athlete_id: int, db: Database | None = None
+        ) -> None:
             return None
 
         async def flush(self, db: Database) -> None:
