@@ -19,7 +19,10 @@ Event = tuple[str, str, str]  # actor, action, subject
 class AuditWriter:
     """Appends events in one INSERT at a time: what is handed over while one is in flight goes
     in the next, so concurrent requests share statements and commits. Each hand-over gets a
-    future, done when its events are committed (or failed with the INSERT's error)."""
+    future, done when its events are committed (or failed with the INSERT's error). The commit
+    is asynchronous: durable within a fraction of a second, lost only if the database server
+    itself crashes in that window (measured: the durable commit's WAL flush was most of the
+    audit's cost on a coach's dashboard, BENCHMARKS.md)."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -41,7 +44,9 @@ class AuditWriter:
             batch, self._queue = self._queue, []
             rows = [event for events, _ in batch for event in events]
             try:
-                await audit.append(self.db.pool, events=rows)  # one statement, committed
+                # one statement, its own transaction, committed without waiting for the WAL
+                # flush (stores/audit.py): a read's answer waits for the row, not for the disk
+                await audit.append(self.db.pool, events=rows, durable=False)
             except asyncio.CancelledError:
                 for _, future in batch:
                     future.cancel()

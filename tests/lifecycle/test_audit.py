@@ -210,3 +210,16 @@ async def test_a_failed_audit_write_fails_the_flush(factory: Factory) -> None:
     batch.events[("COACH x", None, "s_x")] = None  # type: ignore[index]  # action NOT NULL
     with pytest.raises(asyncpg.NotNullViolationError):
         await batch.flush(factory.db)
+
+
+async def test_the_writers_asynchronous_commit_leaves_the_connection_as_it_was(
+    factory: Factory,
+) -> None:
+    """Its commit alone skips the WAL flush: the pooled connection's setting is untouched."""
+    from coachgraph.stores import audit
+
+    async with factory.db.pool.acquire() as conn:
+        before = await conn.fetchval("SHOW synchronous_commit")
+        await audit.append(conn, events=[("ADMIN", "read:series", "s_x")], durable=False)
+        assert await conn.fetchval("SHOW synchronous_commit") == before != "off"
+        assert await conn.fetchval("SELECT count(*) FROM audit_events") == 1
