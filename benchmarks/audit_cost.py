@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -302,6 +303,7 @@ def main() -> None:
         proc.terminate()
         proc.wait(timeout=30)
         asyncio.run(server.stop())
+        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":
