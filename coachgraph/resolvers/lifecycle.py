@@ -57,10 +57,11 @@ def actor_of(viewer: Viewer) -> str:
 
 def audited(ctx: Context, action: str, athlete_id: int, *, always: bool = False) -> None:
     """Note that the viewer read or changed the athlete's data (nothing when it is the athlete
-    itself, unless `always`); written once, with the request's other events, at its end."""
+    itself, unless `always`); once per request, its INSERT started at once (shared with the
+    events of concurrent requests), the request's end waiting for it."""
     if ctx.audit is None or (ctx.viewer.athlete_id == athlete_id and not always):
         return
-    ctx.audit.record(actor=actor_of(ctx.viewer), action=action, athlete_id=athlete_id)
+    ctx.audit.record(actor=actor_of(ctx.viewer), action=action, athlete_id=athlete_id, db=ctx.db)
 
 
 async def audit_events(

@@ -18,18 +18,32 @@ class AuditEvent:
     subject: str
 
 
-async def append(conn: Executor, *, events: list[tuple[str, str, str]]) -> None:
-    """(actor, action, subject) rows, all in one INSERT."""
+_APPEND = (
+    "INSERT INTO audit_events (actor, action, subject) "
+    "SELECT * FROM unnest($1::text[], $2::text[], $3::text[])"
+)
+# The same, its own transaction committed without waiting for the WAL flush: set_config(...,
+# true) lasts to the end of the statement's implicit transaction, so its commit alone is
+# asynchronous, in the one round trip (SET LOCAL would need BEGIN, SET, INSERT, COMMIT).
+_APPEND_ASYNC_COMMIT = (
+    "INSERT INTO audit_events (actor, action, subject) SELECT e.* "
+    "FROM (SELECT set_config('synchronous_commit', 'off', true)) AS c, "
+    "unnest($1::text[], $2::text[], $3::text[]) AS e"
+)
+
+
+async def append(
+    conn: Executor, *, events: list[tuple[str, str, str]], durable: bool = True
+) -> None:
+    """(actor, action, subject) rows, all in one INSERT. `durable=False` (on a pool, never
+    inside a transaction of the caller's, whose commit it would change): the rows are committed
+    and visible at once, made durable by PostgreSQL's WAL writer within ~3 x wal_writer_delay
+    (600 ms by default); only a crash of the database server (not of the app) in that window
+    loses them."""
     if not events:
         return
     actors, actions, subjects = (list(column) for column in zip(*events, strict=True))
-    await conn.execute(
-        "INSERT INTO audit_events (actor, action, subject) "
-        "SELECT * FROM unnest($1::text[], $2::text[], $3::text[])",
-        actors,
-        actions,
-        subjects,
-    )
+    await conn.execute(_APPEND if durable else _APPEND_ASYNC_COMMIT, actors, actions, subjects)
 
 
 async def page(

@@ -160,3 +160,66 @@ async def test_an_eager_batch_writes_each_event_once_as_it_is_recorded(factory: 
     batch.record(actor="COACH x", action="read:series", athlete_id=7)
     await batch.settle()
     assert [r["action"] for r in await rows(factory)] == ["read:samples", "read:series"]
+
+
+async def test_events_recorded_with_the_database_are_written_before_the_flush(
+    factory: Factory,
+) -> None:
+    """The INSERT starts while the request goes on; the flush waits for it and adds none."""
+    import asyncio
+
+    from coachgraph.lifecycle.audit import AuditBatch
+
+    batch = AuditBatch("key")
+    for athlete_id in (7, 8, 7):
+        batch.record(actor="COACH x", action="read:series", athlete_id=athlete_id, db=factory.db)
+    for _ in range(200):  # written without anyone waiting for it
+        if len(await rows(factory)) == 2:
+            break
+        await asyncio.sleep(0.01)
+    assert [r["action"] for r in await rows(factory)] == ["read:series"] * 2
+    before = await factory.db.settle()
+    await batch.flush(factory.db)
+    assert await factory.db.settle() == before  # nothing left to write
+    assert len(await rows(factory)) == 2
+
+
+async def test_concurrent_requests_share_one_insert(factory: Factory) -> None:
+    import asyncio
+
+    from coachgraph.lifecycle.audit import AuditBatch
+
+    batches = [AuditBatch("key") for _ in range(5)]
+    before = await factory.db.settle()
+    for i, batch in enumerate(batches):  # five requests' fields resolving in the same turn
+        batch.record(actor=f"COACH {i}", action="read:summary", athlete_id=i, db=factory.db)
+        batch.record(actor=f"COACH {i}", action="read:series", athlete_id=i, db=factory.db)
+    await asyncio.gather(*(batch.flush(factory.db) for batch in batches))
+    assert await factory.db.settle() - before == 1  # one INSERT for the ten events
+    found = await rows(factory)
+    assert len(found) == 10
+    assert {r["actor"] for r in found} == {f"COACH {i}" for i in range(5)}
+
+
+async def test_a_failed_audit_write_fails_the_flush(factory: Factory) -> None:
+    """No answer without its audit rows: the request's flush raises the INSERT's error."""
+    from coachgraph.lifecycle.audit import AuditBatch
+
+    batch = AuditBatch("key")
+    batch.record(actor="COACH x", action="read:series", athlete_id=7, db=factory.db)
+    batch.events[("COACH x", None, "s_x")] = None  # type: ignore[index]  # action NOT NULL
+    with pytest.raises(asyncpg.NotNullViolationError):
+        await batch.flush(factory.db)
+
+
+async def test_the_writers_asynchronous_commit_leaves_the_connection_as_it_was(
+    factory: Factory,
+) -> None:
+    """Its commit alone skips the WAL flush: the pooled connection's setting is untouched."""
+    from coachgraph.stores import audit
+
+    async with factory.db.pool.acquire() as conn:
+        before = await conn.fetchval("SHOW synchronous_commit")
+        await audit.append(conn, events=[("ADMIN", "read:series", "s_x")], durable=False)
+        assert await conn.fetchval("SHOW synchronous_commit") == before != "off"
+        assert await conn.fetchval("SELECT count(*) FROM audit_events") == 1
