@@ -56,9 +56,11 @@ class Limits:
     collab_rebuild_chunk: int = 2_000
     collab_half_life_days: int = 365
     # the blend's weights, fitted by `reindex --vectors` on the latest assignments of this many
-    # athletes (coachgraph.graph.blend); with fewer than the minimum, the content weights;
+    # athletes, at most this share of those assigned (the rest is the history the fit learns
+    # from; coachgraph.graph.blend); with fewer than the minimum, the content weights;
     # matchCoaches re-reads the stored fit at most every `collab_weights_ttl_seconds`
     collab_fit_samples: int = 2_000
+    collab_fit_share_percent: int = 20
     collab_fit_min_samples: int = 200
     collab_weights_ttl_seconds: int = 300
     projector_batch: int = 500

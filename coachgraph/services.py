@@ -125,6 +125,7 @@ async def reindex_vectors(settings: Settings) -> str:
             db,
             samples=limits.collab_fit_samples,
             min_samples=limits.collab_fit_min_samples,
+            share_percent=limits.collab_fit_share_percent,
             dims=limits.collab_dims,
             half_life_days=limits.collab_half_life_days,
             candidates=limits.match_candidates,

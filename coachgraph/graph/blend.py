@@ -5,8 +5,9 @@ choose coaches by goals and city alone, the learned term is noise and its right 
 where they choose by something no field records, it carries most of the signal. So the vector
 job fits the weights from what athletes did:
 
-* it holds out the latest assignment of the `samples` athletes assigned most recently (a time
-  split: what the ranking would have been asked just before those choices);
+* it holds out the latest assignment of the `samples` athletes assigned most recently, at most
+  a fifth of the athletes with a coach (a time split: what the ranking would have been asked
+  just before those choices; the rest is the history it learns from);
 * it rebuilds, in memory, what the ranking reads as if those assignments had not happened:
   the networkx graph (the real backend code, fed the records minus the held-out assignments,
   their coaches' loads one lower) and the collaborative vectors (graph/collab.py's arithmetic
@@ -361,7 +362,7 @@ def choose(cases: Sequence[Case], *, min_samples: int, history: int | None = Non
             None,
             None,
             [],
-            f"content weights: {n} held-out assignments, fewer than {min_samples}",
+            f"content weights: {n} assignments to hold out, fewer than {min_samples}",
         )
     base = score(cases, CONTENT)
     scores = [score(cases, w) for w in grid() if w != CONTENT]
@@ -407,15 +408,18 @@ async def fit(
     half_life_days: int,
     candidates: int,
     learned_candidates: int,
+    share_percent: int = 20,
     chunk: int = 2_000,
     store: bool = True,
 ) -> Fitted:
-    """Fit the blend's weights on held-out recent assignments and (by default) store them."""
+    """Fit the blend's weights on the latest assignments of `samples` athletes, at most
+    `share_percent` of those with a coach, and (by default) store them."""
     started = time.perf_counter()
     async with db.pool.acquire() as conn:
-        history = len(await collab_weights.recent_assignments(conn, limit=min_samples))
-    if history < min_samples:  # too little history: nothing to build
-        fitted = choose([], min_samples=min_samples, history=history)
+        assigned = await collab_weights.assigned_athletes(conn)
+    samples = min(samples, assigned * share_percent // 100)
+    if samples < min_samples:  # too little history: nothing to build
+        fitted = choose([], min_samples=min_samples, history=samples)
     else:
         cases = await held_out_cases(
             db,

@@ -43,6 +43,11 @@ async def recent_assignments(conn: Executor, *, limit: int) -> list[tuple[int, i
     return [(r["athlete_id"], r["coach_id"]) for r in rows]
 
 
+async def assigned_athletes(conn: Executor) -> int:
+    """How many athletes have a coach."""
+    return int(await conn.fetchval("SELECT count(DISTINCT athlete_id) FROM coach_athletes"))
+
+
 async def save(conn: Executor, fitted: Fitted) -> None:
     cover, fit, similar, city, learned = fitted.weights
     await conn.execute(
