@@ -192,6 +192,24 @@ async def clear(conn: Executor) -> None:
     await conn.execute("TRUNCATE collab_vectors, collab_links, collab_rebuild")
 
 
+# migration 0046's index, dropped while a full rebuild adds to every coach vector once a chunk
+# (each update an HNSW insertion: most of a rebuild's time at 5,000 coaches) and built again
+# at its end, in one pass; meanwhile the nearest coaches come from a scan, as exact
+_COACH_INDEX = (
+    "CREATE INDEX IF NOT EXISTS collab_coach_hnsw ON collab_vectors "
+    "USING hnsw ((vec::vector(128)) vector_cosine_ops) "
+    "WHERE kind = 'coach' AND vector_dims(vec) = 128"
+)
+
+
+async def drop_coach_index(conn: Executor) -> None:
+    await conn.execute("DROP INDEX IF EXISTS collab_coach_hnsw")
+
+
+async def create_coach_index(conn: Executor) -> None:
+    await conn.execute(_COACH_INDEX)
+
+
 async def rebuild_state(conn: Executor, name: str) -> tuple[int, int, Position] | None:
     """A rebuild in progress: (athletes done up to, dims, the position it started at)."""
     row = await conn.fetchrow(
