@@ -21,11 +21,12 @@ held-out pair the rankings are asked for the athlete's top 10:
   content (today)  - rank_coaches with the content weights (the ranking before issue 17)
   content (generator's weights) - 1.0 * coverage + 0.5 * same city over every coach with room
   learned only     - the vectors' cosine alone, over the graph's candidates
-  blended          - rank_coaches with the learned term, the weights chosen on `--tune-seed`
-  blended (weights in use) - rank_coaches as matchCoaches calls it (recommend.WEIGHTS)
+  blended (fitted) - rank_coaches as matchCoaches calls it, with the weights the vector job
+                     fits on the records (graph/blend.py: the training part only, its own
+                     latest assignments held out), content weights if it finds no gain
+  blended (learned 1.0) - rank_coaches with recommend.WEIGHTS (learned 1.0, similar 0), the
+                     blend measured by hand in the first pass, for reference
   oracle           - the generator's utility without its noise, knowing the preference
-The blend's learned weight is chosen on a second world drawn with `--tune-seed` (its own
-held-out pairs), then reported on the world of `--seed`.
 """
 
 from __future__ import annotations
@@ -37,19 +38,20 @@ import tempfile
 import time
 import tracemalloc
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 
 from coachgraph.config import Limits
-from coachgraph.graph import recommend
+from coachgraph.graph import blend, recommend
 from coachgraph.graph.collab import CollabVectors, learned_candidates
 from coachgraph.graph.memory import MemoryGraph
 from coachgraph.graph.model import CoachNeighbourhood
 from coachgraph.graph.projector import Projector
 from coachgraph.stores import collab
+from coachgraph.stores.collab_weights import Fitted
 from coachgraph.stores.db import Database, EmbeddedPostgres
 from coachgraph.stores.migrate import migrate
 
@@ -57,8 +59,8 @@ SPORT = "running"
 GOAL_SKILLS = 60
 CITIES = 20
 TABLES = (
-    "collab_vectors, collab_links, collab_rebuild, projection_offsets, outbox, enrollments, "
-    "coach_athletes, program_skills, programs, athlete_goals, athlete_skills, coach_skills, "
+    "collab_vectors, collab_links, collab_rebuild, collab_blend_weights, projection_offsets, "
+    "outbox, enrollments, coach_athletes, program_skills, programs, athlete_goals, athlete_skills, coach_skills, "
     "skill_prerequisites, skills, athletes, coaches"
 )
 
@@ -280,8 +282,8 @@ RANKINGS = (
     "content (today)",
     "content (generator's weights)",
     "learned only",
-    "blended",
-    "blended (weights in use)",
+    "blended (fitted)",
+    "blended (learned 1.0)",
     "oracle (preference inferred from goals)",
     "oracle",
 )
@@ -307,10 +309,15 @@ def scored(
                 case.room, key=lambda c: (-utility(w, a, c, style=False), c)
             )[:10],
             "learned only": sorted(case.learned, key=lambda c: (-case.learned[c], c))[:10],
-            "blended": [
-                m.id for m in recommend.rank_coaches(case.found, 10, case.learned, weights)
+            "blended (fitted)": [
+                m.id
+                for m in (
+                    recommend.rank_coaches(case.found, 10, case.learned, weights)
+                    if weights.learned > 0
+                    else recommend.rank_coaches(case.content, 10, None, weights)
+                )
             ],
-            "blended (weights in use)": [
+            "blended (learned 1.0)": [
                 m.id
                 for m in recommend.rank_coaches(case.found, 10, case.learned, recommend.WEIGHTS)
             ],
@@ -329,7 +336,7 @@ def scored(
 
 async def world_cases(
     db: Database, args: argparse.Namespace, seed: int, *, measure: bool
-) -> tuple[World, list[Case], Counter[int], dict[str, float]]:
+) -> tuple[World, list[Case], Counter[int], dict[str, float], Fitted]:
     started = time.perf_counter()
     w = generate(args, seed)
     await write(db, w)
@@ -351,6 +358,19 @@ async def world_cases(
     tracemalloc.stop()
     rows, size = await collab.size(db.pool)
     stats = {"generate": generated, "build": build, "peak": peak, "rows": rows, "bytes": size}
+    # the blend's weights, as the vector job fits them on the records (the training part)
+    started = time.perf_counter()
+    fitted = await blend.fit(
+        db,
+        samples=limits.collab_fit_samples,
+        min_samples=limits.collab_fit_min_samples,
+        share_percent=limits.collab_fit_share_percent,
+        dims=args.dims,
+        half_life_days=limits.collab_half_life_days,
+        candidates=args.candidates,
+        learned_candidates=args.learned_candidates,
+    )
+    stats["fit"] = time.perf_counter() - started
     if measure:  # incremental cost: one athlete's event, re-applied after a real change
         sample = random.Random(seed).sample(sorted(w.athlete_style), 200)
         timings = []
@@ -389,7 +409,7 @@ async def world_cases(
     timings.sort()
     stats["rank_p50"] = timings[len(timings) // 2]
     stats["rank_p95"] = timings[int(len(timings) * 0.95)]
-    return w, cases, visible, stats
+    return w, cases, visible, stats, fitted
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -402,17 +422,8 @@ async def main(args: argparse.Namespace) -> None:
     try:
         async with db.pool.acquire() as conn:
             await migrate(conn)
-        # the blend's weight, chosen on another world
-        tw, tcases, tvisible, _ = await world_cases(db, args, args.tune_seed, measure=False)
-        grid = []
-        for learned_w in (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0):
-            for similar_w in (0.0, 0.3):
-                weights = replace(recommend.CONTENT, learned=learned_w, similar=similar_w)
-                hit, mrr = scored(tcases, tw, tvisible, weights, args)["blended"]
-                grid.append((hit, mrr, weights))
-        grid.sort(key=lambda g: (-g[0], -g[1]))
-        chosen = grid[0][2]
-        w, cases, visible, stats = await world_cases(db, args, args.seed, measure=True)
+        w, cases, visible, stats, fitted = await world_cases(db, args, args.seed, measure=True)
+        chosen = blend.weights_of(fitted)
         results = scored(cases, w, visible, chosen, args)
         in_candidates = sum(
             1 for c in cases if c.coach in {x.info.id for x in c.content.candidates}
@@ -423,7 +434,7 @@ async def main(args: argparse.Namespace) -> None:
             f"--athletes {args.athletes} --candidates {args.candidates} "
             f"--learned-candidates {args.learned_candidates} --dims {args.dims} "
             f"--visible {args.visible} --enrollments {args.enrollments} --noise {args.noise} "
-            f"--seed {args.seed} --tune-seed {args.tune_seed}"
+            f"--seed {args.seed}  ({time.strftime('%H:%M', time.gmtime())} UTC)"
         )
         print(
             f"{len(w.assignments)} assignments, {len(cases)} held out; the true coach among the "
@@ -437,21 +448,24 @@ async def main(args: argparse.Namespace) -> None:
             hit, mrr = results[name]
             print(f"| {name} | {hit:.3f} | {mrr:.3f} |")
         print(
-            f"\nblend chosen on seed {args.tune_seed}: cover {chosen.cover}, fit {chosen.fit}, "
-            f"similar {chosen.similar}, city {chosen.city}, learned {chosen.learned}"
+            f"\nblend fitted on the records ({fitted.samples} latest assignments held out, "
+            f"{stats['fit']:.1f} s): cover {chosen.cover}, fit {chosen.fit}, similar "
+            f"{chosen.similar}, city {chosen.city}, learned {chosen.learned}; {fitted.reason}"
         )
         print(
-            "tuning grid (hit@10 on the tuning world): "
+            "fit's grid (hit@10 / MRR@10 on its held-out assignments): "
             + ", ".join(
-                f"learned {g[2].learned}/similar {g[2].similar}: {g[0]:.3f}"
-                for g in sorted(grid, key=lambda g: (g[2].similar, g[2].learned))
+                f"learned {g['learned']}/similar {g['similar']}: {g['hit']:.3f}/{g['mrr']:.3f}"
+                for g in fitted.grid
             )
         )
         content = results["content (today)"][0]
+        fit_hit = results["blended (fitted)"][0]
         print(
-            f"blended / content (today): {results['blended'][0] / max(content, 1e-9):.2f}x; "
-            f"blended / oracle: {results['blended'][0] / max(results['oracle'][0], 1e-9):.2f}x; "
-            f"in use / content: {results['blended (weights in use)'][0] / max(content, 1e-9):.2f}x"
+            f"blended (fitted) / content (today): {fit_hit / max(content, 1e-9):.2f}x; "
+            f"blended (fitted) / oracle: {fit_hit / max(results['oracle'][0], 1e-9):.2f}x; "
+            f"learned 1.0 / content: "
+            f"{results['blended (learned 1.0)'][0] / max(content, 1e-9):.2f}x"
         )
         print(
             f"vectors: {stats['rows']:,} rows, {stats['bytes'] / 2**20:.1f} MiB in PostgreSQL "
@@ -480,5 +494,4 @@ if __name__ == "__main__":
     parser.add_argument("--learned-candidates", type=int, default=Limits().collab_candidates)
     parser.add_argument("--dims", type=int, default=Limits().collab_dims)
     parser.add_argument("--seed", type=int, default=17)
-    parser.add_argument("--tune-seed", type=int, default=18)
     asyncio.run(main(parser.parse_args()))

@@ -5,7 +5,9 @@
 Seeds data whose assignments come from the generator's own process (sport, goals, city,
 capacity, noise; it never calls the scoring code), hides a share of the assignments, projects
 the rest into the networkx graph, and asks the scorer for each hidden athlete's coaches.
-Reports hit-rate@10 and MRR beside a popularity baseline (the most-assigned coaches of the
+The learned blend ("blended") ranks with the weights the vector job fits on the records left
+(graph/blend.py; the hidden assignments are not among them). Reports hit-rate@10 and MRR
+beside a popularity baseline (the most-assigned coaches of the
 athlete's sport that still have room) and random coaches of the sport with room.
 """
 
@@ -21,7 +23,7 @@ from typing import Any
 
 from benchmarks.common import seeded
 from coachgraph.config import Limits
-from coachgraph.graph import recommend
+from coachgraph.graph import blend, recommend
 from coachgraph.graph.collab import CollabVectors, learned_candidates
 from coachgraph.graph.memory import MemoryGraph
 from coachgraph.graph.projector import Projector
@@ -51,7 +53,30 @@ async def main(args: argparse.Namespace) -> None:
                 half_life_days=limits.collab_half_life_days,
             )
             await store.rebuild()
-            await evaluate(args, db, graph, store, rows, hidden, hidden_set, rng)
+            # the blend's weights as the vector job fits them on the records: the training
+            # part (the hidden assignments are not in them), its own latest assignments held out
+            started = time.perf_counter()
+            fitted = await blend.fit(
+                db,
+                samples=limits.collab_fit_samples,
+                min_samples=limits.collab_fit_min_samples,
+                share_percent=limits.collab_fit_share_percent,
+                dims=limits.collab_dims,
+                half_life_days=limits.collab_half_life_days,
+                candidates=limits.match_candidates,
+                learned_candidates=limits.collab_candidates,
+            )
+            print(
+                f"blend fitted on the records in {time.perf_counter() - started:.1f} s "
+                f"({fitted.samples} held out): {fitted.reason}\n  grid: "
+                + ", ".join(
+                    f"learned {g['learned']}/similar {g['similar']}: {g['hit']:.3f}"
+                    for g in fitted.grid
+                )
+            )
+            await evaluate(
+                args, db, graph, store, rows, hidden, hidden_set, rng, blend.weights_of(fitted)
+            )
         finally:
             await hide(db, hidden, restore=True)
     finally:
@@ -95,6 +120,7 @@ async def evaluate(
     hidden: list[tuple[int, int]],
     hidden_set: set[tuple[int, int]],
     rng: random.Random,
+    fitted: recommend.Weights,
 ) -> None:
     visible = Counter(c for c, a in (tuple(r) for r in rows) if (c, a) not in hidden_set)
     by_sport: dict[str, list[int]] = {}
@@ -102,7 +128,7 @@ async def evaluate(
         for sport in coach.sports:
             by_sport.setdefault(sport, []).append(coach.id)
 
-    weights = recommend.WEIGHTS
+    weights = fitted
     if args.learned is not None or args.similar is not None:  # trying other blends
         weights = replace(
             weights,
@@ -124,7 +150,14 @@ async def evaluate(
         )
         assert wider is not None
         learned = await store.similarity(athlete_id, [c.info.id for c in wider.candidates])
-        blended = [m.id for m in recommend.rank_coaches(wider, 10, learned, weights)]
+        blended = [
+            m.id
+            for m in (
+                recommend.rank_coaches(wider, 10, learned, weights)
+                if weights.learned > 0
+                else recommend.rank_coaches(found, 10, None, weights)  # as matchCoaches does
+            )
+        ]
         sport = found.athlete.info.sport
         room = [
             c
@@ -147,7 +180,12 @@ async def evaluate(
     n = len(hidden)
     print(
         f"\n{time.strftime('%Y-%m-%d')}  python benchmarks/match_quality.py --coaches "
-        f"{args.coaches} --athletes {args.athletes} --hide {args.hide} --seed {args.seed}"
+        f"{args.coaches} --athletes {args.athletes} --hide {args.hide} --seed {args.seed}  "
+        f"({time.strftime('%H:%M', time.gmtime())} UTC)"
+    )
+    print(
+        f"blend: cover {weights.cover}, fit {weights.fit}, similar {weights.similar}, "
+        f"city {weights.city}, learned {weights.learned}"
     )
     print(f"{len(rows)} assignments, {n} hidden; scored in {elapsed:.1f} s\n")
     print("| ranking | hit-rate@10 | MRR@10 |")
@@ -168,7 +206,7 @@ if __name__ == "__main__":
     parser.add_argument("--hide", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=21)
     parser.add_argument(
-        "--learned", type=float, help="the blend's learned weight (default: in use)"
+        "--learned", type=float, help="the blend's learned weight (default: as fitted)"
     )
     parser.add_argument("--similar", type=float, help="the blend's similar-athletes weight")
     asyncio.run(main(parser.parse_args()))

@@ -55,6 +55,14 @@ class Limits:
     collab_candidates: int = 30  # coaches nearest by vector, added to the graph's candidates
     collab_rebuild_chunk: int = 2_000
     collab_half_life_days: int = 365
+    # the blend's weights, fitted by `reindex --vectors` on the latest assignments of this many
+    # athletes, at most this share of those assigned (the rest is the history the fit learns
+    # from; coachgraph.graph.blend); with fewer than the minimum, the content weights;
+    # matchCoaches re-reads the stored fit at most every `collab_weights_ttl_seconds`
+    collab_fit_samples: int = 2_000
+    collab_fit_share_percent: int = 20
+    collab_fit_min_samples: int = 200
+    collab_weights_ttl_seconds: int = 300
     projector_batch: int = 500
     # media: bytes per kind, URL lifetimes, and how long an unfinished upload may linger
     # (decimal units: 2 GB fits GraphQL's 32-bit Int, which sizeBytes is in API.md)
@@ -214,10 +222,10 @@ class Settings:
     graphiql: bool = True
     # operations run through compiled plans (coachgraph.engine); off: graphql-core for all
     compiled_execution: bool = True
-    # matchCoaches blends in the learned collaborative signal (graph/collab.py; the vectors
-    # are kept whichever way): off until it also wins on the seed generator's benchmark and
-    # meets the latency target (BENCHMARKS.md, "Recommendations (issue 17)")
-    learned_matching: bool = False
+    # matchCoaches blends in the learned collaborative signal (graph/collab.py) with the weights
+    # fitted on this deployment's history (graph/blend.py; content weights until a fit finds
+    # the blend better): on by default; off, the content ranking whatever was fitted
+    learned_matching: bool = True
     # the garbage collector tuned for a server (COACHGRAPH_GC_TUNING): what start-up built is
     # frozen out of every collection (the embedded graph is millions of objects), and young
     # collections wait for `gc_young_threshold` allocations, not 700: a request's response
@@ -275,7 +283,7 @@ class Settings:
             trusted_proxies=_networks(env, "COACHGRAPH_TRUSTED_PROXIES"),
             graphiql=_bool(env, "COACHGRAPH_GRAPHIQL", True),
             compiled_execution=_bool(env, "COACHGRAPH_COMPILED_EXECUTION", True),
-            learned_matching=_bool(env, "COACHGRAPH_LEARNED_MATCHING", False),
+            learned_matching=_bool(env, "COACHGRAPH_LEARNED_MATCHING", True),
             gc_tuning=_bool(env, "COACHGRAPH_GC_TUNING", True),
             log_format=_choice(env, "COACHGRAPH_LOG_FORMAT", ("text", "json")),
             tracing=_bool(env, "COACHGRAPH_TRACING", False),

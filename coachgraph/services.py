@@ -103,9 +103,12 @@ async def reindex_leaderboards(settings: Settings) -> str:
 
 async def reindex_vectors(settings: Settings) -> str:
     """Rebuild the learned collaborative vectors from Postgres (graph/collab.py), resuming one
-    that was cut off, while a running API keeps applying its events to them."""
+    that was cut off, while a running API keeps applying its events to them; then fit the
+    blend's weights on held-out recent assignments and store them (graph/blend.py)."""
+    from coachgraph.graph import blend
     from coachgraph.stores import graph_source
 
+    limits = settings.limits
     async with open_database(settings, min_size=1, max_size=2) as db:
         vectors = collab_vectors(settings, db)
         started = time.perf_counter()
@@ -117,9 +120,23 @@ async def reindex_vectors(settings: Settings) -> str:
             db.pool, names=[vectors.offset_name], position=vectors.rebuilt_from
         )
         rows, size = await vectors.size()
+        started = time.perf_counter()
+        fitted = await blend.fit(
+            db,
+            samples=limits.collab_fit_samples,
+            min_samples=limits.collab_fit_min_samples,
+            share_percent=limits.collab_fit_share_percent,
+            dims=limits.collab_dims,
+            half_life_days=limits.collab_half_life_days,
+            candidates=limits.match_candidates,
+            learned_candidates=limits.collab_candidates,
+            chunk=limits.collab_rebuild_chunk,
+        )
+        fitting = time.perf_counter() - started
     return (
         f"coachgraph: collaborative vectors rebuilt: {count} athletes in {elapsed:.1f} s; "
-        f"{rows} vectors, {size / 2**20:.1f} MiB"
+        f"{rows} vectors, {size / 2**20:.1f} MiB\n"
+        f"coachgraph: blend weights fitted in {fitting:.1f} s: {fitted.reason}"
     )
 
 

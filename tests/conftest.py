@@ -18,6 +18,7 @@ from coachgraph import engine
 from coachgraph.api.auth import issue_token
 from coachgraph.app import create_app
 from coachgraph.config import Settings
+from coachgraph.graph import blend
 from coachgraph.ids import to_global_id
 from coachgraph.resolvers.policy import Role
 from coachgraph.runtime import Resources
@@ -71,6 +72,7 @@ def compiled_matches_graphql_core() -> Iterator[None]:
 
 TABLES = (
     "audit_events, erasures, outbox, collab_vectors, collab_links, collab_rebuild, "
+    "collab_blend_weights, "
     "search_documents, search_words, metric_samples, media, training_sessions, enrollments, coach_athletes, "
     "program_skills, programs, athlete_goals, athlete_skills, coach_skills, "
     "skill_prerequisites, skills, athletes, coaches"
@@ -131,6 +133,7 @@ async def db(app_resources: tuple[Any, Resources]) -> AsyncIterator[Database]:
     """The app's database, emptied before each test."""
     database = app_resources[1].db
     await database.pool.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+    blend.forget()  # the blend weights cached from an earlier test's fit
     yield database
 
 

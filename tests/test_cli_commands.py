@@ -303,3 +303,6 @@ async def test_reindex_vectors_rebuilds_them_and_resumes_a_cut_off_rebuild(
     assert code == 0, err
     assert "collaborative vectors rebuilt: 3 athletes" in out, out
     assert await graph_source.load_offset(db.pool, name="collab") is not None
+    # then the blend's weights: too little history here, so the content weights, stored
+    assert "blend weights fitted" in out and "fewer than 200" in out, out
+    assert await db.pool.fetchval("SELECT w_learned FROM collab_blend_weights LIMIT 1") == 0

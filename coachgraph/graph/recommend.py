@@ -1,7 +1,7 @@
 """Scoring: neighbourhood in, a small networkx subgraph, ranked matches with reasons out.
 
-Coach for an athlete, a weighted sum (`CONTENT`, or the learned blend `WEIGHTS` measured in
-benchmarks/match_learned.py):
+Coach for an athlete, a weighted sum (`CONTENT`, or the blend fitted on the deployment's
+history by graph/blend.py):
   goal coverage  - the athlete's goals the coach teaches, weighted by the coach's level
   level fit      - the coach teaches those skills at or above the athlete's level
   similar athletes - Adamic-Adar over the subgraph: the coach's athletes who want the same
@@ -41,9 +41,10 @@ class Weights:
     learned: float
 
 
-# content only (the ranking before issue 17, and matchCoaches' unless
-# COACHGRAPH_LEARNED_MATCHING is on) and the learned blend; the blend's weights are the best
-# on a validation split of the latent-preference generator (benchmarks/match_learned.py)
+# content only (the ranking before issue 17, and matchCoaches' until a fit of the blend on the
+# deployment's history finds better: graph/blend.py) and a learned blend measured by hand on
+# the latent-preference generator (benchmarks/match_learned.py), kept as a reference for tests
+# and benchmarks; matchCoaches ranks by the fitted weights
 CONTENT = Weights(cover=0.5, fit=0.1, similar=0.3, city=0.1, learned=0.0)
 WEIGHTS = Weights(cover=0.5, fit=0.1, similar=0.0, city=0.1, learned=1.0)
 W_COVER, W_FIT, W_SIMILAR, W_CITY = CONTENT.cover, CONTENT.fit, CONTENT.similar, CONTENT.city

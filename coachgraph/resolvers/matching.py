@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol, TypeVar
 
 from coachgraph.errors import NotFound
-from coachgraph.graph import recommend
+from coachgraph.graph import blend, recommend
 from coachgraph.graph.collab import learned_candidates, learned_scores
 from coachgraph.graph.model import ProgramCandidate, ProgramInfo, ProgramNeighbourhood
 from coachgraph.graph.recommend import Match
@@ -73,10 +73,15 @@ async def match_coaches_among(
     require(can_match_coaches(ctx.viewer, athlete_id), "Only the athlete or an admin may match it")
     size = _first(ctx, first)
     limits = ctx.settings.limits
-    learned_on = ctx.settings.learned_matching
-    # the learned signal (COACHGRAPH_LEARNED_MATCHING), from PostgreSQL whichever graph backend
-    # runs: its nearest coaches join the graph's candidates, then every candidate gets its
-    # similarity; off, the content ranking alone, with no statement for it
+    # the learned signal (COACHGRAPH_LEARNED_MATCHING, on), from PostgreSQL whichever graph
+    # backend runs, weighted as fitted on this deployment's history (graph/blend.py, cached):
+    # its nearest coaches join the graph's candidates, then every candidate gets its
+    # similarity; with a learned weight of 0 (no fit, too little history, or a fit that found
+    # no gain) or the setting off, the content ranking alone, with no statement for it
+    weights = recommend.CONTENT
+    if ctx.settings.learned_matching:
+        weights = await blend.current(ctx.db.pool, ttl=limits.collab_weights_ttl_seconds)
+    learned_on = weights.learned > 0
     nearest = (
         await learned_candidates(ctx.db.pool, athlete_id, limit=limits.collab_candidates)
         if learned_on
@@ -90,9 +95,9 @@ async def match_coaches_among(
         return [], frozenset()
     candidates = [c.info.id for c in found.candidates]
     if not learned_on:
-        return recommend.rank_coaches(found, size), frozenset(candidates)
+        return recommend.rank_coaches(found, size, None, weights), frozenset(candidates)
     learned = await learned_scores(ctx.db.pool, athlete_id, candidates)
-    ranked = recommend.rank_coaches(found, size, learned, recommend.WEIGHTS)
+    ranked = recommend.rank_coaches(found, size, learned, weights)
     return ranked, frozenset(candidates)
 
 

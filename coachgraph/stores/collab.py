@@ -192,6 +192,24 @@ async def clear(conn: Executor) -> None:
     await conn.execute("TRUNCATE collab_vectors, collab_links, collab_rebuild")
 
 
+# migration 0046's index, dropped while a full rebuild adds to every coach vector once a chunk
+# (each update an HNSW insertion: most of a rebuild's time at 5,000 coaches) and built again
+# at its end, in one pass; meanwhile the nearest coaches come from a scan, as exact
+_COACH_INDEX = (
+    "CREATE INDEX IF NOT EXISTS collab_coach_hnsw ON collab_vectors "
+    "USING hnsw ((vec::vector(128)) vector_cosine_ops) "
+    "WHERE kind = 'coach' AND vector_dims(vec) = 128"
+)
+
+
+async def drop_coach_index(conn: Executor) -> None:
+    await conn.execute("DROP INDEX IF EXISTS collab_coach_hnsw")
+
+
+async def create_coach_index(conn: Executor) -> None:
+    await conn.execute(_COACH_INDEX)
+
+
 async def rebuild_state(conn: Executor, name: str) -> tuple[int, int, Position] | None:
     """A rebuild in progress: (athletes done up to, dims, the position it started at)."""
     row = await conn.fetchrow(
@@ -286,11 +304,33 @@ async def match_vectors(conn: Executor, athlete_id: int, coach_ids: Sequence[int
     return found
 
 
-async def nearest_coaches(conn: Executor, athlete_id: int, *, limit: int) -> list[int]:
+# the dimension of the coach vectors' HNSW index (migration 0046); others scan exactly
+INDEXED_DIMS = 128
+
+
+async def nearest_coaches(
+    conn: Executor, athlete_id: int, *, limit: int, exact: bool = False
+) -> list[int]:
     """The coaches of the athlete's sport with room left, not its own, nearest by cosine to
     its query: its vector plus the unit vectors of the programs it kept and of its coaches
     (graph/collab.py's query, less the dropped programs' negative part), in one statement.
-    An exact scan: thousands of coaches take milliseconds."""
+
+    Through the HNSW index of migration 0046 (an iterative scan, so the hard constraints
+    never leave it short) when the athlete's vector has the indexed dimension; else, or
+    `exact`, an exact scan of every coach vector."""
+    if not exact:
+        rows = await conn.fetch(
+            """
+            SELECT n.id, n.distance, false AS exact FROM collab_nearest_coaches($1, $2) n
+            UNION ALL
+            SELECT NULL, NULL, true FROM collab_vectors
+             WHERE kind = 'athlete' AND id = $1 AND vector_dims(vec) <> $3""",
+            athlete_id,
+            limit,
+            INDEXED_DIMS,
+        )
+        if not any(r["exact"] for r in rows):
+            return [r["id"] for r in sorted(rows, key=lambda r: (r["distance"], r["id"]))]
     rows = await conn.fetch(
         """
         WITH me AS (SELECT vec FROM collab_vectors WHERE kind = 'athlete' AND id = $1),

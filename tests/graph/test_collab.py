@@ -209,3 +209,48 @@ async def test_the_learned_candidates_join_the_graphs_under_its_constraints(
     assert found.candidates[1].teaches == {}
     ranked = recommend.rank_coaches(found, 10, {near.id: 0.9, teaching.id: 0.1}, recommend.WEIGHTS)
     assert {m.id for m in ranked} == {teaching.id, near.id}
+
+
+async def test_the_hnsw_lookup_finds_what_the_exact_scan_finds_under_the_constraints(
+    db: Database, factory: Factory
+) -> None:
+    """Vectors of the indexed dimension go through migration 0046's HNSW index (an iterative
+    scan filtered by the hard constraints): the same coaches, in the same order, as the exact
+    scan; never a full coach, another sport's, or the athlete's own."""
+    goal = await factory.skill()
+    athlete = await factory.athlete()
+    await goals(factory, athlete.id, [goal.id])
+    open_coaches = []
+    for i in range(6):
+        coach = await factory.coach(name=f"Open {i}", capacity=10)
+        open_coaches.append(coach.id)
+    full = await factory.coach(name="Full", capacity=2)
+    mine = await factory.coach(name="Mine", capacity=10)
+    rowing = await factory.coach(name="Rowing", sports=["rowing"], capacity=10)
+    program = await factory.program(mine.id, [goal.id])
+    await enroll(factory, athlete.id, program.id)
+    await factory.assign(mine.id, athlete.id)
+    for n, coach in enumerate([*open_coaches, full.id, mine.id]):
+        for k in range(2):
+            other = await factory.athlete(name=f"Athlete {n}-{k}")
+            await goals(factory, other.id, [goal.id])
+            if (n + k) % 2:
+                await enroll(factory, other.id, program.id)
+            await factory.assign(coach, other.id)
+    rower = await factory.athlete(name="Rower", sport="rowing")
+    await factory.assign(rowing.id, rower.id)
+    store = CollabVectors(db, dims=collab.INDEXED_DIMS, chunk=50, half_life_days=365)
+    await store.rebuild()
+
+    async with db.pool.acquire() as conn:
+        plan = await conn.fetchval(
+            "SELECT count(*) FROM pg_indexes WHERE indexname = 'collab_coach_hnsw'"
+        )
+        assert plan == 1
+        for limit in (3, 30):
+            indexed = await collab.nearest_coaches(conn, athlete.id, limit=limit)
+            exact = await collab.nearest_coaches(conn, athlete.id, limit=limit, exact=True)
+            assert indexed == exact
+            assert not {full.id, mine.id, rowing.id} & set(indexed)
+        assert sorted(indexed) == sorted(open_coaches)
+        assert len(await collab.nearest_coaches(conn, athlete.id, limit=3)) == 3

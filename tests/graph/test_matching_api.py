@@ -6,9 +6,12 @@ from typing import Any
 
 import pytest
 
+from coachgraph.graph import recommend
+from coachgraph.graph.blend import astuple
 from coachgraph.ids import to_global_id as gid
 from coachgraph.runtime import Resources
-from coachgraph.stores import athletes
+from coachgraph.stores import athletes, collab_weights
+from coachgraph.stores.collab_weights import Fitted
 from tests.conftest import GraphQLClient, token_for
 from tests.factories import Factory
 
@@ -226,6 +229,11 @@ async def test_match_coaches_says_who_chose_the_coach(
             await athletes.set_goals(conn, athlete_id=mate.id, skill_ids=goals)
         await factory.assign(coaches[0], mate.id)
     await caught_up(app_resources)
+    # a deployment whose fit chose the learned blend (graph/blend.py)
+    async with factory.db.transaction() as conn:
+        await collab_weights.save(
+            conn, Fitted(astuple(recommend.WEIGHTS), 400, 0.1, 0.2, [], "fitted")
+        )
     body = await gql(MATCH, {"a": gid("Athlete", athlete)}, token=token_for("athlete", athlete))
     assert "errors" not in body, body
     first = body["data"]["matchCoaches"][0]
