@@ -360,13 +360,10 @@ async def world_cases(
     stats = {"generate": generated, "build": build, "peak": peak, "rows": rows, "bytes": size}
     # the blend's weights, as the vector job fits them on the records (the training part)
     started = time.perf_counter()
-    fitted = await blend.fit(
+    fitted = await blend.fit_for(
         db,
-        samples=limits.collab_fit_samples,
-        min_samples=limits.collab_fit_min_samples,
-        share_percent=limits.collab_fit_share_percent,
+        limits,
         dims=args.dims,
-        half_life_days=limits.collab_half_life_days,
         candidates=args.candidates,
         learned_candidates=args.learned_candidates,
     )

@@ -87,16 +87,7 @@ async def main(args: argparse.Namespace) -> None:
         rows, size = await collab.size(db.pool)
         rss = process.memory_info().rss
         t = time.perf_counter()
-        fitted = await blend.fit(
-            db,
-            samples=args.fit_samples,
-            min_samples=limits.collab_fit_min_samples,
-            share_percent=limits.collab_fit_share_percent,
-            dims=limits.collab_dims,
-            half_life_days=limits.collab_half_life_days,
-            candidates=limits.match_candidates,
-            learned_candidates=limits.collab_candidates,
-        )
+        fitted = await blend.fit_for(db, limits, samples=args.fit_samples)
         fit_s = time.perf_counter() - t
         fit_mib = (process.memory_info().rss - rss) / 2**20
         weights = blend.weights_of(fitted)

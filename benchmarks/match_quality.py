@@ -56,16 +56,7 @@ async def main(args: argparse.Namespace) -> None:
             # the blend's weights as the vector job fits them on the records: the training
             # part (the hidden assignments are not in them), its own latest assignments held out
             started = time.perf_counter()
-            fitted = await blend.fit(
-                db,
-                samples=limits.collab_fit_samples,
-                min_samples=limits.collab_fit_min_samples,
-                share_percent=limits.collab_fit_share_percent,
-                dims=limits.collab_dims,
-                half_life_days=limits.collab_half_life_days,
-                candidates=limits.match_candidates,
-                learned_candidates=limits.collab_candidates,
-            )
+            fitted = await blend.fit_for(db, limits)
             print(
                 f"blend fitted on the records in {time.perf_counter() - started:.1f} s "
                 f"({fitted.samples} held out): {fitted.reason}\n  grid: "

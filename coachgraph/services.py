@@ -121,17 +121,7 @@ async def reindex_vectors(settings: Settings) -> str:
         )
         rows, size = await vectors.size()
         started = time.perf_counter()
-        fitted = await blend.fit(
-            db,
-            samples=limits.collab_fit_samples,
-            min_samples=limits.collab_fit_min_samples,
-            share_percent=limits.collab_fit_share_percent,
-            dims=limits.collab_dims,
-            half_life_days=limits.collab_half_life_days,
-            candidates=limits.match_candidates,
-            learned_candidates=limits.collab_candidates,
-            chunk=limits.collab_rebuild_chunk,
-        )
+        fitted = await blend.fit_for(db, limits)
         fitting = time.perf_counter() - started
     return (
         f"coachgraph: collaborative vectors rebuilt: {count} athletes in {elapsed:.1f} s; "

@@ -38,6 +38,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from coachgraph.config import Limits
 from coachgraph.graph import recommend
 from coachgraph.graph.collab import (
     Basis,
@@ -460,3 +461,22 @@ async def current(conn: Executor, *, ttl: float) -> Weights:
 def forget() -> None:
     """Drop the cached weights (after a fit in this process, and between tests)."""
     _CACHE.clear()
+
+
+async def fit_for(db: Database, limits: Limits, **overrides: int) -> Fitted:
+    """`fit` with this deployment's limits (`reindex --vectors`); `overrides` for what a
+    benchmark varies (samples, dims, candidates, learned_candidates)."""
+    unknown = set(overrides) - {"samples", "dims", "candidates", "learned_candidates"}
+    if unknown:
+        raise TypeError(f"fit_for cannot override {sorted(unknown)}")
+    return await fit(
+        db,
+        samples=overrides.get("samples", limits.collab_fit_samples),
+        min_samples=limits.collab_fit_min_samples,
+        share_percent=limits.collab_fit_share_percent,
+        dims=overrides.get("dims", limits.collab_dims),
+        half_life_days=limits.collab_half_life_days,
+        candidates=overrides.get("candidates", limits.match_candidates),
+        learned_candidates=overrides.get("learned_candidates", limits.collab_candidates),
+        chunk=limits.collab_rebuild_chunk,
+    )
