@@ -120,6 +120,10 @@ class Projector:
         # capped exponential delays, each on its own schedule
         self.retry = retry or Backoff(0.1, 5.0)
         self._listen_retry = Backoff(self.retry.initial, self.retry.maximum)
+        # events committed while an older transaction is still open are not settled yet, and
+        # that transaction's end may announce nothing (it wrote no event: an audit write, a
+        # retention job): looked for again soon, not at the next poll
+        self._settle_retry = Backoff(0.02, 1.0)
         self.connect_timeout = connect_timeout  # its LISTEN connection: to open and to close
         self.rebuild_chunk = rebuild_chunk  # records read per statement when the graph is rebuilt
         self.failures = 0  # batches failed in a row (tests and health read it)
@@ -258,9 +262,14 @@ class Projector:
                     await self._verify()
                 if await self.run_once():
                     self._recovered()
+                    self._settle_retry.reset()
                     continue
                 self._recovered()
                 wait = self.poll_seconds
+                if (await self.lag()).pending:  # committed, but not settled yet
+                    wait = min(wait, self._settle_retry.next())
+                else:
+                    self._settle_retry.reset()
             except asyncio.CancelledError:
                 raise
             except Unavailable as err:

@@ -136,3 +136,34 @@ async def test_stop_during_listen_setup_closes_the_new_connection(
         gc.collect()
     unclosed = [w for w in caught if "unclosed connection" in str(w.message)]
     assert not unclosed, unclosed[0].message
+
+
+async def test_an_event_settled_by_a_silent_commit_is_applied_without_waiting_for_the_poll(
+    db: Database, factory: Factory, pg_dsn: str
+) -> None:
+    """An event committed while an older transaction is open is not settled until that one
+    ends, and its end may announce nothing (it wrote no event). The projector, woken by the
+    event's NOTIFY to find nothing settled, looks again soon: it does not sleep until the
+    next poll (an hour here)."""
+    import asyncpg
+
+    graph = MemoryGraph()
+    p = Projector(db, graph, name="test:settle", poll_seconds=3600.0)
+    await p.prepare()
+    older = await asyncpg.connect(pg_dsn)
+    p.start()
+    try:
+        transaction = older.transaction()
+        await transaction.start()
+        await older.fetchval("SELECT pg_current_xact_id()")  # an open, older transaction id
+        coach = await factory.coach()  # commits, NOTIFYs; not settled while `older` is open
+        await asyncio.sleep(0.3)
+        assert coach.id not in graph.coaches
+        await transaction.commit()  # writes no event: no NOTIFY
+        deadline = time.monotonic() + 10
+        while coach.id not in graph.coaches:
+            assert time.monotonic() < deadline, "the settled event was not applied"
+            await asyncio.sleep(0.02)
+    finally:
+        await p.stop()
+        await older.close()
