@@ -478,8 +478,8 @@ async def main(args: argparse.Namespace) -> None:
         await server.stop()
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
+def world_options(parser: argparse.ArgumentParser) -> None:
+    """The latent-preference world's options (this benchmark's and programs_quality's)."""
     parser.add_argument("--coaches", type=int, default=300)
     parser.add_argument("--athletes", type=int, default=6000)
     parser.add_argument("--styles", type=int, default=6)
@@ -487,6 +487,11 @@ if __name__ == "__main__":
     parser.add_argument("--enrollments", type=int, default=2)
     parser.add_argument("--noise", type=float, default=0.7)
     parser.add_argument("--hide", type=float, default=0.2)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    world_options(parser)
     parser.add_argument("--candidates", type=int, default=Limits().match_candidates)
     parser.add_argument("--learned-candidates", type=int, default=Limits().collab_candidates)
     parser.add_argument("--dims", type=int, default=Limits().collab_dims)

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.match_learned import generate, write
+from benchmarks.match_learned import generate, world_options, write
 from coachgraph.config import Limits
 from coachgraph.graph import recommend
 from coachgraph.graph.collab import CollabVectors, query_vector
@@ -144,12 +144,6 @@ async def main(args: argparse.Namespace) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
-    parser.add_argument("--coaches", type=int, default=300)
-    parser.add_argument("--athletes", type=int, default=6000)
-    parser.add_argument("--styles", type=int, default=6)
-    parser.add_argument("--visible", type=float, default=0.35)
-    parser.add_argument("--enrollments", type=int, default=2)
-    parser.add_argument("--noise", type=float, default=0.7)
-    parser.add_argument("--hide", type=float, default=0.2)
+    world_options(parser)
     parser.add_argument("--seed", type=int, default=17)
     asyncio.run(main(parser.parse_args()))
