@@ -12,13 +12,13 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from playwright.async_api import Browser, Locator, Page, Route, WebSocket
+from playwright.async_api import Browser, Locator, Page, WebSocket
 from starlette.applications import Starlette
 
 from coachgraph.api.graphiql import ASSETS, PREFIX
 from coachgraph.ids import to_global_id
 from coachgraph.subscriptions.topics import status_topic
-from tests.browser import LOOPBACK
+from tests.browser import LOOPBACK, offline_page
 from tests.conftest import token_for
 from tests.factories import Factory
 
@@ -41,28 +41,12 @@ async def test_graphiql_renders_and_queries_with_no_network(
 ) -> None:
     await factory.coach(name="Offline Olga")
     context = await browser.new_context()
-    blocked: list[str] = []
-    loaded: list[str] = []
-
-    async def only_loopback(route: Route) -> None:
-        url = route.request.url
-        host = urlsplit(url).hostname or ""
-        if urlsplit(url).scheme in ("data", "blob") or host in LOOPBACK:
-            loaded.append(url)
-            await route.continue_()
-        else:
-            blocked.append(url)
-            await route.abort("internetdisconnected")
-
-    await context.route("**/*", only_loopback)
-    page = await context.new_page()
-    problems: list[str] = []
-    page.on("pageerror", lambda err: problems.append(f"page error: {err}"))
-    page.on(
-        "console",
-        lambda msg: (
-            problems.append(f"console {msg.type}: {msg.text}") if msg.type == "error" else None
-        ),
+    offline = await offline_page(context)
+    page, blocked, loaded, problems = (
+        offline.page,
+        offline.blocked,
+        offline.loaded,
+        offline.problems,
     )
     try:
         response = await page.goto(f"{live}/graphql", wait_until="load")

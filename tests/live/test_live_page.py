@@ -13,12 +13,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from playwright.async_api import Browser, Page, Route, WebSocketRoute
+from playwright.async_api import Browser, Page, WebSocketRoute
 from starlette.applications import Starlette
 
 from coachgraph.api.live_page import ASSETS, PREFIX, VERSION
 from coachgraph.ids import to_global_id
-from tests.browser import LOOPBACK
+from tests.browser import LOOPBACK, offline_page
 from tests.conftest import token_for
 from tests.factories import Factory
 from tests.live.conftest import live_session
@@ -85,24 +85,8 @@ async def test_the_live_page_charts_samples_and_resumes_after_a_drop(
     await feed.push(30)  # before the page opens: drawn from the start cursor
 
     context = await browser.new_context(viewport={"width": 1200, "height": 760})
-    blocked: list[str] = []
-
-    async def only_loopback(route: Route) -> None:
-        url = route.request.url
-        if urlsplit(url).scheme in ("data", "blob") or (urlsplit(url).hostname or "") in LOOPBACK:
-            await route.continue_()
-        else:
-            blocked.append(url)
-            await route.abort("internetdisconnected")
-
-    await context.route("**/*", only_loopback)
-    page = await context.new_page()
-    problems: list[str] = []
-    page.on("pageerror", lambda err: problems.append(f"page error: {err}"))
-    page.on(
-        "console",
-        lambda msg: problems.append(msg.text) if msg.type == "error" else None,
-    )
+    offline = await offline_page(context)
+    page, blocked, problems = offline.page, offline.blocked, offline.problems
     # every WebSocket of the page goes through here: the test can drop it and keep it down
     sockets: list[tuple[WebSocketRoute, WebSocketRoute]] = []
     down = False
