@@ -77,9 +77,14 @@ async def pair(replicas: tuple[Replica, Replica], db: Database) -> tuple[Replica
 async def record(
     http: httpx.AsyncClient, replica: Replica, session_id: int, n: int, token: str
 ) -> None:
+    await record_at(http, replica.url, session_id, n, token)
+
+
+async def record_at(http: httpx.AsyncClient, url: str, session_id: int, n: int, token: str) -> None:
+    """recordMetrics of `n` samples through the API at `url`; it must accept them."""
     body = (
         await http.post(
-            f"{replica.url}/graphql",
+            f"{url}/graphql",
             json={
                 "query": RECORD,
                 "variables": {

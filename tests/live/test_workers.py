@@ -24,8 +24,8 @@ import websockets
 from coachgraph.ids import decode_cursor, encode_cursor, to_global_id
 from tests.conftest import SECRET, token_for
 from tests.factories import Factory
-from tests.live.conftest import WSClient, live_session, samples
-from tests.live.test_subscriptions import METRICS, RECORD
+from tests.live.conftest import WSClient, live_session
+from tests.live.test_subscriptions import METRICS, record_at
 from tests.servers import cli_env, start_serve, until
 
 BATCHES = 24
@@ -107,20 +107,7 @@ async def record_on(
 ) -> None:
     """recordMetrics on worker `index` (the connection is checked to still reach it)."""
     assert (await worker_of(http, url))["index"] == index
-    body = (
-        await http.post(
-            f"{url}/graphql",
-            json={
-                "query": RECORD,
-                "variables": {
-                    "id": to_global_id("TrainingSession", session_id),
-                    "samples": samples(PER_BATCH),
-                },
-            },
-            headers={"Authorization": f"Bearer {token}"},
-        )
-    ).json()
-    assert body["data"]["recordMetrics"]["__typename"] == "RecordMetrics", body
+    await record_at(http, url, session_id, PER_BATCH, token)
 
 
 async def cursors_of(client: WSClient, count: int) -> list[int]:
