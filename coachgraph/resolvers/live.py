@@ -164,20 +164,17 @@ async def record_chunks(
     *,
     clock_slack: timedelta,
     where: str = "line",
-    completed_too: bool = False,
     digest: Callable[[], bytes] | None = None,
 ) -> Recorded:
     """Each chunk is checked, then COPied while the next one is read and parsed (Postgres
     and Python each busy on a core). One transaction: a bad sample anywhere rolls every chunk
     back, and nothing is published before the commit (then one message per chunk).
 
-    `completed_too`: a COMPLETED session takes samples too, each within its start and end
-    (a wearable's file, uploaded after the ride). `digest`: the SHA-256 of the NDJSON body,
+    `digest`: the SHA-256 of the NDJSON body,
     called once every chunk is read; the upload is recorded under it in the same transaction,
     and a body uploaded before rolls this one back and gets that upload's answer, `replayed`."""
-    session = await writable_live_session(db, viewer, session_id, completed_too=completed_too)
+    session = await writable_live_session(db, viewer, session_id)
     assert session.started_at is not None
-    ended_at = session.ended_at if session.status == "COMPLETED" else None
     # a coach writes only while it coaches the athlete: checked again, and held, by the write
     by_its_coach = viewer.is_coach(session.coach_id)
     written: list[tuple[int, list[RawSample]]] = []  # (first cursor, samples) per chunk
@@ -190,7 +187,7 @@ async def record_chunks(
                 checked = check_in_session(
                     chunk,
                     started_at=session.started_at,
-                    ended_at=ended_at,
+                    ended_at=None,  # LIVE: samples up to now
                     clock_slack=clock_slack,
                     where=where,
                     first_index=seen,
@@ -203,7 +200,6 @@ async def record_chunks(
                     session_id=session_id,
                     samples=checked,
                     by_its_coach=by_its_coach,
-                    completed_too=completed_too,
                 )
                 copying = (asyncio.ensure_future(copy), checked)
             if copying is not None:
